@@ -1,0 +1,55 @@
+# The two commands of the README's quick start are `make serve` and `make test`;
+# every target creates the virtual environment on first use.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+HOST   ?= 127.0.0.1:8000
+export NO_MKDOCS_2_WARNING := 1
+export PYTHONHASHSEED ?= 0
+
+.PHONY: help install test test-math regenerate check site serve bench lint clean
+
+help:
+	@echo "make serve       build the site and serve it on http://$(HOST)"
+	@echo "make test        every test: math, generated code, site and browser"
+	@echo "make test-math   the tests without the site build and browser (pytest -m 'not site')"
+	@echo "make regenerate  rerun derivations/ and rewrite the generated code and LaTeX"
+	@echo "make check       fail with a diff if the committed generated files are stale"
+	@echo "make site        mkdocs build --strict into site/"
+	@echo "make bench       benchmarks (ratios against the bare GEMMs, measured in one run)"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,docs]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-math: $(STAMP)
+	$(PY) -m pytest -m "not site"
+
+regenerate: $(STAMP)
+	$(PY) -m backprop_derived regenerate
+
+check: $(STAMP)
+	$(PY) -m backprop_derived regenerate --check
+
+site: $(STAMP)
+	$(PY) -m mkdocs build --strict
+
+serve: site
+	$(PY) -m mkdocs serve --dev-addr $(HOST) --no-livereload
+
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf site .pytest_cache .hypothesis

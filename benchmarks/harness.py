@@ -1,0 +1,445 @@
+"""``python -m benchmarks``: Network.gradients against its yardsticks.
+
+For each configuration, in one process: build the problem, check that every
+contender computes the same loss and gradients as a float64 reference (abort
+if not), calibrate, then time all contenders interleaved round by round and
+report the median of the per-round ratios to the bare GEMMs and to the
+hand-written NumPy. Then peak memory of one ``Network.gradients`` call, the
+elementwise breakdown (``benchmarks.micro``), and, in the full run, the wall
+time of ``make regenerate`` and ``make site``. Everything goes to one JSON
+file (``benchmarks/results.json`` by default) that docs/performance.py plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import micro
+from .contenders import (
+    Config,
+    Problem,
+    bare_gemms,
+    compare,
+    derived_network,
+    gemm_flops,
+    handwritten_gradients,
+    handwritten_numpy,
+    make_problem,
+    per_example_loop,
+    pytorch_autograd,
+    reference_gradients,
+    torch_version,
+)
+from .timing import Entry, calibrate, interleave, ratio_stats, spread
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
+SCHEMA_VERSION = 1
+
+_TANH2 = ("tanh", "tanh", "softmax")
+CONFIGS = [
+    Config("784-256-128-10 float32 m=256", (784, 256, 128, 10), _TANH2, "cross_entropy", "float32", 256),
+    Config("784-256-128-10 float64 m=256", (784, 256, 128, 10), _TANH2, "cross_entropy", "float64", 256),
+    Config("1024-1024-1024-10 float32 m=512", (1024, 1024, 1024, 10), _TANH2, "cross_entropy", "float32", 512, loop_rounds=3),
+    Config("2-3-2 float64 m=64", (2, 3, 2), ("tanh", "softmax"), "cross_entropy", "float64", 64),
+]  # fmt: skip
+# --quick: small enough for a test to run the whole pipe in a few seconds.
+QUICK_CONFIGS = [
+    Config("2-3-2 float64 m=64", (2, 3, 2), ("tanh", "softmax"), "cross_entropy", "float64", 64, loop_rounds=2),
+    Config("20-16-8-4 float32 m=32", (20, 16, 8, 4), _TANH2, "cross_entropy", "float32", 32, loop_rounds=2),
+]  # fmt: skip
+
+# Contender keys, in the order the page shows them; the labels are for people.
+LABELS = {
+    "bare_gemms": "bare GEMMs (the bound)",
+    "network": "Network.gradients (derived)",
+    "numpy": "hand-written NumPy",
+    "pytorch": "PyTorch CPU autograd",
+    "loop": "per-example loop (Coursera)",
+}
+
+
+# --------------------------------------------------------------------------
+# The machine
+# --------------------------------------------------------------------------
+
+
+def blas_threads() -> int:
+    """Threads NumPy's BLAS uses (PyTorch gets as many)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return os.cpu_count() or 1
+    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
+    return int(blas[0]["num_threads"]) if blas else (os.cpu_count() or 1)
+
+
+def machine_info(use_torch: bool) -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        from threadpoolctl import threadpool_info
+
+        keep = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
+        blas = [{k: i.get(k) for k in keep} for i in threadpool_info()]
+    except ImportError:
+        config = np.show_config(mode="dicts")  # numpy >= 1.25
+        blas = [config.get("Build Dependencies", {}).get("blas", {})]
+    info: dict[str, Any] = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "blas_threads": blas_threads(),
+        "load_average_start": list(os.getloadavg()),
+    }
+    version = torch_version()
+    if version is None:
+        info["torch"] = "not installed"
+    elif not use_torch:
+        info["torch"] = f"{version} (skipped: --no-torch)"
+    else:
+        import torch
+
+        info["torch"] = version
+        info["torch_threads"] = blas_threads()  # set_num_threads in the contender
+        info["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "other"
+    return info
+
+
+# --------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------
+
+
+def peak_extra_bytes(fn: Callable[[], object]) -> dict[str, int]:
+    """Peak and retained bytes NumPy allocates during one call, after warm-up.
+
+    Two warm-up calls first, so workspaces a runtime reuses between calls of
+    the same batch size are already there and do not count. ``retained`` is
+    what is still held after the call (the returned gradients, if fresh).
+    """
+    fn()
+    fn()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = fn()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return {"peak": peak - before, "retained": current - before}
+
+
+def memory_report(problem: Problem, network_fn: Callable[[], object] | None) -> dict[str, Any]:
+    c, item = problem.config, problem.dtype.itemsize
+    report: dict[str, Any] = {
+        # A_1 .. A_L (the input X is the caller's); the stored forward pass
+        "activations_bytes": c.m * sum(c.layer_sizes[1:]) * item,
+        "largest_delta_bytes": c.m * max(c.layer_sizes[1:]) * item,
+        "parameters_bytes": sum(w.nbytes for w in problem.weights)
+        + sum(b.nbytes for b in problem.biases),
+        "numpy": peak_extra_bytes(
+            lambda: handwritten_gradients(problem.weights, problem.biases, problem.X, problem.Y)
+        ),
+    }
+    report["network"] = peak_extra_bytes(network_fn) if network_fn is not None else None
+    return report
+
+
+# --------------------------------------------------------------------------
+# One configuration
+# --------------------------------------------------------------------------
+
+
+def build_contenders(
+    problem: Problem, use_torch: bool
+) -> tuple[dict[str, Callable[[], Any]], dict[str, str]]:
+    """The callables that run, and a status for those that cannot."""
+    fns: dict[str, Callable[[], Any]] = {
+        "bare_gemms": bare_gemms(problem),
+        "numpy": handwritten_numpy(problem),
+        "loop": per_example_loop(problem),
+    }
+    status: dict[str, str] = {}
+    try:
+        fns["network"] = derived_network(problem)
+    except ImportError as exc:
+        status["network"] = f"not available ({exc})"
+    if not use_torch:
+        status["pytorch"] = "skipped (--no-torch)"
+    elif torch_version() is None:
+        status["pytorch"] = "not installed"
+    else:
+        fns["pytorch"] = pytorch_autograd(problem, blas_threads())
+    return fns, status
+
+
+def check(problem: Problem, fns: dict[str, Callable[[], Any]]) -> dict[str, dict[str, Any]]:
+    """Every contender against the float64 reference; raise if any disagrees."""
+    reference = reference_gradients(problem)
+    checks = {}
+    for name, fn in fns.items():
+        if name == "bare_gemms":
+            continue
+        checks[name] = compare(fn(), reference, problem.dtype)
+    bad = {k: v for k, v in checks.items() if not v["ok"]}
+    if bad:
+        raise SystemExit(
+            f"{problem.config.name}: contenders disagree with the reference, not timing them: {bad}"
+        )
+    return checks
+
+
+def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    problem = make_problem(config)
+    fns, status = build_contenders(problem, use_torch=not args.no_torch)
+    checks = check(problem, fns)
+
+    # Calibrate the fast contenders to ~target_s per sample; size the run so
+    # that it takes about budget_s. The loop is timed call by call, in few rounds.
+    entries: dict[str, Entry] = {}
+    per_round = 0.0
+    for name, fn in fns.items():
+        if name == "loop":
+            continue
+        number, per_call = calibrate(fn, args.target_s)
+        entries[name] = Entry(fn, number)
+        per_round += number * per_call
+    rounds = int(np.clip(args.budget_s / per_round, args.min_rounds, args.max_rounds))
+    fns["loop"]()  # warm-up
+    entries["loop"] = Entry(fns["loop"], 1, spread(config.loop_rounds, rounds))
+
+    started = time.perf_counter()
+    times = interleave(entries, rounds, seed=0)
+    elapsed = time.perf_counter() - started
+
+    contenders: dict[str, Any] = {}
+    for name in LABELS:
+        if name in status:
+            contenders[name] = {"label": LABELS[name], "status": status[name]}
+            continue
+        t = times[name]
+        contenders[name] = {
+            "label": LABELS[name],
+            "status": "measured",
+            "rounds": int(np.isfinite(t).sum()),
+            "calls_per_sample": entries[name].number,
+            "median_s": float(np.nanmedian(t)),
+            "min_s": float(np.nanmin(t)),
+            "ratio_to_gemms": ratio_stats(t, times["bare_gemms"]),
+            "ratio_to_numpy": ratio_stats(t, times["numpy"]),
+            "check": checks.get(name),
+        }
+    flops = gemm_flops(config.layer_sizes, config.m)
+    network_fn = fns.get("network")
+    return {
+        "name": config.name,
+        "layer_sizes": list(config.layer_sizes),
+        "activations": list(config.activations),
+        "loss": config.loss,
+        "dtype": config.dtype,
+        "m": config.m,
+        "rounds": rounds,
+        "timing_seconds": elapsed,
+        "gemm_flops": flops,
+        "gemm_gflops": flops / contenders["bare_gemms"]["median_s"] / 1e9,
+        "contenders": contenders,
+        "memory": memory_report(problem, network_fn),
+    }
+
+
+# --------------------------------------------------------------------------
+# Tooling: make regenerate and make site, timed once each
+# --------------------------------------------------------------------------
+
+
+def time_command(cmd: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONHASHSEED": "0", "NO_MKDOCS_2_WARNING": "1"}
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    result: dict[str, Any] = {
+        "command": " ".join(["python", *cmd[1:]]),
+        "seconds": time.perf_counter() - started,
+        "returncode": proc.returncode,
+    }
+    if proc.returncode != 0:
+        result["stderr_tail"] = proc.stderr.strip().splitlines()[-5:]
+    return result
+
+
+def tooling(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        return {"regenerate": "skipped (--quick)", "site": "skipped (--quick)"}
+    out: dict[str, Any] = {
+        "regenerate": time_command([sys.executable, "-m", "backprop_derived", "regenerate"])
+    }
+    if args.no_site:
+        out["site"] = "skipped (--no-site)"
+    else:
+        with tempfile.TemporaryDirectory() as site_dir:
+            out["site"] = time_command(
+                [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", site_dir]
+            )
+    return out
+
+
+# --------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------
+
+
+def _fmt_ratio(stats: dict[str, float] | None) -> str:
+    if stats is None:
+        return ""
+    return f"{stats['median']:7.2f} [{stats['q25']:.2f}-{stats['q75']:.2f}]"
+
+
+def format_config(res: dict[str, Any]) -> str:
+    gemm = res["contenders"]["bare_gemms"]
+    lines = [
+        f"{res['name']}: bare GEMMs {gemm['median_s'] * 1e3:.3f} ms = "
+        f"{res['gemm_gflops']:.1f} GFLOP/s; {res['rounds']} rounds",
+        f"  {'contender':<30} {'median':>11}  {'x GEMMs [IQR]':>20}  {'x NumPy [IQR]':>20}",
+    ]
+    for c in res["contenders"].values():
+        if c["status"] != "measured":
+            lines.append(f"  {c['label']:<30} {c['status']}")
+            continue
+        lines.append(
+            f"  {c['label']:<30} {c['median_s'] * 1e3:>8.3f} ms  "
+            f"{_fmt_ratio(c['ratio_to_gemms']):>20}  {_fmt_ratio(c['ratio_to_numpy']):>20}"
+            + (f"  ({c['rounds']} rounds)" if c["rounds"] < res["rounds"] else "")
+        )
+    mem = res["memory"]
+    net = mem["network"]
+    lines.append(
+        f"  memory: activations {mem['activations_bytes'] / 1e6:.3f} MB, "
+        f"largest delta {mem['largest_delta_bytes'] / 1e6:.3f} MB; peak extra per call: "
+        + (f"Network {net['peak'] / 1e6:.3f} MB, " if net else "")
+        + f"hand-written NumPy {mem['numpy']['peak'] / 1e6:.3f} MB"
+    )
+    return "\n".join(lines)
+
+
+def validate(results: dict[str, Any]) -> None:
+    """The keys docs/performance.py reads; raise ValueError naming what is missing."""
+    if results.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"schema {results.get('schema')!r}, expected {SCHEMA_VERSION}")
+    for key in ("created", "command", "machine", "configs", "elementwise", "tooling"):
+        if key not in results:
+            raise ValueError(f"results lack {key!r}")
+    for key in ("cpu", "cores", "numpy", "python", "torch", "blas_threads"):
+        if key not in results["machine"]:
+            raise ValueError(f"machine info lacks {key!r}")
+    for cfg in results["configs"]:
+        for key in ("name", "dtype", "m", "gemm_gflops", "contenders", "memory"):
+            if key not in cfg:
+                raise ValueError(f"config {cfg.get('name')!r} lacks {key!r}")
+        if set(cfg["contenders"]) != set(LABELS):
+            raise ValueError(f"{cfg['name']}: contenders {sorted(cfg['contenders'])}")
+        for name, c in cfg["contenders"].items():
+            if c["status"] == "measured":
+                for key in ("median_s", "ratio_to_gemms", "ratio_to_numpy", "rounds"):
+                    if key not in c:
+                        raise ValueError(f"{cfg['name']} / {name} lacks {key!r}")
+
+
+def _rounded(x: Any) -> Any:
+    """4 significant digits: the noise is far larger, and the diffs stay readable."""
+    if isinstance(x, float):
+        return float(f"{x:.4g}")
+    if isinstance(x, dict):
+        return {k: _rounded(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_rounded(v) for v in x]
+    return x
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Time Network.gradients against the bare GEMMs, hand-written NumPy, "
+        "PyTorch and the per-example loop; write the results JSON.",
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny configs, few rounds (tests)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--no-site", action="store_true", help="do not time `mkdocs build`")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON")
+    parser.add_argument(
+        "--budget-s", type=float, default=20.0, help="seconds of interleaved timing per config"
+    )
+    args = parser.parse_args(argv)
+    # Fixed by the mode rather than exposed: a sample of ~2 ms is far above the
+    # timer's resolution; 30 rounds is the least that gives a stable median.
+    args.target_s, args.min_rounds, args.max_rounds = (
+        (1e-4, 3, 5) if args.quick else (2e-3, 30, 2000)
+    )
+    args.micro_rounds = 3 if args.quick else 200
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
+    results: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": command,
+        "quick": args.quick,
+        "machine": machine_info(use_torch=not args.no_torch),
+        "method": {
+            "statistic": "median over rounds of per-round time ratios; IQR in brackets",
+            "interleaving": "each round times every contender once, in a shuffled order",
+            "sample_target_s": args.target_s,
+            "budget_s_per_config": args.budget_s,
+            "reference": "hand-written pass in float64 on the same weights and data",
+            "labels": "one-hot Y for the NumPy contenders and Network; class indices for PyTorch",
+        },
+        "configs": [],
+    }
+    print(f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
+          f"numpy {np.__version__}, torch {results['machine']['torch']}", flush=True)  # fmt: skip
+    for config in QUICK_CONFIGS if args.quick else CONFIGS:
+        res = run_config(config, args)
+        results["configs"].append(res)
+        print(format_config(res), flush=True)
+    results["elementwise"] = [
+        micro.run(dtype, args.micro_rounds, target_s=args.target_s / 4)
+        for dtype in ("float32", "float64")
+    ]
+    for res in results["elementwise"]:
+        print(micro.format_table(res), flush=True)
+    results["tooling"] = tooling(args)
+    print("tooling:", json.dumps(results["tooling"]), flush=True)
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    validate(results)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(_rounded(results), indent=1) + "\n")
+    print(f"wrote {args.output}")
+    return 0

@@ -1,0 +1,117 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Activations
+#
+# Every activation in the catalog is one SymPy expression in $z$
+# (`src/backprop_derived/symbolic/catalog.py`). This page derives, for each
+# one, everything the backward pass needs:
+#
+# 1. its derivative $g'(z)$, by `sympy.diff` of the definition;
+# 2. where one exists, a form of $g'$ written through the **output**
+#    $a = g(z)$ alone. The backward pass then reuses the activations stored by
+#    the forward pass instead of recomputing an exponential. SymPy *searches*
+#    for that form (it inverts $a = g(z)$, or eliminates $u = e^{z}$ between
+#    $a$ and $g'$) and then *proves* it: plain `simplify` of the sigmoid's
+#    derivative returns $1/(4\cosh^2(z/2))$, which is correct but useless for
+#    this purpose;
+# 3. a form of $g$ (and of $g'$ where it needs $z$) in which no exponential
+#    can overflow: at $|z| = 1000$, $e^{-z}$ is `inf` in float64.
+#
+# Each line marked ✓ below is an equality that SymPy proved when this page was
+# built. If a proof fails, the page fails to build, and so does
+# `backprop-derived regenerate`.
+
+# %%
+import sympy as sp
+
+from backprop_derived.symbolic.catalog import ACTIVATIONS, is_elementwise, z
+from backprop_derived.symbolic.checked import Chain, concretize
+from backprop_derived.symbolic.kernels import ActivationEntry, Kernel
+from backprop_derived.symbolic.pages import show
+from backprop_derived.symbolic.printers import RowMax, RowSum, latex
+from backprop_derived.symbolic.techniques import derive_activation
+
+SOURCE = "derivations/01_activations.py"
+a, da = sp.symbols("a da", real=True)
+
+# %% [markdown]
+# ## Elementwise activations
+#
+# For each activation, the first chain differentiates the definition and
+# rewrites the derivative through $a$ when it can. The second chain, shown
+# where the definition contains an exponential, is the overflow-free form
+# that the generated code evaluates.
+
+
+# %%
+EXPORTS = []
+for name, g in ACTIVATIONS.items():
+    if not is_elementwise(name):
+        continue
+    chains, forward, derivative = derive_activation(name, g, a)
+    show(*chains)
+    needs_z = derivative.has(z)
+    EXPORTS += [
+        Kernel("activations", name, ("z", "out", "scratch"), forward,
+               f"a = {name}(z), elementwise, in a form that cannot overflow.",
+               "Forward pass a = g(z)", SOURCE),
+        Kernel("activations", f"{name}_derivative", ("a", "z", "out", "scratch"), derivative,
+               f"g'(z) for {name}, written through a = g(z) where SymPy found such a form.",
+               "Activation derivative", SOURCE),
+        Kernel("activations", f"{name}_backward", ("da", "a", "z", "out", "scratch"),
+               da * derivative,
+               f"dZ = dA * g'(z) for {name}: the error at the layer's pre-activations.",
+               "(BP4), eq. (11) of the scalar derivation", SOURCE),
+        ActivationEntry(name, name, f"{name}_derivative", f"{name}_backward",
+                        needs_z=needs_z, elementwise=True, latex=latex(g),
+                        derivative_latex=latex(derivative)),
+    ]
+
+# %% [markdown]
+# ## Softmax
+#
+# Softmax is not elementwise: every output depends on every pre-activation of
+# its layer. That is why the runtime allows it only at the output, where its
+# Jacobian meets the loss in the output delta (see *Losses × activations*).
+# Its forward pass has to be stable too: subtracting any constant $c$ from every
+# $z_j$ leaves softmax unchanged. With $c = \max_j z_j$, every exponential is at
+# most 1. SymPy proves the shift invariance for a symbolic $c$ on a concrete
+# layer of three units, for every $k$.
+
+# %%
+k, j = sp.symbols("k j", integer=True)
+zv = sp.IndexedBase("z", real=True)
+c = sp.Symbol("c", real=True)
+softmax = ACTIVATIONS["softmax"]
+shifted = softmax.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(e.args[0] - c))
+shift = Chain(sp.Symbol("a_k"), softmax, "catalog definition",
+              instance=concretize(3, free=(k,)))
+shift.step(shifted, "divide numerator and denominator by e^{c}")
+show(shift)
+
+# %% [markdown]
+# In the batch form, $z_k$ becomes the row of pre-activations of an example,
+# $\sum_j$ becomes a sum over that row, and $c$ becomes the row maximum:
+
+# %%
+Z = sp.Symbol("z", real=True)
+softmax_batch = sp.exp(Z - RowMax(Z)) / RowSum(sp.exp(Z - RowMax(Z)))
+EXPORTS += [
+    Kernel("activations", "softmax", ("z", "out", "scratch"), softmax_batch,
+           "a = softmax(z) over each row, shifted by the row maximum (cannot overflow).",
+           "Forward pass a = g(z)", SOURCE, style="array"),
+    ActivationEntry("softmax", "softmax", None, None, needs_z=False, elementwise=False,
+                    latex=latex(softmax), derivative_latex=r"\text{(output layer only)}"),
+]

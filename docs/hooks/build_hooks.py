@@ -1,0 +1,211 @@
+"""MkDocs hooks of the derivation site (referenced from `hooks:` in mkdocs.yml).
+
+What they add to a plain Material build:
+
+* the derivation scripts of the top-level `derivations/` folder become pages
+  (mkdocs-jupyter renders and executes them), with "edit this page" links that
+  point at `derivations/`, not at a docs/ path that does not exist;
+* MathJax 3 (`tex-chtml.js`, its woff-v2 fonts and the TeX extensions it may
+  autoload) is copied from the installed django-static-mathjax package into
+  `assets/mathjax/`, so nothing is fetched from a CDN;
+* the network diagram is drawn with matplotlib at every build;
+* the generated-code page lists every module under
+  `src/backprop_derived/_generated/` through pymdownx.snippets, with a table of
+  its functions, the equation each cites and the tests that use it;
+* notebook pages lose the CDN script tags nbconvert writes into them.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import posixpath
+import re
+from pathlib import Path
+from urllib.parse import urljoin
+
+import network_figure  # sibling module; mkdocs puts this folder on sys.path
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+log = logging.getLogger("mkdocs.hooks.backprop_derived")
+
+DERIVATIONS_DIR = "derivations"
+# Only numbered scripts are pages; helper modules next to them are not.
+DERIVATION_PAGE = re.compile(r"^\d\d_[A-Za-z0-9_]+\.py$")
+GENERATED_DIR = "src/backprop_derived/_generated"
+GENERATED_MARKER = "<!-- generated-modules -->"
+MATHJAX_DEST = "assets/mathjax"
+NETWORK_FIGURE = "assets/figures/network.svg"
+
+
+def _repo_root(config: MkDocsConfig) -> Path:
+    return Path(config.config_file_path).resolve().parent
+
+
+def _mathjax_es5() -> Path:
+    try:
+        import mathjax  # the django-static-mathjax distribution
+    except ImportError as error:
+        raise PluginError(
+            "MathJax is served from the site itself and comes from the "
+            "django-static-mathjax package, which is not installed: "
+            "pip install -e '.[docs]'"
+        ) from error
+    es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    if not (es5 / "tex-chtml.js").is_file():
+        raise PluginError(f"django-static-mathjax has no es5/tex-chtml.js under {es5}")
+    return es5
+
+
+def _mathjax_files(config: MkDocsConfig) -> list[File]:
+    es5 = _mathjax_es5()
+    wanted = [es5 / "tex-chtml.js"]
+    # The CHTML output loads its fonts relative to tex-chtml.js, and TeX
+    # macros outside the core (\cancel, \bbox, ...) are autoloaded from
+    # input/tex/extensions; both must sit next to it.
+    for folder in ("output/chtml/fonts/woff-v2", "input/tex/extensions"):
+        wanted.extend(sorted(p for p in (es5 / folder).rglob("*") if p.is_file()))
+    files = []
+    for path in wanted:
+        rel = path.relative_to(es5).as_posix()
+        files.append(File.generated(config, f"{MATHJAX_DEST}/{rel}", abs_src_path=str(path)))
+    return files
+
+
+def _derivation_files(config: MkDocsConfig) -> list[File]:
+    folder = _repo_root(config) / DERIVATIONS_DIR
+    if not folder.is_dir():
+        return []
+    names = sorted(p.name for p in folder.iterdir() if DERIVATION_PAGE.match(p.name))
+    return [
+        File(
+            f"{DERIVATIONS_DIR}/{name}",
+            src_dir=str(folder.parent),
+            dest_dir=config.site_dir,
+            use_directory_urls=config.use_directory_urls,
+        )
+        for name in names
+    ]
+
+
+# Before mkdocs-jupyter's on_files (priority 0), which wraps the notebook pages.
+@event_priority(100)
+def on_files(files: Files, config: MkDocsConfig) -> Files:
+    derivations = _derivation_files(config)
+    clash = [f.src_uri for f in derivations if files.get_file_from_path(f.src_uri)]
+    if clash:
+        raise PluginError(f"docs/ already holds {clash}; derivations/ is added by the hook")
+    # Derivations first: they are the reading order, and a failing step is
+    # reported before the slower practice and performance pages run.
+    ordered = Files([*derivations, *files])
+    for mathjax_file in _mathjax_files(config):
+        ordered.append(mathjax_file)
+    ordered.append(File.generated(config, NETWORK_FIGURE, content=network_figure.draw()))
+    return ordered
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    if GENERATED_MARKER not in markdown:
+        return markdown
+    return markdown.replace(GENERATED_MARKER, _generated_modules_markdown(config))
+
+
+def _generated_modules_markdown(config: MkDocsConfig) -> str:
+    root = _repo_root(config)
+    modules = sorted(p for p in (root / GENERATED_DIR).glob("*.py") if p.name != "__init__.py")
+    if not modules:
+        # A warning, so `mkdocs build --strict` fails: the page would be empty.
+        log.warning(
+            "No generated modules under %s; run `make regenerate` first.", GENERATED_DIR
+        )
+        return "!!! failure\n    No generated module was found; run `make regenerate`.\n"
+    test_sources = {
+        p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
+        for p in sorted((root / "tests").rglob("test_*.py"))
+    }
+    blob = f"{config.repo_url.rstrip('/')}/blob/main/" if config.repo_url else None
+    parts = []
+    for module in modules:
+        rel = module.relative_to(root).as_posix()
+        parts.append(f"## `{module.stem}`\n")
+        parts.append(_function_table(module, test_sources, blob))
+        # The module itself is pulled in by pymdownx.snippets, not pasted.
+        parts.append(
+            f'??? example "{rel}"\n\n'
+            f'    ```python title="{rel}" linenums="1"\n'
+            f'    --8<-- "{rel}"\n'
+            f"    ```\n"
+        )
+    return "\n".join(parts)
+
+
+def _function_table(module: Path, test_sources: dict[str, str], blob: str | None) -> str:
+    tree = ast.parse(module.read_text(encoding="utf-8"))
+    rows = []
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
+            continue
+        doc = (ast.get_docstring(node) or "").strip().splitlines()
+        cites = doc[0] if doc else ""
+        pattern = re.compile(rf"\b{re.escape(node.name)}\b")
+        tests = [path for path, text in test_sources.items() if pattern.search(text)]
+        links = ", ".join(
+            f"[{posixpath.basename(t)}]({blob}{t})" if blob else f"`{t}`" for t in tests
+        )
+        rows.append(
+            f"| `{node.name}` | {_escape_cell(cites)} | {links or 'only through `Network`'} |"
+        )
+    if not rows:
+        return "This module defines no public function.\n"
+    header = "| Function | Implements | Tests that name it |\n|---|---|---|\n"
+    return header + "\n".join(rows) + "\n"
+
+
+def _escape_cell(text: str) -> str:
+    return text.replace("|", r"\|")
+
+
+def on_page_context(context, page: Page, config: MkDocsConfig, nav):
+    # Pages that live outside docs/ (the derivations) would otherwise get an
+    # edit link to docs/derivations/..., which does not exist in the repository.
+    source = page.file.abs_src_path
+    if page.edit_url and source and config.repo_url:
+        docs_dir = Path(config.docs_dir).resolve()
+        path = Path(source).resolve()
+        if not path.is_relative_to(docs_dir):
+            rel = os.path.relpath(path, docs_dir).replace(os.sep, "/")
+            repo = config.repo_url if config.repo_url.endswith("/") else config.repo_url + "/"
+            page.edit_url = urljoin(repo, config.edit_uri + rel)
+    return context
+
+
+# nbconvert's notebook template loads MathJax 2 from cdnjs (an empty src when
+# mkdocs-jupyter's custom_mathjax_url is unset) and writes an inline module
+# that would import mermaid from cdnjs. The site's own MathJax typesets the
+# notebook output, and no page uses mermaid, so both are removed.
+_NB_MATHJAX_LOADER = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->",
+                                re.DOTALL)
+_NB_MERMAID_MODULE = re.compile(
+    r'<script type="module">\s*document\.addEventListener\("DOMContentLoaded", async \(\) => \{'
+    r"\s*const diagrams = document\.querySelectorAll\(\"\.jp-Mermaid.*?</script>",
+    re.DOTALL,
+)
+
+
+def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    if 'class="jupyter-wrapper"' not in html:
+        return html
+    html, n_mathjax = _NB_MATHJAX_LOADER.subn("", html)
+    html, n_mermaid = _NB_MERMAID_MODULE.subn("", html)
+    if (n_mathjax, n_mermaid) != (1, 1):
+        # The template changed upstream: fail rather than ship CDN references.
+        raise PluginError(
+            f"{page.file.src_uri}: expected one nbconvert MathJax loader and one mermaid "
+            f"module to strip, found {n_mathjax} and {n_mermaid}; update docs/hooks/build_hooks.py"
+        )
+    return html

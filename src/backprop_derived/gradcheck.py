@@ -1,0 +1,340 @@
+"""Gradient checking, as in the notes: compare backpropagation with central differences.
+
+For every parameter theta_i (every entry of every ``net.weights[l]`` and
+``net.biases[l]``)::
+
+    gradApprox_i = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)
+
+and compare with the analytic gradient from ``net.gradients``. The comparison is
+per entry, ``|analytic - numeric| / max(|analytic|, |numeric|, floor)``; the
+``floor`` keeps entries whose true gradient is zero (a dead relu unit) from
+turning rounding noise into a huge "relative" error.
+
+A relu is not differentiable at 0. When the two perturbed evaluations put some
+relu pre-activation on different sides of 0 for some example, the finite
+difference measures a mixture of both slopes; such parameters get a kink
+warning and are left out of the verdict instead of reported as failures.
+
+`eps_sweep` repeats the check over eps = 1e-1 ... 1e-10: the error first falls
+like eps^2 (truncation error of the central difference), then rises like
+machine-epsilon / eps (rounding error in J(theta + eps) - J(theta - eps)).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from backprop_derived.reference_loop import forward_layers
+
+# Activations with a kink (a point where g' jumps), and where it is.
+KINKS = {"relu": 0.0}
+KINDS = ("weights", "biases")
+
+
+@dataclass(frozen=True)
+class KinkWarning:
+    layer: int
+    kind: str
+    index: tuple[int, ...]
+    relative_error: float
+    crossing: tuple[int, int, int]  # (layer of the relu, example, unit) whose side changed
+
+    def __str__(self) -> str:
+        where = ", ".join(map(str, self.index))
+        rl, t, j = self.crossing
+        return (
+            f"{self.kind}[{self.layer}][{where}]: perturbing it by +-eps moves unit {j} of "
+            f"relu layer {rl} across its kink for example {t}; finite difference unreliable "
+            f"there (rel. error {self.relative_error:.1e}), not counted"
+        )
+
+
+@dataclass
+class GradientCheckReport:
+    """Result of `gradient_check`; ``passed`` and a readable ``str(report)``."""
+
+    eps: float
+    tolerance: float
+    floor: float
+    loss: float
+    description: str
+    # per layer l and kind: analytic, numerical, relative error, kink mask (shapes of the parameters)
+    analytic: dict[tuple[int, str], np.ndarray]
+    numerical: dict[tuple[int, str], np.ndarray]
+    relative_error: dict[tuple[int, str], np.ndarray]
+    on_kink: dict[tuple[int, str], np.ndarray]
+    kink_warnings: list[KinkWarning] = field(default_factory=list)
+
+    def _max(self, keys) -> float:
+        errors = [self.relative_error[k][~self.on_kink[k]] for k in keys]
+        errors = [e for e in errors if e.size]
+        return float(max(e.max() for e in errors)) if errors else 0.0
+
+    @property
+    def max_relative_error(self) -> float:
+        """Largest relative error over all parameters not on a kink."""
+        return self._max(self.relative_error)
+
+    @property
+    def by_layer(self) -> dict[int, dict[str, float]]:
+        layers = sorted({l for l, _ in self.relative_error})
+        return {l: {kind: self._max([(l, kind)]) for kind in KINDS} for l in layers}
+
+    @property
+    def by_kind(self) -> dict[str, float]:
+        return {kind: self._max([k for k in self.relative_error if k[1] == kind]) for kind in KINDS}
+
+    @property
+    def worst(self) -> tuple[int, str, tuple[int, ...]] | None:
+        """(layer, kind, index) of the largest counted relative error."""
+        best, where = -1.0, None
+        for key, err in self.relative_error.items():
+            masked = np.where(self.on_kink[key], -1.0, err)
+            if masked.size and masked.max() > best:
+                best = masked.max()
+                where = (*key, tuple(int(i) for i in np.unravel_index(masked.argmax(), err.shape)))
+        return where
+
+    @property
+    def norm_difference(self) -> float:
+        """The programming exercise's single figure, norm(numgrad - grad) / norm(numgrad + grad),
+        over all parameters (kinks included)."""
+        a = np.concatenate([g.ravel() for g in self.analytic.values()])
+        n = np.concatenate([g.ravel() for g in self.numerical.values()])
+        total = np.linalg.norm(a + n)
+        return float(np.linalg.norm(a - n) / total) if total else 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.max_relative_error <= self.tolerance
+
+    def __str__(self) -> str:
+        lines = [
+            f"gradient check: {self.description}",
+            f"central differences, eps = {self.eps:g}; relative error = |analytic - numeric| / "
+            f"max(|analytic|, |numeric|, {self.floor:g}); tolerance {self.tolerance:g}",
+            "",
+            f"{'layer':<7}{'kind':<9}{'count':>6}  max rel. error",
+        ]
+        for l, kinds in self.by_layer.items():
+            for kind in KINDS:
+                n = self.relative_error[(l, kind)].size
+                lines.append(f"{l:<7}{kind:<9}{n:>6}  {kinds[kind]:.2e}")
+        total = sum(e.size for e in self.relative_error.values())
+        lines.append(f"{'all':<16}{total:>6}  {self.max_relative_error:.2e}")
+        if self.worst is not None:
+            l, kind, idx = self.worst
+            a = self.analytic[(l, kind)][idx]
+            n = self.numerical[(l, kind)][idx]
+            lines.append(
+                f"worst: {kind}[{l}][{', '.join(map(str, idx))}]  analytic {a:.10g}  numeric {n:.10g}"
+            )
+        lines.append(f"norm(numeric - analytic) / norm(numeric + analytic) = {self.norm_difference:.2e}")
+        if self.kink_warnings:
+            lines.append("")
+            lines.append(f"{len(self.kink_warnings)} parameter(s) on a relu kink:")
+            lines += [f"  {w}" for w in self.kink_warnings]
+        lines.append("")
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines.append(f"{verdict}: max relative error {self.max_relative_error:.2e} "
+                     f"{'<=' if self.passed else '>'} {self.tolerance:g}")
+        return "\n".join(lines)
+
+
+def _kink_sides(net, X) -> list[np.ndarray]:
+    """sign(z) of every pre-activation of every kinked layer (empty list if none)."""
+    if not any(name in KINKS for name in net.activations):
+        return []
+    zs, _ = forward_layers(net, X)
+    return [np.sign(z - KINKS[name]) for z, name in zip(zs, net.activations) if name in KINKS]
+
+
+def _kinked_layers(net) -> list[int]:
+    return [l for l, name in enumerate(net.activations) if name in KINKS]
+
+
+def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor: float = 1e-8):
+    """Check ``net.gradients(X, Y)`` against central differences of ``net.loss(X, Y)``.
+
+    Every parameter is perturbed in place and restored exactly afterwards, so
+    the network is unchanged on return. Returns a `GradientCheckReport`.
+    """
+    if not eps > 0:
+        raise ValueError(f"eps must be > 0, got {eps!r}")
+    loss, dW, db = net.gradients(X, Y)
+    kinked = _kinked_layers(net)
+    report = GradientCheckReport(
+        eps=float(eps),
+        tolerance=float(tolerance),
+        floor=float(floor),
+        loss=float(loss),
+        description=(
+            f"{'-'.join(map(str, net.layer_sizes))} {','.join(net.activations)}, "
+            f"loss {net.loss_name}, l2 {net.l2:g}, {len(X)} example(s), {np.dtype(net.dtype).name}"
+        ),
+        analytic={},
+        numerical={},
+        relative_error={},
+        on_kink={},
+    )
+    for kind, params, grads in (("weights", net.weights, dW), ("biases", net.biases, db)):
+        for l, (p, g) in enumerate(zip(params, grads)):
+            numeric = np.zeros(p.shape, dtype=np.float64)
+            on_kink = np.zeros(p.shape, dtype=bool)
+            crossings = {}
+            for idx in np.ndindex(p.shape):
+                original = p[idx]
+                p[idx] = original + eps
+                step_up = float(p[idx]) - float(original)  # the step actually taken in p's dtype
+                J_plus = float(net.loss(X, Y))
+                sides_plus = _kink_sides(net, X)
+                p[idx] = original - eps
+                step_down = float(original) - float(p[idx])
+                J_minus = float(net.loss(X, Y))
+                sides_minus = _kink_sides(net, X)
+                p[idx] = original
+                numeric[idx] = (J_plus - J_minus) / (step_up + step_down)
+                for rl, s_plus, s_minus in zip(kinked, sides_plus, sides_minus):
+                    changed = np.argwhere(s_plus != s_minus)
+                    if changed.size:
+                        on_kink[idx] = True
+                        crossings[idx] = (rl, int(changed[0][0]), int(changed[0][1]))
+                        break
+            analytic = np.asarray(g, dtype=np.float64)
+            denominator = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
+            rel = np.abs(analytic - numeric) / denominator
+            key = (l, kind)
+            report.analytic[key] = analytic
+            report.numerical[key] = numeric
+            report.relative_error[key] = rel
+            report.on_kink[key] = on_kink
+            report.kink_warnings += [
+                KinkWarning(l, kind, tuple(int(i) for i in idx), float(rel[idx]), crossing)
+                for idx, crossing in crossings.items()
+            ]
+    # present layers in order, weights before biases
+    for name in ("analytic", "numerical", "relative_error", "on_kink"):
+        d = getattr(report, name)
+        setattr(report, name, {k: d[k] for k in sorted(d, key=lambda k: (k[0], KINDS.index(k[1])))})
+    report.kink_warnings.sort(key=lambda w: (w.layer, KINDS.index(w.kind), w.index))
+    return report
+
+
+@dataclass
+class EpsSweep:
+    """Max and median relative error of the gradient check for each eps."""
+
+    eps: np.ndarray
+    max_relative_error: np.ndarray
+    median_relative_error: np.ndarray
+
+    @property
+    def best_eps(self) -> float:
+        return float(self.eps[np.argmin(self.max_relative_error)])
+
+
+def eps_sweep(net, X, Y, eps_values=None, floor: float = 1e-8) -> EpsSweep:
+    """`gradient_check` for eps = 1e-1, 1e-2, ..., 1e-10 (or ``eps_values``)."""
+    eps_values = np.logspace(-1, -10, 10) if eps_values is None else np.asarray(eps_values, float)
+    worst, median = [], []
+    for eps in eps_values:
+        report = gradient_check(net, X, Y, eps=float(eps), floor=floor)
+        counted = np.concatenate(
+            [report.relative_error[k][~report.on_kink[k]] for k in report.relative_error]
+        )
+        worst.append(report.max_relative_error)
+        median.append(float(np.median(counted)) if counted.size else 0.0)
+    return EpsSweep(eps_values, np.array(worst), np.array(median))
+
+
+# ------------------------------------------------------------------ command line
+def _comma_list(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(item) for item in _comma_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--layers", type=_int_list, default=[4, 5, 3],
+                        help="layer sizes, input first (default 4,5,3)")
+    parser.add_argument("--activations", type=_comma_list, default=["tanh", "softmax"],
+                        help="one activation per non-input layer (default tanh,softmax)")
+    parser.add_argument("--loss", default="cross_entropy",
+                        help="squared_error, binary_cross_entropy or cross_entropy (default)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for weights and data (default 0)")
+    parser.add_argument("--batch", type=int, default=5, help="number of random examples (default 5)")
+    parser.add_argument("--l2", type=float, default=0.0, help="L2 strength lambda (default 0)")
+    parser.add_argument("--eps", type=float, default=1e-4, help="finite-difference step (default 1e-4)")
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="largest accepted relative error per parameter (default 1e-5)")
+    parser.set_defaults(func=run_gradcheck)
+    return parser
+
+
+def add_gradcheck_command(subparsers) -> argparse.ArgumentParser:
+    """Register ``gradcheck`` on an argparse subparsers object.
+
+    The handler is stored as ``func``: the caller runs ``args.func(args)`` and
+    uses the returned integer as the exit status (0 passed, 1 failed, 2 bad input).
+    """
+    parser = subparsers.add_parser(
+        "gradcheck",
+        help="check backpropagation against finite differences on a random network",
+        description="Build a random network and batch, compare Network.gradients with central "
+        "differences of Network.loss and print the report. Exit status 1 if it fails.",
+    )
+    return _configure(parser)
+
+
+def random_problem(layers, activations, loss, seed=0, batch=5, l2=0.0):
+    """A random network with seeded weights, and a random batch (X, Y) that fits its loss."""
+    from backprop_derived import Network
+
+    net = Network(layer_sizes=layers, activations=activations, loss=loss, l2=l2, seed=seed)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(batch, layers[0]))
+    K = layers[-1]
+    if loss == "cross_entropy":
+        Y = rng.integers(0, K, size=batch)
+    elif loss == "binary_cross_entropy":
+        Y = rng.integers(0, 2, size=(batch, K)).astype(np.float64)
+    else:
+        Y = rng.normal(size=(batch, K))
+    return net, X, Y
+
+
+def run_gradcheck(args: argparse.Namespace) -> int:
+    import sys
+
+    if args.batch < 1:
+        print("gradcheck: --batch must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        net, X, Y = random_problem(
+            args.layers, args.activations, args.loss, seed=args.seed, batch=args.batch, l2=args.l2
+        )
+        report = gradient_check(net, X, Y, eps=args.eps, tolerance=args.tolerance)
+    except ValueError as error:
+        print(f"gradcheck: {error}", file=sys.stderr)
+        return 2
+    print(report)
+    return 0 if report.passed else 1
+
+
+def main(argv=None) -> int:
+    """``python -m backprop_derived.gradcheck [options]``: the same as the CLI subcommand."""
+    parser = _configure(argparse.ArgumentParser(prog="backprop-derived gradcheck"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

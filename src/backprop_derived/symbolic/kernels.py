@@ -1,0 +1,63 @@
+"""What a derivation hands to the code generator.
+
+A derivation script ends with ``EXPORTS``: a list of :class:`Kernel` (one
+generated NumPy function each) and of registry entries that tell the runtime
+which kernels belong to which activation or (activation, loss) pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+__all__ = ["ActivationEntry", "Kernel", "OutputEntry"]
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One generated function ``name(*params)``.
+
+    ``style``:
+      * ``"ufunc"``  elementwise; in-place ufunc calls into ``out`` using
+        ``scratch`` buffers (no allocation);
+      * ``"array"``  one array expression assigned into ``out`` (row reductions
+        over the few output units, where a temporary costs nothing);
+      * ``"scalar"`` returns the sum of the expression over the whole batch;
+      * ``"matrix"`` BLAS products of the vectorized form, ``out=`` given.
+    """
+
+    module: str
+    name: str
+    params: tuple[str, ...]
+    expr: sp.Basic
+    doc: str
+    equation: str
+    source: str
+    style: str = "ufunc"
+
+    def symbols(self) -> dict[str, sp.Symbol]:
+        return {s.name: s for s in self.expr.free_symbols if isinstance(s, sp.Symbol)}
+
+
+@dataclass(frozen=True)
+class ActivationEntry:
+    name: str
+    forward: str
+    derivative: str | None
+    backward: str | None
+    needs_z: bool
+    elementwise: bool
+    latex: str = ""
+    derivative_latex: str = ""
+
+
+@dataclass(frozen=True)
+class OutputEntry:
+    activation: str
+    loss: str
+    value: str
+    delta: str
+    needs_z: bool
+    latex: str = ""
+    extra: dict = field(default_factory=dict)

@@ -1,0 +1,423 @@
+"""SymPy printers for the generated NumPy kernels and the site's LaTeX.
+
+Three printers, all subclasses of SymPy's own:
+
+* :class:`ArrayPrinter` (a ``NumPyPrinter``) prints one array expression:
+  two-branch ``Piecewise`` as ``numpy.where``, ``Max`` as ``numpy.maximum``,
+  ``Heaviside(x, 0)`` as ``numpy.greater(x, 0)``, and the batch reductions
+  :class:`RowSum` / :class:`RowMax` over the output units.
+* :class:`UfuncPrinter` turns an elementwise expression into a sequence of
+  in-place ufunc calls that write into ``out`` and preallocated ``scratch``
+  buffers, so a kernel allocates nothing (the performance issue asks for
+  ``out=`` ufuncs expressed in the generated code).
+* :class:`DerivationLatexPrinter` (a ``LatexPrinter``) prints the index
+  notation of the pages: ``\\sum_{k}`` for the formal infinite sums, ``g'(z)``
+  for derivatives of an undefined activation, ``H(x)`` for Heaviside.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.numpy import NumPyPrinter
+
+__all__ = [
+    "ArrayPrinter",
+    "DerivationLatexPrinter",
+    "RowMax",
+    "RowSum",
+    "UfuncPrinter",
+    "chain_latex",
+    "float_form_is_exact",
+    "latex",
+    "numeric_form",
+]
+
+
+class RowSum(sp.Function):
+    """Sum over the output units of each example (axis 1 of a batch array)."""
+
+    nargs = 1
+
+
+class RowMax(sp.Function):
+    """Maximum over the output units of each example."""
+
+    nargs = 1
+
+
+def numeric_form(expr: sp.Expr) -> sp.Expr:
+    """Rewrite for floating point: ``log(1 + t)`` -> ``log1p(t)``, ``exp(u) - 1`` -> ``expm1(u)``.
+
+    Two pattern rules rather than SymPy's ``optims_c99``: its ``log1p_opt``
+    factors ``log(1 + exp(-|z|))`` into ``-|z| + log1p(exp(|z|))``, which
+    overflows. The caller proves the result equal to the input.
+    """
+
+    def log1p_rule(e):
+        arg = e.args[0]
+        if isinstance(arg, sp.Add) and sp.S.One in arg.args:
+            return log1p(arg - 1)
+        return e
+
+    def expm1_rule(e):
+        terms = list(sp.Add.make_args(e))
+        for sign in (1, -1):
+            for t in terms:
+                if isinstance(sign * t, sp.exp) and -sign in terms:
+                    rest = [u for u in terms if u not in (t, -sign)]
+                    return sp.Add(sign * expm1((sign * t).args[0]), *rest)
+        return e
+
+    out = expr.replace(lambda e: isinstance(e, sp.log), log1p_rule)
+    return out.replace(lambda e: isinstance(e, sp.Add), expm1_rule)
+
+
+def float_form_is_exact(expr: sp.Expr, numeric: sp.Expr) -> bool:
+    """The rewrite of :func:`numeric_form` changed nothing mathematically."""
+    def back(e):
+        e = e.replace(lambda x: isinstance(x, log1p), lambda x: sp.log(1 + x.args[0]))
+        return e.replace(lambda x: isinstance(x, expm1), lambda x: sp.exp(x.args[0]) - 1)
+
+    from .checked import prove_equal
+
+    return prove_equal(back(expr), back(numeric), variables=tuple(
+        sorted(expr.free_symbols, key=str))) is not None
+
+
+class ArrayPrinter(NumPyPrinter):
+    """Prints an expression over whole batch arrays (elementwise semantics)."""
+
+    def __init__(self, settings=None):
+        super().__init__({"fully_qualified_modules": True, **(settings or {})})
+
+    def _print_Piecewise(self, expr):
+        if len(expr.args) != 2 or expr.args[-1].cond is not sp.true:
+            return super()._print_Piecewise(expr)
+        (then, cond), (otherwise, _) = expr.args
+        return (
+            f"numpy.where({self._print(cond)}, {self._print(then)}, "
+            f"{self._print(otherwise)})"
+        )
+
+    def _print_Max(self, expr):
+        if len(expr.args) != 2:
+            return super()._print_Max(expr)
+        return "numpy.maximum({}, {})".format(*map(self._print, expr.args))
+
+    def _print_Heaviside(self, expr):
+        if len(expr.args) != 2 or expr.args[1] != 0:
+            raise ValueError(f"Heaviside needs its value at 0 fixed to 0: {expr}")
+        return f"numpy.greater({self._print(expr.args[0])}, 0)"
+
+    def _print_RowSum(self, expr):
+        return f"numpy.sum({self._print(expr.args[0])}, axis=1, keepdims=True)"
+
+    def _print_RowMax(self, expr):
+        return f"numpy.max({self._print(expr.args[0])}, axis=1, keepdims=True)"
+
+    def _print_Rational(self, expr):
+        # A weak Python float keeps float32 arrays float32 (NEP 50).
+        return repr(float(expr))
+
+    def _print_Half(self, expr):
+        return "0.5"
+
+
+_UNARY = {
+    sp.exp: "exp",
+    sp.log: "log",
+    sp.tanh: "tanh",
+    sp.Abs: "absolute",
+    sp.sqrt: "sqrt",
+}
+
+
+class UfuncPrinter(ArrayPrinter):
+    """Prints ``target = expr`` as in-place ufunc calls on preallocated buffers.
+
+    ``statements(expr, "out")`` returns lines such as::
+
+        numpy.multiply(a, a, out=out)
+        numpy.subtract(1, out, out=out)
+        numpy.multiply(da, out, out=out)
+
+    Operands that need their own buffer take one from ``scratch`` (a list the
+    caller preallocates); :attr:`scratch_used` tells how many. The target may
+    not be one of the expression's inputs; scratch buffers never are.
+    """
+
+    def __init__(self, settings=None):
+        super().__init__(settings)
+        self.scratch_used = 0
+
+    # -- public -----------------------------------------------------------
+    def statements(self, expr: sp.Expr, target: str, inputs=()) -> list[str]:
+        self._lines: list[str] = []
+        self._free = [f"scratch[{i}]" for i in range(8)]
+        replacements, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"))
+        self._cse = {}
+        for sym, sub in replacements:
+            buf = self._take()
+            self._eval(sub, buf)
+            self._cse[sym] = buf
+        self._eval(reduced, target)
+        return self._lines
+
+    # -- buffers ------------------------------------------------------------
+    def _take(self) -> str:
+        buf = self._free.pop(0)
+        self.scratch_used = max(self.scratch_used, 8 - len(self._free))
+        return buf
+
+    def _give(self, buf: str) -> None:
+        self._free.insert(0, buf)
+
+    def _leaf(self, e) -> str | None:
+        if e in getattr(self, "_cse", {}):
+            return self._cse[e]
+        if e.is_Symbol or e.is_Number:
+            return self._print(e)
+        if isinstance(e, sp.Heaviside | sp.Piecewise | sp.Max) or e.is_Relational:
+            return None
+        return None
+
+    def _emit(self, line: str) -> None:
+        self._lines.append(line)
+
+    # -- evaluation -------------------------------------------------------
+    def _eval(self, e, target: str) -> None:
+        leaf = self._leaf(e)
+        if isinstance(e, sp.MatrixExpr) and not isinstance(e, sp.MatrixSymbol):
+            self._matrix(e, target)
+        elif leaf is not None:
+            self._emit(f"numpy.copyto({target}, {leaf})")
+        elif isinstance(e, sp.Add):
+            self._nary(e, target, "add", "subtract", sp.Add.make_args, _negated)
+        elif isinstance(e, sp.Mul) and e.as_coeff_Mul()[0] == -1:
+            rest = -e
+            if self._leaf(rest) is not None:
+                self._emit(f"numpy.negative({self._leaf(rest)}, out={target})")
+            else:
+                self._eval(rest, target)
+                self._emit(f"numpy.negative({target}, out={target})")
+        elif isinstance(e, sp.Mul):
+            self._nary(e, target, "multiply", "divide", sp.Mul.make_args, _inverted)
+        elif isinstance(e, sp.Pow):
+            self._pow(e, target)
+        elif e.func in _UNARY or type(e).__name__ in ("log1p", "expm1"):
+            name = _UNARY.get(e.func, type(e).__name__)
+            self._unary(name, e.args[0], target)
+        elif isinstance(e, sp.Heaviside):
+            self._emit(f"numpy.greater({self._operand(e.args[0], target)}, 0, out={target})")
+        elif isinstance(e, sp.Max) and len(e.args) == 2:
+            x, y_ = e.args
+            if self._leaf(x) is None:
+                x, y_ = y_, x
+            self._emit(
+                f"numpy.maximum({self._operand(y_, target)}, {self._leaf(x)}, out={target})"
+            )
+        elif isinstance(e, sp.Piecewise) and len(e.args) == 2:
+            (then, cond), (otherwise, _) = e.args
+            self._eval(otherwise, target)
+            leaf = self._leaf(then)
+            if leaf is not None:
+                self._emit(f"numpy.copyto({target}, {leaf}, where={self._print(cond)})")
+            else:
+                tmp = self._take()
+                self._eval(then, tmp)
+                self._emit(f"numpy.copyto({target}, {tmp}, where={self._print(cond)})")
+                self._give(tmp)
+        else:
+            raise NotImplementedError(f"no in-place form for {type(e).__name__}: {e}")
+
+    def _matrix(self, e, target: str) -> None:
+        """The vectorized form: BLAS products, bias broadcast, batch sums.
+
+        ``Transpose`` prints as ``.T`` (a view: BLAS takes the transpose as a
+        flag, no copy); ``OneMatrix`` factors are the batch-ones vector of the
+        derivation, i.e. a broadcast (``1 b^T``) or a sum over examples
+        (``1^T dZ``).
+        """
+        if isinstance(e, sp.MatAdd):
+            first, *rest = sorted(e.args, key=lambda t: not isinstance(t, sp.MatMul) or
+                                  isinstance(t.args[0], sp.OneMatrix))
+            self._matrix(first, target)
+            for term in rest:
+                self._emit(f"numpy.add({target}, {self._broadcast(term)}, out={target})")
+        elif isinstance(e, sp.MatMul):
+            coeff, factors = e.as_coeff_mmul()
+            factors = list(factors.args) if isinstance(factors, sp.MatMul) else [factors]
+            if coeff != 1:
+                raise NotImplementedError(f"scaled product {e}: fold the scale into a factor")
+            if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
+                self._emit(f"numpy.sum({self._mat(factors[1])}, axis=0, out={target})")
+            elif len(factors) == 2:
+                x, y_ = map(self._mat, factors)
+                self._emit(f"numpy.matmul({x}, {y_}, out={target})")
+            else:
+                raise NotImplementedError(f"product of {len(factors)} factors: {e}")
+        else:
+            raise NotImplementedError(f"no matrix form for {type(e).__name__}: {e}")
+
+    def _mat(self, e) -> str:
+        if isinstance(e, sp.Transpose):
+            return f"{self._mat(e.arg)}.T"
+        if isinstance(e, sp.MatrixSymbol):
+            return e.name
+        raise NotImplementedError(f"matrix operand {e}")
+
+    def _broadcast(self, term) -> str:
+        """A term added to a product: ``1 b^T`` (broadcast) or ``c W``."""
+        if isinstance(term, sp.MatMul):
+            coeff, rest = term.as_coeff_mmul()
+            factors = list(rest.args) if isinstance(rest, sp.MatMul) else [rest]
+            if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
+                return self._mat(factors[1].T)  # 1 b^T broadcasts as b
+            if len(factors) == 1 and not term.is_commutative:
+                inner = self._mat(factors[0])
+                return inner if coeff == 1 else f"{self._print(coeff)} * {inner}"
+        if isinstance(term, sp.MatMul) is False and isinstance(term, sp.MatrixSymbol):
+            return term.name
+        raise NotImplementedError(f"cannot add {term} to a product")
+
+    def _operand(self, e, target: str) -> str:
+        """Name of ``e``'s value: a leaf, or ``target`` after evaluating into it."""
+        leaf = self._leaf(e)
+        if leaf is not None:
+            return leaf
+        self._eval(e, target)
+        return target
+
+    def _unary(self, name: str, arg, target: str) -> None:
+        self._emit(f"numpy.{name}({self._operand(arg, target)}, out={target})")
+
+    def _pow(self, e: sp.Pow, target: str) -> None:
+        base, exp_ = e.args
+        x = self._operand(base, target)
+        if exp_ == 2:
+            self._emit(f"numpy.multiply({x}, {x}, out={target})")
+        elif exp_ == -1:
+            self._emit(f"numpy.divide(1, {x}, out={target})")
+        elif exp_ == sp.Rational(1, 2):
+            self._emit(f"numpy.sqrt({x}, out={target})")
+        else:
+            self._emit(f"numpy.power({x}, {self._print(exp_)}, out={target})")
+
+    def _nary(self, e, target, op, inverse_op, make_args, split_inverse) -> None:
+        """``target = t0 op t1 op ...``; inverse terms (``-x``, ``1/x``) use ``inverse_op``.
+
+        The first compound term is evaluated straight into ``target``; every
+        other compound term needs one scratch buffer while it is combined.
+        """
+        direct, inverse = [], []
+        for term in make_args(e):
+            inv = split_inverse(term)
+            (direct if inv is None else inverse).append(term if inv is None else inv)
+        order = sorted(direct, key=lambda t: self._leaf(t) is not None)
+        order_inv = sorted(inverse, key=lambda t: self._leaf(t) is not None)
+        if order:
+            first, rest = order[0], order[1:]
+            x = self._operand(first, target)
+            if x != target:
+                # both leading terms are leaves: combine them in one call
+                if rest:
+                    y_ = rest.pop(0)
+                    self._emit(f"numpy.{op}({x}, {self._operand(y_, target)}, out={target})")
+                elif order_inv:
+                    y_ = order_inv.pop(0)
+                    self._emit(
+                        f"numpy.{inverse_op}({x}, {self._operand(y_, target)}, out={target})"
+                    )
+                else:
+                    self._emit(f"numpy.copyto({target}, {x})")
+        else:
+            # only inverse terms: -x - y ... or 1/x / y ...
+            unit = "0" if op == "add" else "1"
+            first = order_inv.pop(0)
+            x = self._operand(first, target)
+            self._emit(f"numpy.{inverse_op}({unit}, {x}, out={target})")
+            rest = []
+        for terms, name in ((rest, op), (order_inv, inverse_op)):
+            for t in terms:
+                leaf = self._leaf(t)
+                if leaf is None:
+                    tmp = self._take()
+                    self._eval(t, tmp)
+                    self._emit(f"numpy.{name}({target}, {tmp}, out={target})")
+                    self._give(tmp)
+                else:
+                    self._emit(f"numpy.{name}({target}, {leaf}, out={target})")
+
+
+def _negated(term):
+    """``x`` if ``term`` is ``-x`` (a negative coefficient), else ``None``."""
+    coeff, rest = term.as_coeff_Mul()
+    if coeff.is_Number and coeff < 0:
+        return -coeff * rest if coeff != -1 else rest
+    return None
+
+
+def _inverted(term):
+    """``x`` if ``term`` is ``1/x`` (a negative power), else ``None``."""
+    if isinstance(term, sp.Pow) and term.exp.is_Number and term.exp < 0:
+        return term.base ** (-term.exp)
+    return None
+
+
+class DerivationLatexPrinter(LatexPrinter):
+    """The index notation of the pages."""
+
+    def _print_Sum(self, expr):
+        function, *limits = expr.args
+        subs = []
+        for var, lo, hi in limits:
+            if (lo, hi) == (-sp.oo, sp.oo):
+                subs.append(self._print(var))
+            else:
+                subs.append(f"{self._print(var)}={self._print(lo)}")
+        body = self._print(function)
+        if isinstance(function, sp.Add):
+            body = rf"\left({body}\right)"
+        return r"\sum_{" + ",".join(subs) + "} " + body
+
+    def _print_Indexed(self, expr):
+        base = self._print(expr.base.label)
+        return base + "_{" + "".join(self._print(i) for i in expr.indices) + "}"
+
+    def _print_Heaviside(self, expr):
+        return rf"H\left({self._print(expr.args[0])}\right)"
+
+    def _print_Derivative(self, expr):
+        func = expr.expr
+        if (
+            isinstance(func, sp.core.function.AppliedUndef)
+            and len(func.args) == 1
+            and len(expr.variables) == 1
+            and expr.variables[0] == func.args[0]
+        ):
+            return rf"{self._print(func.func)}'\left({self._print(func.args[0])}\right)"
+        return super()._print_Derivative(expr)
+
+    def _print_RowSum(self, expr):
+        return rf"\sum_{{\text{{units}}}} {self._print(expr.args[0])}"
+
+    def _print_RowMax(self, expr):
+        return rf"\max_{{\text{{units}}}} {self._print(expr.args[0])}"
+
+
+def latex(expr, **settings) -> str:
+    return DerivationLatexPrinter(settings).doprint(expr)
+
+
+def chain_latex(chain) -> str:
+    """``lhs = e0 = e1 ...`` as an aligned block, one checked step per line."""
+    rows = []
+    for i, step in enumerate(chain.steps):
+        head = latex(chain.lhs) if i == 0 else ""
+        mark = r"\quad\checkmark" if step.proof != "given" else ""
+        rows.append(
+            rf"{head} &= {latex(step.expr)} && \text{{{step.why}}}{mark}"
+        )
+    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

@@ -1,0 +1,183 @@
+"""Reusable derivation techniques: each returns a checked :class:`Chain`.
+
+These are *search* procedures (find a form, then prove it), not known answers:
+nothing here names a particular activation.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Piecewise, exp
+
+from .catalog import fix_heaviside
+from .checked import Chain, StepNotVerified, prove_equal
+
+__all__ = ["derive_activation", "split_exponentials", "through_output", "to_batch"]
+
+
+def _verified(candidate, expr, g, z, a) -> bool:
+    """``candidate(a)`` equals ``expr(z)`` for every z, given ``a = g(z)``."""
+    return prove_equal(candidate.subs(a, g), expr, variables=(z,)) is not None
+
+
+def _inverse_candidates(expr, g, z, a):
+    """Invert ``a = g(z)`` with ``solve`` and substitute ``z = g^-1(a)``."""
+    try:
+        inverses = sp.solve(sp.Eq(a, g), z)
+    except (NotImplementedError, ValueError):
+        return
+    for inv in inverses:
+        yield sp.simplify(expr.subs(z, inv))
+
+
+def _elimination_candidates(expr, g, z, a):
+    """Eliminate ``u = exp(z)`` between ``a = g(u)`` and ``d = expr(u)``.
+
+    Works where ``solve`` returns an inverse that ``simplify`` cannot push
+    through (tanh: ``log(sqrt((1+a)/(1-a)))`` inside ``cosh``): both sides are
+    rational in ``u``, so their resultant in ``u`` is a polynomial relation
+    between ``a`` and ``d`` that can be solved for ``d``.
+    """
+    u = sp.Symbol("u", positive=True)
+    d = sp.Symbol("d")
+
+    def in_u(e):
+        return sp.cancel(sp.powsimp(e.rewrite(exp)).subs(exp(z), u).subs(exp(-z), 1 / u))
+
+    g_u, e_u = in_u(g), in_u(expr)
+    if not (g_u.is_rational_function(u) and e_u.is_rational_function(u)):
+        return
+    ng, dg = sp.fraction(sp.together(g_u))
+    ne, de = sp.fraction(sp.together(e_u))
+    relation = sp.resultant(sp.expand(a * dg - ng), sp.expand(d * de - ne), u)
+    if relation == 0 or not relation.has(d):
+        return
+    for cand in sp.solve(relation, d):
+        yield sp.factor(cand)
+
+
+def through_output(
+    expr: sp.Expr, g: sp.Expr, z: sp.Symbol, a: sp.Symbol, name: str
+) -> Chain | None:
+    """Find and prove a form of ``expr(z)`` written through ``a = g(z)`` only.
+
+    Every verified candidate of both searches is collected and the one with
+    the fewest operations wins (``solve`` gives tanh' as a ``cosh`` of a
+    ``log``, elimination gives ``1 - a**2``). Returns ``None`` when no z-free,
+    elementary form exists (swish's inverse needs LambertW and is rejected).
+    """
+    found = []
+    for search in (_inverse_candidates, _elimination_candidates):
+        for cand in search(expr, g, z, a):
+            cand = fix_heaviside(cand)
+            if cand.has(z, sp.LambertW, sp.I, sp.Abs, sp.sign):
+                continue
+            if _verified(cand, expr, g, z, a):
+                found.extend({cand, sp.expand(cand), sp.factor(cand)})
+    if not found:
+        return None
+    best = min(found, key=lambda c: (sp.count_ops(c), sp.default_sort_key(c)))
+    chain = Chain(
+        sp.Symbol(f"{name}'"), expr, "derivative of the definition",
+        variables=(z,), definitions={a: g},
+    )
+    return chain.step(best, "written through the output a = g(z)")
+
+
+def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
+    """Rewrite ``expr`` so that no ``exp`` can overflow, as a checked chain.
+
+    On ``z >= 0`` every ``exp(z)`` is written as ``1/t`` with ``t = exp(-z)``;
+    on ``z < 0`` every ``exp(-z)`` as ``1/t`` with ``t = exp(z)``. Each branch
+    is cancelled to a rational function of ``t`` (``log`` of products is
+    expanded, ``log(t)`` becomes the exponent again). Both branches then use
+    ``t = exp(-|z|)``, which lies in (0, 1] for every real ``z``.
+    """
+    t = sp.Symbol("t", positive=True)
+    zp = sp.Symbol("z_+", positive=True)
+    zn = sp.Symbol("z_-", negative=True)
+
+    def branch(sign):
+        zz = zp if sign > 0 else zn
+        e = expr.rewrite(exp).subs(z, zz)
+        # exp(±z) -> t or 1/t, with t = exp(-|z|)
+        e = e.subs({exp(zz): t ** (-sign), exp(-zz): t ** sign})
+        e = e.replace(sp.log, lambda arg: sp.log(sp.factor(sp.together(arg))))
+        e = sp.expand_log(e, force=True).subs(sp.log(t), -sign * zz)
+        logs = [term for term in sp.Add.make_args(sp.expand(e)) if term.has(sp.log)]
+        rest = sp.expand(e) - sp.Add(*logs)
+        e = sp.factor(sp.together(rest)) + sp.collect(sp.Add(*logs), sp.log(1 + t))
+        if e.has(exp):
+            raise ValueError(f"{name}: an exponential survived the split: {e}")
+        return e.subs(zz, z)
+
+    tabs = exp(-sp.Abs(z))
+    pos, neg = branch(+1), branch(-1)
+    stable = Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True))
+    if pos == neg:
+        stable = pos.subs(t, tabs)
+    chain = Chain(sp.Symbol(name), expr, "catalog definition", variables=(z,))
+    chain.step(stable, "exponentials split by the sign of z (t = e^{-|z|} \\le 1)")
+    return chain
+
+
+def to_batch(expr: sp.Expr) -> sp.Expr:
+    """Index form over the output units -> batch form over whole arrays.
+
+    ``x[k]`` (any index) becomes the array ``x`` of shape (m, n) and a sum over
+    an index becomes :class:`RowSum` of the summand: one row per example, one
+    column per unit. Only sums over a single formal (infinite) index are
+    accepted, which is what the catalog's index form produces.
+    """
+    from .printers import RowSum
+
+    def convert(e):
+        if isinstance(e, sp.Sum):
+            (_, lo, hi), = e.limits
+            if (lo, hi) != (-sp.oo, sp.oo):
+                raise ValueError(f"not a formal sum over the units: {e}")
+            return RowSum(convert(e.function))
+        if isinstance(e, sp.Indexed):
+            return sp.Symbol(str(e.base.label), real=True)
+        if not e.args:
+            return e
+        return e.func(*[convert(x) for x in e.args])
+
+    return convert(expr)
+
+
+def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
+    """Derivative of an elementwise activation, ready for code.
+
+    Returns ``(chains, forward, derivative)``: the checked chains to show,
+    the overflow-free forward form and the derivative (through ``a`` when a
+    form was found, else a stable form in ``z``), both rewritten for floating
+    point (``log1p``/``expm1``) and proven unchanged by that rewrite.
+    """
+    from .catalog import fix_heaviside, z
+    from .printers import float_form_is_exact, numeric_form
+
+    g_prime = fix_heaviside(sp.diff(g, z))
+    found = through_output(g_prime, g, z, a, name)
+    chains = []
+    if found is not None:
+        chains.append(found)
+        derivative = found.result
+    else:
+        # No elementary inverse (swish): keep g' in z, made stable.
+        chains.append(Chain(sp.Symbol(f"{name}'"), g_prime, "derivative of the definition"))
+        derivative = g_prime
+        if g_prime.has(exp):
+            stable_d = split_exponentials(g_prime, z, f"{name}'")
+            chains.append(stable_d)
+            derivative = stable_d.result
+    forward = g
+    if g.has(exp):
+        stable = split_exponentials(g, z, name)
+        chains.append(stable)
+        forward = stable.result
+    numeric_forward, numeric_derivative = numeric_form(forward), numeric_form(derivative)
+    for before, after in ((forward, numeric_forward), (derivative, numeric_derivative)):
+        if not float_form_is_exact(before, after):
+            raise StepNotVerified(f"{name}: floating-point rewrite changed {before}")
+    return chains, numeric_forward, numeric_derivative

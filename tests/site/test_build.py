@@ -1,0 +1,182 @@
+"""The strict build: it passes on the real tree, fails on a raising cell, and
+produces pages that load nothing from outside the site."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from _sitebuild import REPO_ROOT, BuiltSite, mkdocs_build, output_tail
+
+pytestmark = pytest.mark.site
+
+NOTEBOOK_MARK = 'class="jupyter-wrapper"'
+
+
+def test_strict_build_renders_every_derivation(built_site: BuiltSite) -> None:
+    scripts = sorted((REPO_ROOT / "derivations").glob("[0-9][0-9]_*.py"))
+    assert scripts, "derivations/ holds no NN_name.py script"
+    for script in scripts:
+        page = built_site.path / "derivations" / script.stem / "index.html"
+        assert page.is_file(), f"{script.name} was not rendered to {page}"
+        assert NOTEBOOK_MARK in page.read_text(encoding="utf-8"), (
+            f"{script.name} was copied as a file, not rendered as a notebook page"
+        )
+
+
+def test_notebook_pages_were_executed(built_site: BuiltSite) -> None:
+    # A jupytext script carries no outputs; outputs on the page prove the
+    # build ran it.
+    notebook_pages = [
+        p for p in sorted(built_site.path.rglob("index.html"))
+        if NOTEBOOK_MARK in p.read_text(encoding="utf-8")
+    ]
+    assert notebook_pages, "no notebook page in the build"
+    silent = [
+        p.parent.relative_to(built_site.path).as_posix()
+        for p in notebook_pages
+        if "jp-OutputArea-output" not in p.read_text(encoding="utf-8")
+    ]
+    assert not silent, f"notebook pages without any cell output (not executed?): {silent}"
+
+
+def test_hook_scripts_are_not_pages(built_site: BuiltSite) -> None:
+    assert not (built_site.path / "hooks").exists(), "docs/hooks/ leaked into the site"
+
+
+def _copy_repo(destination: Path) -> Path:
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "site", ".cache", "__pycache__", ".pytest_cache", ".hypothesis",
+        ".ruff_cache", "*.egg-info",
+    )
+    shutil.copytree(REPO_ROOT, destination, ignore=ignore, symlinks=True)
+    return destination
+
+
+def test_a_raising_cell_fails_the_build(tmp_path: Path) -> None:
+    repo = _copy_repo(tmp_path / "repo")
+    marker = "deliberate failure planted by test_a_raising_cell_fails_the_build"
+    # 00_ sorts first, so the build stops before executing the real pages.
+    (repo / "derivations" / "00_raises.py").write_text(
+        "# %% [markdown]\n# # A broken derivation step\n\n"
+        f"# %%\nraise AssertionError({marker!r})\n",
+        encoding="utf-8",
+    )
+    result = mkdocs_build(repo, tmp_path / "site")
+    log = (result.stdout or "") + (result.stderr or "")
+    assert result.returncode != 0, (
+        "the build passed although a cell raised:\n" + output_tail(result)
+    )
+    assert marker in log, (
+        "the build failed, but not because of the raising cell:\n" + output_tail(result)
+    )
+
+
+# Attributes through which a page makes the browser fetch something.
+_FETCHING = {
+    "script": ("src",),
+    "img": ("src", "srcset"),
+    "source": ("src", "srcset"),
+    "iframe": ("src",),
+    "embed": ("src",),
+    "object": ("data",),
+    "audio": ("src",),
+    "video": ("src", "poster"),
+    "track": ("src",),
+}
+# <link rel=...> values that only name a URL (navigation, canonical address).
+_LINK_RELS_NOT_FETCHED = {"canonical", "prev", "next", "alternate", "author", "license"}
+_URL = re.compile(r"""(?:https?:)?//[^\s"'<>)]+""")
+_XML_NAMESPACE = re.compile(r"^(?:https?:)?//www\.w3\.org/")
+
+
+class _ResourceScanner(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.external: list[str] = []
+        self._inline: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name in _FETCHING.get(tag, ()):
+            for url in (values.get(name) or "").replace(",", " ").split():
+                self._check(f"<{tag} {name}>", url)
+        if tag == "link":
+            rels = set((values.get("rel") or "").lower().split())
+            if not rels <= _LINK_RELS_NOT_FETCHED:
+                self._check(f"<link rel={values.get('rel')}>", values.get("href") or "")
+        if tag in ("script", "style") and "src" not in values:
+            self._inline = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == self._inline:
+            self._inline = None
+
+    def handle_data(self, data: str) -> None:
+        if self._inline:
+            for url in _URL.findall(data):
+                if not _XML_NAMESPACE.match(url):
+                    self.external.append(f"inline <{self._inline}>: {url}")
+
+    def _check(self, where: str, url: str) -> None:
+        if urlsplit(url).netloc or url.startswith("//"):
+            self.external.append(f"{where}: {url}")
+
+
+def test_no_page_or_stylesheet_loads_from_another_host(built_site: BuiltSite) -> None:
+    problems = []
+    for page in sorted(built_site.path.rglob("*.html")):
+        scanner = _ResourceScanner()
+        scanner.feed(page.read_text(encoding="utf-8"))
+        rel = page.relative_to(built_site.path).as_posix()
+        problems += [f"{rel}: {item}" for item in scanner.external]
+    for sheet in sorted(built_site.path.rglob("*.css")):
+        text = sheet.read_text(encoding="utf-8")
+        for url in re.findall(r"""(?:url\(\s*["']?|@import\s+["'])((?:https?:)?//[^"')\s]+)""", text):
+            problems.append(f"{sheet.relative_to(built_site.path).as_posix()}: {url}")
+    assert not problems, "references to other hosts:\n" + "\n".join(problems)
+
+
+def test_mathjax_is_part_of_the_site(built_site: BuiltSite) -> None:
+    mathjax = built_site.path / "assets" / "mathjax"
+    assert (mathjax / "tex-chtml.js").is_file()
+    fonts = list((mathjax / "output" / "chtml" / "fonts" / "woff-v2").glob("*.woff"))
+    assert fonts, "the CHTML woff-v2 fonts were not copied next to tex-chtml.js"
+
+
+_EDIT_LINK = re.compile(r'<a href="([^"]+)" title="Edit this page"')
+
+
+def test_edit_links_point_at_files_in_the_repository(built_site: BuiltSite) -> None:
+    from mkdocs.config import load_config
+
+    config = load_config(str(REPO_ROOT / "mkdocs.yml"))
+    prefix = config.repo_url.rstrip("/") + "/edit/main/"
+    seen = 0
+    broken = []
+    for page in sorted(built_site.path.rglob("index.html")):
+        match = _EDIT_LINK.search(page.read_text(encoding="utf-8"))
+        if match is None:
+            continue
+        seen += 1
+        link = match.group(1)
+        rel = link.removeprefix(prefix)
+        if not link.startswith(prefix) or not (REPO_ROOT / rel).is_file():
+            broken.append(f"{page.relative_to(built_site.path).as_posix()}: {link}")
+    assert seen, "no page has an 'Edit this page' link"
+    assert not broken, "edit links to files that do not exist:\n" + "\n".join(broken)
+
+
+def test_execution_cache_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mkdocs.config import load_config
+
+    monkeypatch.delenv("MKDOCS_JUPYTER_CACHE", raising=False)
+    jupyter = load_config(str(REPO_ROOT / "mkdocs.yml")).plugins["mkdocs-jupyter"].config
+    assert jupyter["cache"] is False
+    assert jupyter["execute"] is True
+    assert jupyter["allow_errors"] is False
+    assert jupyter["include_requirejs"] is False
