@@ -12,12 +12,18 @@ What they add to a plain Material build:
 * the generated-code page lists every module under
   `src/backprop_derived/_generated/` through pymdownx.snippets, with a table of
   its functions, the equation each cites and the tests that use it;
+* the API page renders the signature and docstring of every object named by a
+  `::: dotted.name` line, and `<!-- cli-help -->` becomes the `--help` text of
+  the command line, so the reference cannot drift from the code;
 * notebook pages lose the CDN script tags nbconvert writes into them.
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
+import importlib
+import inspect
 import logging
 import os
 import posixpath
@@ -110,9 +116,95 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
-    if GENERATED_MARKER not in markdown:
-        return markdown
-    return markdown.replace(GENERATED_MARKER, _generated_modules_markdown(config))
+    if GENERATED_MARKER in markdown:
+        markdown = markdown.replace(GENERATED_MARKER, _generated_modules_markdown(config))
+    if CLI_MARKER in markdown:
+        markdown = markdown.replace(CLI_MARKER, _cli_help_markdown())
+    return API_DIRECTIVE.sub(lambda m: _api_markdown(m.group(1), page), markdown)
+
+
+# ---------------------------------------------------------------------------
+# API reference: signatures and docstrings read from the installed package.
+
+API_DIRECTIVE = re.compile(r"^::: ([A-Za-z_][\w.]*)[ \t]*$", re.MULTILINE)
+CLI_MARKER = "<!-- cli-help -->"
+
+
+def _resolve(dotted: str):
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for name in parts[cut:]:
+            obj = getattr(obj, name)
+        return obj
+    raise ImportError(f"cannot import {dotted}")
+
+
+def _docstring_block(obj) -> str:
+    doc = inspect.getdoc(obj)
+    if not doc:
+        return ""
+    # Docstrings are plain text (NumPy style underlines would turn into
+    # Markdown headings), so they are shown verbatim.
+    return "```text\n" + doc + "\n```\n"
+
+
+def _signature(name: str, obj) -> str:
+    try:
+        return f"{name}{inspect.signature(obj)}"
+    except (TypeError, ValueError):
+        return name
+
+
+def _api_markdown(dotted: str, page: Page) -> str:
+    try:
+        obj = _resolve(dotted)
+    except (ImportError, AttributeError) as error:
+        # A warning fails the strict build: the page names something that does not exist.
+        log.warning("%s: `::: %s` cannot be imported: %s", page.file.src_uri, dotted, error)
+        return f"!!! failure\n    `{dotted}` could not be imported.\n"
+    short = dotted.rsplit(".", 1)[-1]
+    if not inspect.getdoc(obj):
+        log.warning("%s: `%s` has no docstring to show", page.file.src_uri, dotted)
+    out = [f"### `{short}` {{ #{dotted} }}\n",
+           f"```python\n{_signature(dotted, obj)}\n```\n", _docstring_block(obj)]
+    if inspect.isclass(obj):
+        for name, member in inspect.getmembers(obj):
+            if name.startswith("_") or not (inspect.isfunction(member) or
+                                             isinstance(member, property)):
+                continue
+            if isinstance(member, property):
+                out.append(f"#### `{short}.{name}` *(property)*\n")
+            else:
+                out.append(f"#### `{short}.{name}`\n")
+                out.append(f"```python\n{_signature(name, member)}\n```\n")
+            out.append(_docstring_block(member))
+    return "\n".join(part for part in out if part)
+
+
+def _cli_help_markdown() -> str:
+    from backprop_derived.cli import build_parser
+
+    # argparse wraps to the terminal width; pin it so the page is the same
+    # whether it was built in a terminal or in CI.
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "90"
+    try:
+        parser = build_parser()
+        blocks = [("backprop-derived --help", parser.format_help())]
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    blocks.append((f"backprop-derived {name} --help", sub.format_help()))
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+    return "\n".join(f"```console\n$ {cmd}\n{text.rstrip()}\n```\n" for cmd, text in blocks)
 
 
 def _generated_modules_markdown(config: MkDocsConfig) -> str:

@@ -196,6 +196,12 @@ def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor:
                 J_minus = float(net.loss(X, Y))
                 sides_minus = _kink_sides(net, X)
                 p[idx] = original
+                if step_up + step_down == 0.0:
+                    raise ValueError(
+                        f"eps = {eps:g} is below the resolution of {p.dtype} at "
+                        f"{kind}[{l}][{', '.join(map(str, idx))}] = {float(original):g}: "
+                        "theta + eps rounds back to theta"
+                    )
                 numeric[idx] = (J_plus - J_minus) / (step_up + step_down)
                 for rl, s_plus, s_minus in zip(kinked, sides_plus, sides_minus):
                     changed = np.argwhere(s_plus != s_minus)
@@ -233,15 +239,23 @@ class EpsSweep:
 
     @property
     def best_eps(self) -> float:
-        return float(self.eps[np.argmin(self.max_relative_error)])
+        return float(self.eps[np.nanargmin(self.max_relative_error)])
 
 
 def eps_sweep(net, X, Y, eps_values=None, floor: float = 1e-8) -> EpsSweep:
-    """`gradient_check` for eps = 1e-1, 1e-2, ..., 1e-10 (or ``eps_values``)."""
+    """`gradient_check` for eps = 1e-1, 1e-2, ..., 1e-10 (or ``eps_values``).
+
+    An eps too small for the network's dtype (theta + eps == theta) gives NaN.
+    """
     eps_values = np.logspace(-1, -10, 10) if eps_values is None else np.asarray(eps_values, float)
     worst, median = [], []
     for eps in eps_values:
-        report = gradient_check(net, X, Y, eps=float(eps), floor=floor)
+        try:
+            report = gradient_check(net, X, Y, eps=float(eps), floor=floor)
+        except ValueError:  # eps below the dtype's resolution: no finite difference at all
+            worst.append(np.nan)
+            median.append(np.nan)
+            continue
         counted = np.concatenate(
             [report.relative_error[k][~report.on_kink[k]] for k in report.relative_error]
         )

@@ -46,7 +46,8 @@ class TrainingDivergedError(FloatingPointError):
 class History:
     """What `fit` returns: one entry per epoch (per iteration for L-BFGS).
 
-    ``loss`` is the full training loss J at the end of each epoch; ``val_loss``
+    ``loss`` is the full training loss J at the end of each epoch (none for an
+    L-BFGS run that starts at a stationary point); ``val_loss``
     and ``val_score`` are filled when ``validation_data`` is given, where
     ``val_score`` is `score` on the validation set: an accuracy for the
     classification losses, a mean squared error for squared_error
@@ -186,8 +187,25 @@ class TrainingMixin:
         rng = np.random.default_rng(seed)
         params = [*self.weights, *self.biases]
         velocity = [np.zeros_like(p) for p in params]
-        previous = [p.copy() for p in params]  # weights before the latest step
+        # The weights at the end of the last epoch whose training loss was finite
+        # (at first the initial weights): what a divergence falls back to.
+        checkpoint = [p.copy() for p in params]
         n_batches = -(-m // b)
+
+        def diverged(epoch, where, loss):
+            for p, saved in zip(params, checkpoint):
+                np.copyto(p, saved)
+            history = state.history
+            kept = f"end of epoch {epoch - 1}" if epoch > 1 else "initial weights"
+            kept_loss = history.loss[epoch - 2] if epoch > 1 else history.initial_loss
+            return TrainingDivergedError(
+                f"training diverged in epoch {epoch}{where}: the loss became {loss}. The weights "
+                f"were restored to the {kept} (training loss {kept_loss:.6g}). "
+                f"Try a smaller learning_rate (was {learning_rate}).",
+                epoch,
+                history,
+            )
+
         for epoch in range(1, epochs + 1):
             order = rng.permutation(m)
             for k in range(n_batches):
@@ -195,38 +213,21 @@ class TrainingMixin:
                 loss, dW, db = self.gradients(X[rows], Y[rows])
                 grads = [*dW, *db]
                 if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)):
-                    self._restore(params, previous)
-                    raise TrainingDivergedError(
-                        f"training diverged in epoch {epoch} (batch {k + 1} of {n_batches}): the "
-                        f"minibatch loss is {loss}. The weights were restored to the last ones with "
-                        f"a finite loss. Try a smaller learning_rate (was {learning_rate}).",
-                        epoch,
-                        state.history,
-                    )
-                # The runtime regularizes a batch of size n with (l2 / n) W; the full
+                    raise diverged(epoch, f" (minibatch {k + 1} of {n_batches})", loss)
+                # The runtime regularizes a batch of n examples with (l2 / n) W; the full
                 # objective J has (l2 / m) W, so correct the batch gradient to match J.
                 if self.l2 and len(rows) != m:
                     for W, g in zip(self.weights, dW):
                         g += (self.l2 / m - self.l2 / len(rows)) * W
-                for p, v, g, prev in zip(params, velocity, grads, previous):
-                    np.copyto(prev, p)
-                    v *= momentum  # heavy ball: v := mu v - alpha dJ, theta := theta + v
+                for p, v, g in zip(params, velocity, grads):
+                    v *= momentum  # heavy ball: v := mu v - alpha dJ/dtheta; theta := theta + v
                     v -= learning_rate * g
                     p += v
-            if not state.end_epoch(X, Y, epoch, epochs):
-                self._restore(params, previous)
-                raise TrainingDivergedError(
-                    f"training diverged in epoch {epoch}: the training loss is "
-                    f"{state.history.loss[-1]}. The weights were restored to the last ones with a "
-                    f"finite loss. Try a smaller learning_rate (was {learning_rate}).",
-                    epoch,
-                    state.history,
-                )
-
-    @staticmethod
-    def _restore(params, previous):
-        for p, prev in zip(params, previous):
-            np.copyto(p, prev)
+            loss = state.end_epoch(X, Y, epoch, epochs)
+            if not np.isfinite(loss):
+                raise diverged(epoch, "", loss)
+            for p, saved in zip(params, checkpoint):
+                np.copyto(saved, p)
 
     def _fit_lbfgs(self, X, Y, max_iter, state):
         from scipy.optimize import minimize  # optional dependency (extra "train")
@@ -246,15 +247,23 @@ class TrainingMixin:
 
         iteration = 0
 
+        def diverged(where):
+            set_parameters(self, last_finite)
+            return TrainingDivergedError(
+                f"L-BFGS diverged {where}: the loss is not finite. The weights were restored to "
+                f"the last iterate with a finite loss (iteration {len(state.history.loss)}).",
+                iteration,
+                state.history,
+            )
+
         def callback(intermediate_result):
+            # Called once per L-BFGS iteration: our "epoch".
             nonlocal iteration
             iteration += 1
-            last_finite[...] = intermediate_result.x
             set_parameters(self, intermediate_result.x)
-            if not state.end_epoch(X, Y, iteration, max_iter):
-                raise TrainingDivergedError(
-                    f"L-BFGS diverged at iteration {iteration}", iteration, state.history
-                )
+            if not np.isfinite(state.end_epoch(X, Y, iteration, max_iter)):
+                raise diverged(f"at iteration {iteration}")
+            last_finite[...] = intermediate_result.x
 
         result = minimize(
             cost_and_gradient,
@@ -264,16 +273,9 @@ class TrainingMixin:
             callback=callback,
             options={"maxiter": max_iter},
         )
-        final = result.x if np.all(np.isfinite(result.x)) else last_finite
-        set_parameters(self, final)
-        if not np.isfinite(self.loss(X, Y)):
-            set_parameters(self, last_finite)
-            raise TrainingDivergedError(
-                f"L-BFGS ended on a non-finite loss after {iteration} iterations; the weights "
-                "were restored to the last iterate with a finite loss.",
-                iteration,
-                state.history,
-            )
+        set_parameters(self, result.x)
+        if not (np.all(np.isfinite(result.x)) and np.isfinite(self.loss(X, Y))):
+            raise diverged(f"after {iteration} iterations")
         state.history.message = str(result.message)
 
     # ------------------------------------------------------ predict / score
@@ -318,12 +320,12 @@ class _Progress:
         self.unit = "epoch"
         self.start = time.perf_counter()
 
-    def end_epoch(self, X, Y, epoch: int, total: int) -> bool:
-        """Record epoch ``epoch``; False if the training loss is not finite."""
+    def end_epoch(self, X, Y, epoch: int, total: int) -> float:
+        """Record epoch ``epoch`` and return its training loss (recorded only if finite)."""
         loss = float(self.net.loss(X, Y))
-        self.history.loss.append(loss)
         if not np.isfinite(loss):
-            return False
+            return loss
+        self.history.loss.append(loss)
         line = f"{self.unit} {epoch:>{len(str(total))}}/{total}  loss {loss:.6g}"
         if self.validation:
             X_val, Y_val = self.validation
@@ -336,4 +338,4 @@ class _Progress:
         if self.progress:
             elapsed = time.perf_counter() - self.start
             print(f"{line}  ({elapsed:.1f} s)", file=sys.stderr, flush=True)
-        return True
+        return loss

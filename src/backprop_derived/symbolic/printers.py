@@ -241,15 +241,16 @@ class UfuncPrinter(ArrayPrinter):
         (``1^T dZ``).
         """
         if isinstance(e, sp.MatAdd):
-            first, *rest = sorted(e.args, key=lambda t: not isinstance(t, sp.MatMul) or
-                                  isinstance(t.args[0], sp.OneMatrix))
-            self._matrix(first, target)
-            for term in rest:
-                self._emit(f"numpy.add({target}, {self._broadcast(term)}, out={target})")
+            products = [t for t in e.args if _is_gemm(t)]
+            if len(products) != 1:
+                raise NotImplementedError(f"expected one matrix product in {e}")
+            self._matrix(products[0], target)
+            for term in e.args:
+                if term is not products[0]:
+                    self._emit(f"numpy.add({target}, {self._broadcast(term)}, out={target})")
         elif isinstance(e, sp.MatMul):
-            coeff, factors = e.as_coeff_mmul()
-            factors = list(factors.args) if isinstance(factors, sp.MatMul) else [factors]
-            if coeff != 1:
+            scalars, factors = e.args_cnc()
+            if scalars:
                 raise NotImplementedError(f"scaled product {e}: fold the scale into a factor")
             if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
                 self._emit(f"numpy.sum({self._mat(factors[1])}, axis=0, out={target})")
@@ -269,17 +270,15 @@ class UfuncPrinter(ArrayPrinter):
         raise NotImplementedError(f"matrix operand {e}")
 
     def _broadcast(self, term) -> str:
-        """A term added to a product: ``1 b^T`` (broadcast) or ``c W``."""
-        if isinstance(term, sp.MatMul):
-            coeff, rest = term.as_coeff_mmul()
-            factors = list(rest.args) if isinstance(rest, sp.MatMul) else [rest]
-            if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
-                return self._mat(factors[1].T)  # 1 b^T broadcasts as b
-            if len(factors) == 1 and not term.is_commutative:
-                inner = self._mat(factors[0])
-                return inner if coeff == 1 else f"{self._print(coeff)} * {inner}"
-        if isinstance(term, sp.MatMul) is False and isinstance(term, sp.MatrixSymbol):
+        """A term added to a product: ``1 b^T`` (broadcast as ``b``) or ``c W``."""
+        if isinstance(term, sp.MatrixSymbol):
             return term.name
+        scalars, factors = term.args_cnc()
+        if not scalars and len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
+            return self._mat(factors[1].T)
+        if len(factors) == 1:
+            coeff = sp.Mul(*scalars)
+            return f"{self._print(coeff)} * {self._mat(factors[0])}"
         raise NotImplementedError(f"cannot add {term} to a product")
 
     def _operand(self, e, target: str) -> str:
@@ -349,6 +348,14 @@ class UfuncPrinter(ArrayPrinter):
                     self._give(tmp)
                 else:
                     self._emit(f"numpy.{name}({target}, {leaf}, out={target})")
+
+
+def _is_gemm(term) -> bool:
+    """A product of two matrices (not the batch-ones vector), unscaled."""
+    if not isinstance(term, sp.MatMul):
+        return False
+    scalars, factors = term.args_cnc()
+    return not scalars and len(factors) == 2 and not isinstance(factors[0], sp.OneMatrix)
 
 
 def _negated(term):

@@ -1,0 +1,17 @@
+"""Backpropagation derived by SymPy, generated into NumPy.
+
+The runtime imports NumPy and the generated kernels only, never SymPy.
+``Network`` is imported on first use, so that ``backprop-derived regenerate``
+runs even when the generated package is missing or stale.
+"""
+
+__all__ = ["Network"]
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name == "Network":
+        from .network import Network
+
+        return Network
+    raise AttributeError(f"module 'backprop_derived' has no attribute {name!r}")

@@ -1,0 +1,146 @@
+"""gradient_check: agrees on the whole catalog, catches a wrong gradient, handles relu kinks."""
+
+import argparse
+
+import numpy as np
+import pytest
+
+from backprop_derived import Network
+from backprop_derived.gradcheck import (
+    add_gradcheck_command,
+    eps_sweep,
+    gradient_check,
+    main,
+    random_problem,
+)
+from backprop_derived.unrolling import get_parameters
+
+HIDDEN = ["identity", "sigmoid", "tanh", "relu", "softplus", "swish"]
+OUTPUTS = [(g, "squared_error") for g in [*HIDDEN, "softmax"]] + [
+    ("sigmoid", "binary_cross_entropy"),
+    ("softmax", "cross_entropy"),
+]
+
+
+@pytest.mark.parametrize("output,loss", OUTPUTS, ids=lambda v: str(v))
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("l2", [0.0, 0.5])
+def test_catalog_agrees_with_finite_differences(hidden, output, loss, l2):
+    net, X, Y = random_problem([3, 4, 3, 2], [hidden, hidden, output], loss, seed=7, batch=4, l2=l2)
+    before = get_parameters(net)
+    report = gradient_check(net, X, Y)
+    assert report.passed, str(report)
+    # The programming exercise's figure: expected well below 1e-9 for a correct gradient.
+    assert report.norm_difference < 1e-8, str(report)
+    assert np.array_equal(get_parameters(net), before), "the check must leave the network unchanged"
+
+
+class OffByOnePercent:
+    """A network whose gradient for one weight matrix is 1 % too large: a subtle bug."""
+
+    def __init__(self, net, layer):
+        self.net, self.layer = net, layer
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+    def gradients(self, X, Y):
+        J, dW, db = self.net.gradients(X, Y)
+        dW[self.layer] = dW[self.layer] * 1.01
+        return J, dW, db
+
+
+@pytest.mark.parametrize("layer", [0, 1])
+def test_a_wrong_gradient_fails_and_is_located(layer):
+    net, X, Y = random_problem([4, 5, 3], ["tanh", "softmax"], "cross_entropy", seed=3)
+    report = gradient_check(OffByOnePercent(net, layer), X, Y)
+    assert not report.passed
+    assert report.worst[:2] == (layer, "weights")
+    assert report.by_layer[layer]["weights"] == pytest.approx(0.01 / 1.01, rel=1e-3)
+    assert report.by_kind["biases"] < 1e-5
+    assert "FAILED" in str(report)
+
+
+def relu_net_on_a_kink(z_offset):
+    """2-2-1 relu network whose hidden unit 0 has pre-activation z_offset on example 0."""
+    net = Network(layer_sizes=[2, 2, 1], activations=["relu", "identity"], loss="squared_error",
+                  seed=0)
+    net.weights[0][...] = [[1.0, -1.0], [0.5, 0.5]]
+    net.biases[0][...] = [z_offset, 0.2]
+    net.weights[1][...] = [[1.5, -0.7]]
+    net.biases[1][...] = [0.1]
+    X = np.array([[0.3, 0.3], [1.0, -1.0], [-0.5, 2.0]])  # z_0 of example 0 = z_offset
+    Y = np.array([[1.0], [0.0], [2.0]])
+    return net, X, Y
+
+
+def test_relu_kink_is_a_warning_not_a_failure():
+    net, X, Y = relu_net_on_a_kink(z_offset=3e-5)  # within eps = 1e-4 of the kink
+    report = gradient_check(net, X, Y, eps=1e-4)
+    flagged = {(w.layer, w.kind, w.index) for w in report.kink_warnings}
+    # the bias of unit 0 moves z_0 by +-eps: it straddles the kink
+    assert (0, "biases", (0,)) in flagged
+    # and its finite difference really is wrong, by far more than the tolerance
+    assert report.relative_error[(0, "biases")][0] > 1e-2
+    assert report.passed, str(report)
+    assert "kink" in str(report)
+    assert all(w.crossing[0] == 0 and w.crossing[2] == 0 for w in report.kink_warnings)
+
+
+def test_no_kink_warning_away_from_the_kink():
+    net, X, Y = relu_net_on_a_kink(z_offset=0.05)
+    report = gradient_check(net, X, Y, eps=1e-4)
+    assert report.kink_warnings == []
+    assert report.passed
+
+
+def test_eps_sweep_has_truncation_and_rounding_regimes():
+    net, X, Y = random_problem([3, 4, 2], ["tanh", "softmax"], "cross_entropy", seed=1)
+    sweep = eps_sweep(net, X, Y)
+    assert sweep.eps.tolist() == pytest.approx([10.0**-k for k in range(1, 11)])
+    err = dict(zip(sweep.eps.tolist(), sweep.median_relative_error))
+    # truncation: the error falls roughly like eps^2 from 1e-1 to 1e-3 (a factor 1e4)
+    assert err[1e-1] / err[1e-3] > 1e3
+    # rounding: at 1e-10 it is far worse than at the best eps
+    assert err[1e-10] > 100 * min(err.values())
+    assert 1e-7 <= sweep.best_eps <= 1e-3
+
+
+def test_report_layout():
+    net, X, Y = random_problem([4, 5, 3], ["tanh", "softmax"], "cross_entropy", seed=0)
+    report = gradient_check(net, X, Y)
+    assert set(report.by_layer) == {0, 1}
+    assert set(report.by_kind) == {"weights", "biases"}
+    assert report.max_relative_error == max(report.by_kind.values())
+    text = str(report)
+    assert "4-5-3 tanh,softmax" in text and "PASSED" in text
+    assert text.count("weights") >= 2 and text.count("biases") >= 2
+
+
+def test_cli_prints_report_and_exit_status(capsys):
+    status = main(["--layers", "4,5,3", "--activations", "tanh,softmax", "--loss", "cross_entropy"])
+    out = capsys.readouterr().out
+    assert status == 0 and "PASSED" in out and "4-5-3" in out
+    # a huge eps makes the truncation error fail a strict tolerance
+    status = main(["--layers", "3,2", "--activations", "tanh", "--loss", "squared_error",
+                   "--eps", "0.5", "--tolerance", "1e-9"])
+    assert status == 1 and "FAILED" in capsys.readouterr().out
+    status = main(["--layers", "4,5,3", "--activations", "relu,softmax", "--loss", "squared_error",
+                   "--seed", "3", "--batch", "7", "--l2", "0.1"])
+    assert status == 0
+
+
+def test_cli_bad_input(capsys):
+    status = main(["--layers", "4,5,3", "--activations", "tanh,relu", "--loss", "cross_entropy"])
+    assert status == 2 and "gradcheck:" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--layers", "4,x"])
+
+
+def test_subcommand_registration(capsys):
+    parser = argparse.ArgumentParser(prog="backprop-derived")
+    add_gradcheck_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["gradcheck", "--layers", "2,3,1", "--activations", "sigmoid,sigmoid",
+                              "--loss", "binary_cross_entropy"])
+    assert args.func(args) == 0
+    assert "2-3-1 sigmoid,sigmoid" in capsys.readouterr().out
