@@ -6,7 +6,6 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1:8000
 export NO_MKDOCS_2_WARNING := 1
-export PYTHONHASHSEED ?= 0
 
 .PHONY: help install test test-math regenerate check site serve bench lint clean
 

@@ -14,6 +14,7 @@ exactly that and refuse anything else rather than pretend to be general.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -70,7 +71,7 @@ def make_problem(config: Config, seed: int = 0) -> Problem:
     sizes = config.layer_sizes
     weights = [
         (rng.standard_normal((n_out, n_in)) / math.sqrt(n_in)).astype(dtype)
-        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)
+        for n_in, n_out in itertools.pairwise(sizes)
     ]
     biases = [(0.1 * rng.standard_normal(n_out)).astype(dtype) for n_out in sizes[1:]]
     X = rng.standard_normal((config.m, sizes[0])).astype(dtype)
@@ -87,7 +88,7 @@ def make_problem(config: Config, seed: int = 0) -> Problem:
 
 def gemm_flops(layer_sizes: Sequence[int], m: int) -> int:
     """Flops of the bare GEMMs: forward Z_l, backward dW_l, and dA_{l-1} for l >= 2."""
-    products = [n_in * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:])]
+    products = [n_in * n_out for n_in, n_out in itertools.pairwise(layer_sizes)]
     return 2 * m * (2 * sum(products) + sum(products[1:]))
 
 
@@ -166,7 +167,9 @@ def reference_gradients(problem: Problem) -> Gradients:
 
 def per_example_loop(problem: Problem) -> Callable[[], Gradients]:
     dtype = problem.dtype
-    thetas = [np.hstack([b[:, None], W]) for W, b in zip(problem.weights, problem.biases)]
+    thetas = [
+        np.hstack([b[:, None], W]) for W, b in zip(problem.weights, problem.biases, strict=True)
+    ]
     X, Y, m, L = problem.X, problem.Y, problem.config.m, len(thetas)
     one = np.ones(1, dtype=dtype)  # the bias unit, typed so float32 stays float32
 

@@ -101,7 +101,14 @@ def machine_info(use_torch: bool) -> dict[str, Any]:
     try:
         from threadpoolctl import threadpool_info
 
-        keep = ("user_api", "internal_api", "version", "num_threads", "architecture", "threading_layer")
+        keep = (
+            "user_api",
+            "internal_api",
+            "version",
+            "num_threads",
+            "architecture",
+            "threading_layer",
+        )
         blas = [{k: i.get(k) for k in keep} for i in threadpool_info()]
     except ImportError:
         config = np.show_config(mode="dicts")  # numpy >= 1.25
@@ -216,7 +223,21 @@ def check(problem: Problem, fns: dict[str, Callable[[], Any]]) -> dict[str, dict
     return checks
 
 
+def wait_for_quiet(max_wait_s: float) -> float:
+    """Wait (up to max_wait_s) until the 1-minute load average is under 1.
+
+    Other processes on a 2-core machine take BLAS threads away mid-GEMM and
+    inflate every time, the bound's most of all. Ratios survive some of that,
+    not all; the load is recorded next to every configuration either way.
+    """
+    started = time.monotonic()
+    while os.getloadavg()[0] >= 1.0 and time.monotonic() - started < max_wait_s:
+        time.sleep(5)
+    return os.getloadavg()[0]
+
+
 def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
+    load_before = wait_for_quiet(args.wait_quiet)
     problem = make_problem(config)
     fns, status = build_contenders(problem, use_torch=not args.no_torch)
     checks = check(problem, fns)
@@ -240,13 +261,13 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
 
     contenders: dict[str, Any] = {}
-    for name in LABELS:
+    for name, label in LABELS.items():
         if name in status:
-            contenders[name] = {"label": LABELS[name], "status": status[name]}
+            contenders[name] = {"label": label, "status": status[name]}
             continue
         t = times[name]
         contenders[name] = {
-            "label": LABELS[name],
+            "label": label,
             "status": "measured",
             "rounds": int(np.isfinite(t).sum()),
             "calls_per_sample": entries[name].number,
@@ -271,6 +292,7 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         "gemm_gflops": flops / contenders["bare_gemms"]["median_s"] / 1e9,
         "contenders": contenders,
         "memory": memory_report(problem, network_fn),
+        "load_average_1min": [load_before, os.getloadavg()[0]],  # before, after
     }
 
 
@@ -323,8 +345,11 @@ def _fmt_ratio(stats: dict[str, float] | None) -> str:
 def format_config(res: dict[str, Any]) -> str:
     gemm = res["contenders"]["bare_gemms"]
     lines = [
-        f"{res['name']}: bare GEMMs {gemm['median_s'] * 1e3:.3f} ms = "
-        f"{res['gemm_gflops']:.1f} GFLOP/s; {res['rounds']} rounds",
+        (
+            f"{res['name']}: bare GEMMs {gemm['median_s'] * 1e3:.3f} ms = "
+            f"{res['gemm_gflops']:.1f} GFLOP/s; {res['rounds']} rounds; load "
+            f"{res['load_average_1min'][0]:.2f} -> {res['load_average_1min'][1]:.2f}"
+        ),
         f"  {'contender':<30} {'median':>11}  {'x GEMMs [IQR]':>20}  {'x NumPy [IQR]':>20}",
     ]
     for c in res["contenders"].values():
@@ -351,14 +376,22 @@ def validate(results: dict[str, Any]) -> None:
     """The keys docs/performance.py reads; raise ValueError naming what is missing."""
     if results.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"schema {results.get('schema')!r}, expected {SCHEMA_VERSION}")
-    for key in ("created", "command", "machine", "configs", "elementwise", "tooling"):
+    for key in ("created", "command", "machine", "configs", "elementwise", "overheads", "tooling"):
         if key not in results:
             raise ValueError(f"results lack {key!r}")
     for key in ("cpu", "cores", "numpy", "python", "torch", "blas_threads"):
         if key not in results["machine"]:
             raise ValueError(f"machine info lacks {key!r}")
     for cfg in results["configs"]:
-        for key in ("name", "dtype", "m", "gemm_gflops", "contenders", "memory"):
+        for key in (
+            "name",
+            "dtype",
+            "m",
+            "gemm_gflops",
+            "contenders",
+            "memory",
+            "load_average_1min",
+        ):
             if key not in cfg:
                 raise ValueError(f"config {cfg.get('name')!r} lacks {key!r}")
         if set(cfg["contenders"]) != set(LABELS):
@@ -392,6 +425,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-site", action="store_true", help="do not time `mkdocs build`")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="results JSON")
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="before each config, wait up to this long for the load to drop under 1 "
+        "(default 120, 0 with --quick)",
+    )
+    parser.add_argument(
         "--budget-s", type=float, default=20.0, help="seconds of interleaved timing per config"
     )
     args = parser.parse_args(argv)
@@ -401,6 +442,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         (1e-4, 3, 5) if args.quick else (2e-3, 30, 2000)
     )
     args.micro_rounds = 3 if args.quick else 200
+    if args.wait_quiet is None:
+        args.wait_quiet = 0.0 if args.quick else 120.0
     return args
 
 
@@ -435,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for res in results["elementwise"]:
         print(micro.format_table(res), flush=True)
+    results["overheads"] = micro.overheads(args.micro_rounds, target_s=args.target_s / 4)
+    print(micro.format_overheads(results["overheads"]), flush=True)
     results["tooling"] = tooling(args)
     print("tooling:", json.dumps(results["tooling"]), flush=True)
     results["machine"]["load_average_end"] = list(os.getloadavg())

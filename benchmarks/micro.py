@@ -17,7 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .contenders import Config, bare_gemms, gemm_flops, make_problem
+from .contenders import Config, bare_gemms, gemm_flops, handwritten_numpy, make_problem
+from .prototype import PrototypePass
 from .timing import Entry, calibrate, interleave, ratio_stats
 
 CONFIG = {"layer_sizes": (784, 256, 128, 10), "m": 256}
@@ -65,6 +66,10 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
     row_max = np.empty((m, 1), dt)
     row_sum = np.empty((m, 1), dt)
     hidden = (0, 1)  # layers with tanh (indices into Z)
+
+    def dW_fresh():  # results into new arrays each call, as returned gradients would be
+        for l in range(3):
+            np.matmul(dZ[l].T, A[l], out=np.empty_like(W[l]))
 
     def fwd_views():
         for l in range(3):
@@ -160,6 +165,7 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
         "fwd_contiguous": ("forward GEMMs A @ Wt, Wt a contiguous copy", fwd_contiguous),
         "dW_views": ("dW GEMMs dZ.T @ A, transposed view", dW_views),
         "dW_contiguous": ("dW GEMMs dZt @ A, dZt a contiguous copy", dW_contiguous),
+        "dW_fresh": ("dW GEMMs into freshly allocated arrays", dW_fresh),
         "transpose_copy": (
             "np.ascontiguousarray(W.T) for the three W",
             lambda: [np.ascontiguousarray(w.T) for w in W],
@@ -170,7 +176,10 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
         "bias_alloc": ("bias add, three layers, allocating", bias_alloc),
         "tanh_grad_out": ("dA * (1 - a*a), two hidden layers, out= (3 ufuncs)", tanh_grad_out),
         "tanh_grad_alloc": ("dA * (1 - a**2), two hidden layers, temporaries", tanh_grad_alloc),
-        "tanh_grad_recompute": ("dA / cosh(z)**2, two hidden layers (g' from z)", tanh_grad_recompute),
+        "tanh_grad_recompute": (
+            "dA / cosh(z)**2, two hidden layers (g' from z)",
+            tanh_grad_recompute,
+        ),
         "softmax_out": ("stable softmax (m,10), out=", softmax_out),
         "softmax_alloc": ("stable softmax (m,10), allocating", softmax_alloc),
         "db_sum": ("dZ.sum(axis=0), three layers, out=", db_sum),
@@ -181,6 +190,17 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
         "isfinite_minmax": ("isfinite(X.min()) and isfinite(X.max())", isfinite_minmax),
         "isfinite_dot_zero": ("np.dot(X.ravel(), zeros) == 0 (BLAS)", isfinite_dot_zero),
     }
+    result["numpy_pass"] = ("whole pass: hand-written NumPy contender", handwritten_numpy(p))
+    proto = PrototypePass(W, b, m)
+    result["prototype_pass"] = (
+        "whole pass: prototype sequence (benchmarks/prototype.py), reused outputs",
+        lambda: proto(X, p.Y),
+    )
+    proto_fresh = PrototypePass(W, b, m, fresh_outputs=True)
+    result["prototype_fresh"] = (
+        "whole pass: prototype sequence, fresh dW/db arrays each call",
+        lambda: proto_fresh(X, p.Y),
+    )
     one_thread = _blas_one_thread()
     if one_thread is not None:
         result["gemms_1thread"] = ("bare GEMMs with BLAS limited to 1 thread", one_thread(gemms))
@@ -231,10 +251,66 @@ def run(dtype: str, rounds: int, target_s: float = 5e-4) -> dict:
     }
 
 
+def overheads(rounds: int, target_s: float = 5e-4) -> dict:
+    """Fixed per-call costs that decide the tiny nets (2-3-2, m = 64), in seconds.
+
+    Shown relative to one whole hand-written pass on the tiny net.
+    """
+    config = Config("tiny", (2, 3, 2), ("tanh", "softmax"), "cross_entropy", "float64", 64)
+    p = make_problem(config)
+    X, W = p.X, p.weights
+    Z = np.empty((config.m, 3))
+    proto = PrototypePass(p.weights, p.biases, config.m)
+
+    def errstate():
+        with np.errstate(over="ignore", under="ignore"):
+            pass
+
+    named = {
+        "numpy_pass": ("whole pass: hand-written NumPy, 2-3-2 m=64", handwritten_numpy(p)),
+        "prototype_pass": ("whole pass: prototype sequence, 2-3-2 m=64", lambda: proto(X, p.Y)),
+        "ufunc_out": ("one ufunc call, np.add(Z, b, out=Z), Z (64,3)",
+                      lambda: np.add(Z, p.biases[0], out=Z)),
+        "matmul_out": ("one np.matmul(X, W.T, out=Z), (64,2)x(2,3)",
+                       lambda: np.matmul(X, W[0].T, out=Z)),
+        "isfinite_tiny": ("np.isfinite(X).all(), X (64,2)", lambda: np.isfinite(X).all()),
+        "errstate": ("entering and leaving np.errstate(...)", errstate),
+        "asarray_noop": ("np.asarray(X, dtype=X.dtype) on an array that fits",
+                         lambda: np.asarray(X, dtype=X.dtype)),
+    }  # fmt: skip
+    entries = {name: Entry(fn, calibrate(fn, target_s)[0]) for name, (_, fn) in named.items()}
+    times = interleave(entries, rounds, seed=2)
+    return {
+        "config": "2-3-2 float64 m=64",
+        "rounds": rounds,
+        "items": {
+            name: {
+                "label": label,
+                "median_s": float(np.median(times[name])),
+                "ratio_to_numpy": ratio_stats(times[name], times["numpy_pass"])["median"],
+            }
+            for name, (label, _) in named.items()
+        },
+    }
+
+
+def format_overheads(res: dict) -> str:
+    lines = [f"per-call overheads ({res['config']}, {res['rounds']} rounds)",
+             f"  {'piece':<16} {'median':>9} {'x NumPy pass':>13}  what"]  # fmt: skip
+    for name, item in res["items"].items():
+        lines.append(
+            f"  {name:<16} {item['median_s'] * 1e6:>7.2f}us {item['ratio_to_numpy']:>13.3f}"
+            f"  {item['label']}"
+        )
+    return "\n".join(lines)
+
+
 def format_table(res: dict) -> str:
     lines = [
-        f"{res['dtype']}: bare GEMMs {res['gemm_median_s'] * 1e3:.3f} ms "
-        f"({res['gemm_gflops']:.0f} GFLOP/s), {res['rounds']} rounds",
+        (
+            f"{res['dtype']}: bare GEMMs {res['gemm_median_s'] * 1e3:.3f} ms "
+            f"({res['gemm_gflops']:.0f} GFLOP/s), {res['rounds']} rounds"
+        ),
         f"  {'piece':<22} {'median':>10} {'x GEMMs':>8}  what",
     ]
     for name, item in res["items"].items():
@@ -253,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for dtype in ("float32", "float64"):
         print(format_table(run(dtype, args.rounds)), flush=True)
+    print(format_overheads(overheads(args.rounds)), flush=True)
     return 0
 
 

@@ -34,6 +34,9 @@
 # bar is the median of the per-round ratios (the whiskers span the middle
 # half of the rounds). The figures come from `benchmarks/results.json`,
 # written by `make bench`; building this page does not rerun the benchmark.
+# Each panel's title gives the 1-minute load average of the machine when its
+# configuration started: above about 1 on these 2 cores, other processes were
+# taking BLAS threads away and the GEMM figures are depressed.
 
 # %%
 import json
@@ -45,7 +48,9 @@ import matplotlib.pyplot as plt
 
 def find_results() -> Path | None:
     """The results JSON: $BENCHMARK_RESULTS, else benchmarks/results.json from the repo root."""
-    candidates = [Path(os.environ["BENCHMARK_RESULTS"])] if "BENCHMARK_RESULTS" in os.environ else []
+    candidates = (
+        [Path(os.environ["BENCHMARK_RESULTS"])] if "BENCHMARK_RESULTS" in os.environ else []
+    )
     candidates += [Path("benchmarks/results.json"), Path("../benchmarks/results.json")]
     return next((p for p in candidates if p.is_file()), None)
 
@@ -128,7 +133,7 @@ if results:
         gemm = cfg["contenders"]["bare_gemms"]
         ax.set_title(
             f"{cfg['name']}: GEMMs {gemm['median_s'] * 1e3:.3g} ms, "
-            f"{cfg['gemm_gflops']:.3g} GFLOP/s",
+            f"{cfg['gemm_gflops']:.3g} GFLOP/s (load {cfg['load_average_1min'][0]:.1f})",
             fontsize=9,
         )
     axes[-1].set_xscale("log")
@@ -174,8 +179,10 @@ if results:
 # %%
 if results:
     rows = [
-        "| configuration | activations | largest delta | Network peak (retained) "
-        "| hand-written NumPy peak (retained) |",
+        (
+            "| configuration | activations | largest delta | Network peak (retained) "
+            "| hand-written NumPy peak (retained) |"
+        ),
         "| --- | ---: | ---: | ---: | ---: |",
     ]
 
@@ -226,10 +233,27 @@ if results:
             "| --- |" + " ---: |" * len(tables)]  # fmt: skip
     for name, item in tables[0]["items"].items():
         cells = [
-            f"{r['items'][name]['median_s'] * 1e6:.3g} us ({r['items'][name]['ratio_to_gemms']:.3f}x)"
+            f"{r['items'][name]['median_s'] * 1e6:.1f} us ({r['items'][name]['ratio_to_gemms']:.3f}x)"
             for r in tables
         ]
         rows.append(f"| {item['label']} | " + " | ".join(cells) + " |")
+    show("\n".join(rows))
+
+# %% [markdown]
+# ### Fixed costs per call, which decide the tiny nets
+#
+# On a 2-3-2 net with m = 64 the arithmetic is nothing; what counts is how
+# many NumPy calls a pass makes and what each costs. Relative to one whole
+# hand-written pass on that net:
+
+# %%
+if results:
+    over = results["overheads"]
+    rows = ["| piece | median | x hand-written pass |", "| --- | ---: | ---: |"]
+    for item in over["items"].values():
+        rows.append(
+            f"| {item['label']} | {item['median_s'] * 1e6:.2f} us | {item['ratio_to_numpy']:.3f} |"
+        )
     show("\n".join(rows))
 
 # %% [markdown]

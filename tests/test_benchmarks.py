@@ -24,8 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks import contenders as bc  # noqa: E402
-from benchmarks import harness  # noqa: E402
+from benchmarks import contenders as bc
+from benchmarks import harness
+from benchmarks.prototype import PrototypePass
 
 SMALL = [
     bc.Config("2-3-2 f64", (2, 3, 2), ("tanh", "softmax"), "cross_entropy", "float64", 7),
@@ -47,6 +48,9 @@ def contender_fns(problem: bc.Problem) -> dict:
         "numpy": bc.handwritten_numpy(problem),
         "loop": bc.per_example_loop(problem),
     }
+    for fresh in (False, True):  # the kernel sequence recommended to the generator
+        proto = PrototypePass(problem.weights, problem.biases, problem.config.m, fresh)
+        fns[f"prototype fresh={fresh}"] = lambda proto=proto: proto(problem.X, problem.Y)
     if network_importable():
         fns["network"] = bc.derived_network(problem)
     if bc.torch_version() is not None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from backprop_derived import Network
+from backprop_derived._generated import ACTIVATIONS, OUTPUTS
 from backprop_derived.gradcheck import (
     add_gradcheck_command,
     eps_sweep,
@@ -15,11 +16,10 @@ from backprop_derived.gradcheck import (
 )
 from backprop_derived.unrolling import get_parameters
 
-HIDDEN = ["identity", "sigmoid", "tanh", "relu", "softplus", "swish"]
-OUTPUTS = [(g, "squared_error") for g in [*HIDDEN, "softmax"]] + [
-    ("sigmoid", "binary_cross_entropy"),
-    ("softmax", "cross_entropy"),
-]
+# The whole catalog, read from the generated registry: an activation added to the
+# derivation is tested here the day it is regenerated.
+HIDDEN = sorted(name for name, kernels in ACTIVATIONS.items() if kernels.elementwise)
+OUTPUTS = sorted(OUTPUTS)  # (output activation, loss) pairs
 
 
 @pytest.mark.parametrize("output,loss", OUTPUTS, ids=lambda v: str(v))
@@ -30,8 +30,8 @@ def test_catalog_agrees_with_finite_differences(hidden, output, loss, l2):
     before = get_parameters(net)
     report = gradient_check(net, X, Y)
     assert report.passed, str(report)
-    # The programming exercise's figure: expected well below 1e-9 for a correct gradient.
-    assert report.norm_difference < 1e-8, str(report)
+    # The programming exercise's single figure; a wrong derivative gives 1e-3 or more.
+    assert report.norm_difference < 1e-6, str(report)
     assert np.array_equal(get_parameters(net), before), "the check must leave the network unchanged"
 
 
@@ -63,8 +63,9 @@ def test_a_wrong_gradient_fails_and_is_located(layer):
 
 def relu_net_on_a_kink(z_offset):
     """2-2-1 relu network whose hidden unit 0 has pre-activation z_offset on example 0."""
-    net = Network(layer_sizes=[2, 2, 1], activations=["relu", "identity"], loss="squared_error",
-                  seed=0)
+    net = Network(
+        layer_sizes=[2, 2, 1], activations=["relu", "identity"], loss="squared_error", seed=0
+    )
     net.weights[0][...] = [[1.0, -1.0], [0.5, 0.5]]
     net.biases[0][...] = [z_offset, 0.2]
     net.weights[1][...] = [[1.5, -0.7]]
@@ -98,7 +99,7 @@ def test_eps_sweep_has_truncation_and_rounding_regimes():
     net, X, Y = random_problem([3, 4, 2], ["tanh", "softmax"], "cross_entropy", seed=1)
     sweep = eps_sweep(net, X, Y)
     assert sweep.eps.tolist() == pytest.approx([10.0**-k for k in range(1, 11)])
-    err = dict(zip(sweep.eps.tolist(), sweep.median_relative_error))
+    err = dict(zip(sweep.eps.tolist(), sweep.median_relative_error, strict=True))
     # truncation: the error falls roughly like eps^2 from 1e-1 to 1e-3 (a factor 1e4)
     assert err[1e-1] / err[1e-3] > 1e3
     # rounding: at 1e-10 it is far worse than at the best eps
@@ -122,11 +123,37 @@ def test_cli_prints_report_and_exit_status(capsys):
     out = capsys.readouterr().out
     assert status == 0 and "PASSED" in out and "4-5-3" in out
     # a huge eps makes the truncation error fail a strict tolerance
-    status = main(["--layers", "3,2", "--activations", "tanh", "--loss", "squared_error",
-                   "--eps", "0.5", "--tolerance", "1e-9"])
+    status = main(
+        [
+            "--layers",
+            "3,2",
+            "--activations",
+            "tanh",
+            "--loss",
+            "squared_error",
+            "--eps",
+            "0.5",
+            "--tolerance",
+            "1e-9",
+        ]
+    )
     assert status == 1 and "FAILED" in capsys.readouterr().out
-    status = main(["--layers", "4,5,3", "--activations", "relu,softmax", "--loss", "squared_error",
-                   "--seed", "3", "--batch", "7", "--l2", "0.1"])
+    status = main(
+        [
+            "--layers",
+            "4,5,3",
+            "--activations",
+            "relu,softmax",
+            "--loss",
+            "squared_error",
+            "--seed",
+            "3",
+            "--batch",
+            "7",
+            "--l2",
+            "0.1",
+        ]
+    )
     assert status == 0
 
 
@@ -140,7 +167,51 @@ def test_cli_bad_input(capsys):
 def test_subcommand_registration(capsys):
     parser = argparse.ArgumentParser(prog="backprop-derived")
     add_gradcheck_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["gradcheck", "--layers", "2,3,1", "--activations", "sigmoid,sigmoid",
-                              "--loss", "binary_cross_entropy"])
-    assert args.func(args) == 0
+    args = parser.parse_args(
+        [
+            "gradcheck",
+            "--layers",
+            "2,3,1",
+            "--activations",
+            "sigmoid,sigmoid",
+            "--loss",
+            "binary_cross_entropy",
+        ]
+    )
+    assert args.handler(args) == 0
     assert "2-3-1 sigmoid,sigmoid" in capsys.readouterr().out
+
+
+def test_a_small_error_in_a_zero_gradient_is_caught():
+    # The floor must not hide errors where the true gradient is 0: input 0 is always 0,
+    # so dJ/dW[0][:, 0] = 0 exactly, and the bug adds 1e-7 to one of those entries.
+    net, X, Y = random_problem([4, 5, 3], ["tanh", "softmax"], "cross_entropy", seed=3)
+    X[:, 0] = 0.0
+
+    class OneEntryOff(OffByOnePercent):
+        def gradients(self, X, Y):
+            J, dW, db = self.net.gradients(X, Y)
+            assert np.all(dW[0][:, 0] == 0)
+            dW[0][2, 0] += 1e-7
+            return J, dW, db
+
+    report = gradient_check(OneEntryOff(net, 0), X, Y)
+    assert not report.passed
+    assert report.worst == (0, "weights", (2, 0))
+
+
+def test_float32_check_says_it_cannot_resolve():
+    net = Network(layer_sizes=[4, 5, 3], activations=["tanh", "softmax"], dtype=np.float32, seed=0)
+    _, X, Y = random_problem([4, 5, 3], ["tanh", "softmax"], "cross_entropy", seed=0)
+    report = gradient_check(net, X.astype(np.float32), Y)
+    assert report.notes and "float64" in report.notes[0]
+    assert "note:" in str(report)
+    with pytest.raises(ValueError, match="below the resolution of float32"):
+        gradient_check(net, X.astype(np.float32), Y, eps=1e-10)
+
+
+def test_wired_into_the_project_cli(capsys):
+    from backprop_derived.cli import main as cli_main
+
+    assert cli_main(["gradcheck", "--layers", "4,5,3", "--activations", "tanh,softmax"]) == 0
+    assert "PASSED" in capsys.readouterr().out

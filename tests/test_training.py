@@ -30,6 +30,7 @@ BAD_FIT_ARGUMENTS = [
     ({"batch_size": 0}, "batch_size"),
     ({"optimizer": "adam"}, "unknown optimizer 'adam'"),
     ({"momentum": 1.0}, "momentum"),
+    ({"learning_rate": "0.1"}, "learning_rate"),
     ({"max_iter": 0}, "max_iter"),
     ({"validation_data": np.zeros((3, 2))}, "validation_data"),
 ]
@@ -102,14 +103,22 @@ def test_fit_lowers_the_loss(options):
 
 def test_history_with_validation_data():
     X, y = blobs(m=60)
-    history = classifier().fit(X[:45], y[:45], epochs=7, batch_size=5, validation_data=(X[45:], y[45:]),
-                               seed=0, progress=False)
+    history = classifier().fit(
+        X[:45],
+        y[:45],
+        epochs=7,
+        batch_size=5,
+        validation_data=(X[45:], y[45:]),
+        seed=0,
+        progress=False,
+    )
     assert history.epochs == len(history.loss) == len(history.val_loss) == 7
     assert history.val_accuracy == history.val_score
     assert all(0.0 <= a <= 1.0 for a in history.val_accuracy)
     regression = Network([2, 3, 1], ["tanh", "identity"], loss="squared_error", seed=0)
-    history = regression.fit(X, X[:, :1] * X[:, 1:], epochs=2, validation_data=(X, X[:, :1]),
-                             progress=False)
+    history = regression.fit(
+        X, X[:, :1] * X[:, 1:], epochs=2, validation_data=(X, X[:, :1]), progress=False
+    )
     assert history.score_name == "mean_squared_error" and len(history.val_score) == 2
     with pytest.raises(AttributeError):
         history.val_accuracy  # noqa: B018
@@ -155,7 +164,7 @@ def test_minibatch_steps_follow_the_full_objective_with_l2():
     _, dW_full, _ = net.gradients(X, y)
     lr = 1e-7
     net.fit(X, y, epochs=1, batch_size=4, learning_rate=lr, seed=0, progress=False)
-    for W0, W1, g in zip(before, net.weights, dW_full):
+    for W0, W1, g in zip(before, net.weights, dW_full, strict=True):
         step = (W0 - W1) / lr
         np.testing.assert_allclose(step, 3 * g, rtol=1e-4, atol=1e-8)
 
@@ -249,7 +258,7 @@ def test_default_initialization_is_uniform_in_the_notes_interval():
     c = Network(sizes, ["sigmoid", "softmax"], seed=4)
     assert np.array_equal(get_parameters(a), get_parameters(b))  # reproducible with seed
     assert not np.array_equal(get_parameters(a), get_parameters(c))
-    for W, n_in, n_out in zip(a.weights, sizes[:-1], sizes[1:]):
+    for W, n_in, n_out in zip(a.weights, sizes[:-1], sizes[1:], strict=True):
         eps = np.sqrt(6) / np.sqrt(n_in + n_out)  # the notes' INIT_EPSILON
         assert np.abs(W).max() <= eps
         assert np.abs(W).max() > 0.95 * eps  # fills the interval, not a narrower one
@@ -266,12 +275,21 @@ def xor_clusters(seed=0):
     return X, Y
 
 
-def xor_classifier():
-    return Network([2, 5, 1], ["sigmoid", "sigmoid"], loss="binary_cross_entropy", seed=0)
+def xor_classifier(init="uniform"):
+    return Network(
+        [2, 5, 1], ["sigmoid", "sigmoid"], loss="binary_cross_entropy", seed=0, init=init
+    )
 
 
-FIT = {"epochs": 100, "batch_size": 10, "learning_rate": 0.5, "momentum": 0.9, "max_iter": 100,
-       "seed": 0, "progress": False}
+FIT = {
+    "epochs": 100,
+    "batch_size": 10,
+    "learning_rate": 0.5,
+    "momentum": 0.9,
+    "max_iter": 100,
+    "seed": 0,
+    "progress": False,
+}
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "lbfgs"])
@@ -279,9 +297,8 @@ def test_zero_initialization_keeps_hidden_units_identical(optimizer):
     """The notes' warning: with all weights zero every hidden unit gets the same update,
     so they stay copies of one another however long we train."""
     X, Y = xor_clusters()
-    net = xor_classifier()
-    for p in [*net.weights, *net.biases]:
-        p[...] = 0.0
+    net = xor_classifier(init="zeros")
+    assert not np.any(get_parameters(net))
     net.fit(X, Y, optimizer=optimizer, **FIT)
     W1, b1, W2 = net.weights[0], net.biases[0], net.weights[1]
     scale = np.abs(W1).max()

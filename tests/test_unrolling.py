@@ -1,5 +1,7 @@
 """unroll / roll: exact round trips in both orders, Octave's layout, the wiki's test case."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -20,7 +22,7 @@ layer_sizes = st.lists(st.integers(1, 6), min_size=2, max_size=5)
 
 def random_layers(sizes, seed=0):
     rng = np.random.default_rng(seed)
-    weights = [rng.normal(size=(n_out, n_in)) for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+    weights = [rng.normal(size=(n_out, n_in)) for n_in, n_out in pairwise(sizes)]
     biases = [rng.normal(size=n_out) for n_out in sizes[1:]]
     return weights, biases
 
@@ -33,7 +35,7 @@ def test_round_trips_exactly(order, sizes, seed):
     vector = unroll(weights, biases, order=order)
     assert vector.shape == (n_parameters(sizes),)
     weights2, biases2 = roll(vector, sizes, order=order)
-    for W, W2, b, b2 in zip(weights, weights2, biases, biases2):
+    for W, W2, b, b2 in zip(weights, weights2, biases, biases2, strict=True):
         assert np.array_equal(W, W2) and np.array_equal(b, b2)
     assert np.array_equal(unroll(weights2, biases2, order=order), vector)
 
@@ -54,7 +56,8 @@ def test_octave_order_by_hand():
 
 
 def test_notes_reshape_example():
-    # The notes: Theta1 = reshape(thetaVector(1:110), 10, 11), Theta2 = (111:220), Theta3 = (221:231)
+    # The notes: Theta1 = reshape(thetaVector(1:110), 10, 11), Theta2 from 111:220,
+    # Theta3 = reshape(thetaVector(221:231), 1, 11)
     vector = np.arange(1.0, 232.0)
     weights, biases = roll(vector, [10, 10, 10, 1], order="octave")
     assert biases[0][:3].tolist() == [1, 2, 3]  # Theta1(1:3, 1), the bias column
@@ -83,7 +86,9 @@ def test_network_parameters_round_trip_in_place(dtype):
     arrays = [*net.weights, *net.biases]
     vector = get_parameters(net, order="octave")
     set_parameters(net, 2 * vector, order="octave")
-    assert all(a is b for a, b in zip(arrays, [*net.weights, *net.biases]))  # written in place
+    assert all(
+        a is b for a, b in zip(arrays, [*net.weights, *net.biases], strict=True)
+    )  # written in place
     assert all(a.dtype == dtype for a in arrays)
     assert np.array_equal(get_parameters(net, order="octave"), (2 * vector).astype(dtype))
 
@@ -91,15 +96,29 @@ def test_network_parameters_round_trip_in_place(dtype):
 # The Coursera wiki's "Testing your linear NN" case, printed by Octave.
 WIKI_PARAMS = np.array([31, 16, 15, -29, -13, -8, -7, 13, 54, -17, -11, -9, 16]) / 10
 WIKI_J = 0.020815
-WIKI_GRAD = np.array([
-    -0.0131002, -0.0110085, -0.0070569, 0.0189212, -0.0189639, -0.0192539, -0.0102291,
-    0.0344732, 0.0024947, 0.0080624, 0.0021964, 0.0031675, -0.0064244,
-])
+WIKI_GRAD = np.array(
+    [
+        -0.0131002,
+        -0.0110085,
+        -0.0070569,
+        0.0189212,
+        -0.0189639,
+        -0.0192539,
+        -0.0102291,
+        0.0344732,
+        0.0024947,
+        0.0080624,
+        0.0021964,
+        0.0031675,
+        -0.0064244,
+    ]
+)
 
 
 def wiki_network():
-    net = Network(layer_sizes=[1, 4, 1], activations=["tanh", "identity"],
-                  loss="squared_error", l2=0.01)
+    net = Network(
+        layer_sizes=[1, 4, 1], activations=["tanh", "identity"], loss="squared_error", l2=0.01
+    )
     set_parameters(net, WIKI_PARAMS, order="octave")
     X = np.array([[1.0], [2.0], [3.0]])
     Y = np.array([[1.0], [4.0], [9.0]])

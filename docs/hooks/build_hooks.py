@@ -236,25 +236,35 @@ def _generated_modules_markdown(config: MkDocsConfig) -> str:
     return "\n".join(parts)
 
 
+_DERIVED_IN = re.compile(r"^(?P<equation>.*?);? derived in (?P<source>derivations/\S+?\.py)\.?$")
+
+
 def _function_table(module: Path, test_sources: dict[str, str], blob: str | None) -> str:
     tree = ast.parse(module.read_text(encoding="utf-8"))
     rows = []
     for node in tree.body:
         if not isinstance(node, ast.FunctionDef) or node.name.startswith("_"):
             continue
-        doc = (ast.get_docstring(node) or "").strip().splitlines()
-        cites = doc[0] if doc else ""
+        lines = [line.strip() for line in (ast.get_docstring(node) or "").splitlines()]
+        summary = lines[0] if lines else ""
+        equation = ""
+        for line in lines[1:]:
+            cited = _DERIVED_IN.match(line)
+            if cited:
+                # Links to the derivation page (a .py page, resolved by MkDocs).
+                equation = f"[{cited['equation'] or cited['source']}]({cited['source']})"
         pattern = re.compile(rf"\b{re.escape(node.name)}\b")
         tests = [path for path, text in test_sources.items() if pattern.search(text)]
         links = ", ".join(
             f"[{posixpath.basename(t)}]({blob}{t})" if blob else f"`{t}`" for t in tests
         )
         rows.append(
-            f"| `{node.name}` | {_escape_cell(cites)} | {links or 'only through `Network`'} |"
+            f"| `{node.name}` | {_escape_cell(summary)} | {_escape_cell(equation)} "
+            f"| {links or 'through `Network` only'} |"
         )
     if not rows:
         return "This module defines no public function.\n"
-    header = "| Function | Implements | Tests that name it |\n|---|---|---|\n"
+    header = "| Function | Computes | Equation | Tests that name it |\n|---|---|---|---|\n"
     return header + "\n".join(rows) + "\n"
 
 

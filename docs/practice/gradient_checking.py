@@ -69,6 +69,7 @@ print(gradient_check(net, X, Y))
 # To see the check fail, wrap the network so that its gradient for the first
 # weight matrix is 1 % too large, the kind of error a mistyped constant causes.
 
+
 # %%
 class OnePercentTooLarge:
     """The same network, with a subtle bug in dJ/dW for layer 0."""
@@ -133,15 +134,26 @@ print(gradient_check(relu_net, X_kink, Y_kink))
 # %%
 sweeps = {}
 for dtype in (np.float64, np.float32):
-    sweep_net = Network(layer_sizes=[4, 5, 3], activations=["tanh", "softmax"],
-                        loss="cross_entropy", dtype=dtype, seed=0)
+    sweep_net = Network(
+        layer_sizes=[4, 5, 3],
+        activations=["tanh", "softmax"],
+        loss="cross_entropy",
+        dtype=dtype,
+        seed=0,
+    )
     sweeps[np.dtype(dtype).name] = eps_sweep(sweep_net, X, Y)
 
 fig, ax = plt.subplots(figsize=(7, 4.5))
-for (name, sweep), color in zip(sweeps.items(), ["C0", "C1"]):
+for (name, sweep), color in zip(sweeps.items(), ["C0", "C1"], strict=True):
     ax.loglog(sweep.eps, sweep.max_relative_error, "o-", color=color, label=f"{name}: largest")
-    ax.loglog(sweep.eps, sweep.median_relative_error, "s--", color=color, alpha=0.6,
-              label=f"{name}: median")
+    ax.loglog(
+        sweep.eps,
+        sweep.median_relative_error,
+        "s--",
+        color=color,
+        alpha=0.6,
+        label=f"{name}: median",
+    )
 eps = sweeps["float64"].eps
 ax.loglog(eps, 0.3 * eps**2, ":", color="gray", label=r"slope $\varepsilon^2$ (truncation)")
 ax.loglog(eps, 1e-15 / eps, "-.", color="gray", label=r"slope $1/\varepsilon$ (rounding)")
@@ -157,8 +169,10 @@ fig.tight_layout()
 
 # %%
 for name, sweep in sweeps.items():
-    print(f"{name}: best eps {sweep.best_eps:.0e}, largest relative error there "
-          f"{np.nanmin(sweep.max_relative_error):.1e}")
+    print(
+        f"{name}: best eps {sweep.best_eps:.0e}, largest relative error there "
+        f"{np.nanmin(sweep.max_relative_error):.1e}"
+    )
 
 # %% [markdown]
 # ## Then turn it off
@@ -171,7 +185,8 @@ for name, sweep in sweeps.items():
 #
 # ```console
 # $ backprop-derived gradcheck --layers 4,5,3 --activations tanh,softmax --loss cross_entropy
-# $ backprop-derived gradcheck --layers 3,6,2 --activations relu,identity --loss squared_error --l2 0.1 --batch 20
+# $ backprop-derived gradcheck --layers 3,6,2 --activations relu,identity \
+#       --loss squared_error --l2 0.1 --batch 20
 # ```
 #
 # The exit status is 0 when the check passes and 1 when it fails, so it can

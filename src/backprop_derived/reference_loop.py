@@ -16,41 +16,41 @@ from __future__ import annotations
 
 import numpy as np
 
+from backprop_derived._generated import ACTIVATIONS
 from backprop_derived.unrolling import to_theta
 
 
-# Elementwise g and g'(z) for one example. TEMPORARY: replaced by the generated
-# activation kernels once backprop_derived._generated lands.
-def _sigmoid(z):
-    return 0.5 * (1.0 + np.tanh(0.5 * z))
-
-
-_ACTIVATIONS = {
-    "identity": (lambda z: z, lambda z: np.ones_like(z)),
-    "sigmoid": (_sigmoid, lambda z: _sigmoid(z) * (1.0 - _sigmoid(z))),
-    "tanh": (np.tanh, lambda z: 1.0 - np.tanh(z) ** 2),
-    "relu": (lambda z: np.maximum(z, 0.0), lambda z: (z > 0).astype(z.dtype)),
-    "softplus": (lambda z: np.logaddexp(0.0, z), _sigmoid),
-    "swish": (
-        lambda z: z * _sigmoid(z),
-        lambda z: _sigmoid(z) * (1.0 + z * (1.0 - _sigmoid(z))),
-    ),
-}
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def activation(name: str):
-    """(g, g') for an elementwise activation, or softmax's g alone (g' is a Jacobian)."""
-    if name == "softmax":
-        return _softmax, None
+    """(g, g') of a catalog activation, from the generated kernels.
+
+    ``g(z)`` works on a vector (one example) or a batch of rows; ``g'(z)`` is
+    elementwise and is None for softmax, whose derivative couples the units
+    (a Jacobian, handled in `output_delta`).
+    """
     try:
-        return _ACTIVATIONS[name]
+        kernels = ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; valid names: {', '.join(ACTIVATIONS)}"
+        ) from None
+
+    def scratch(z):
+        return [np.empty_like(z) for _ in range(kernels.scratch)]
+
+    def g(z):
+        z = np.asarray(z, dtype=np.float64)
+        rows = np.atleast_2d(z)  # the kernels take a batch: one row per example
+        a = kernels.forward(rows, np.empty_like(rows), scratch(rows))
+        return a.reshape(z.shape)
+
+    if not kernels.elementwise:
+        return g, None
+
+    def g_prime(z):
+        z = np.asarray(z, dtype=np.float64)
+        return kernels.derivative(g(z), z, np.empty_like(z), scratch(z))
+
+    return g, g_prime
 
 
 def forward_layers(net, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -61,7 +61,7 @@ def forward_layers(net, X: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarra
     """
     a = np.asarray(X, dtype=np.float64)
     zs, activations = [], [a]
-    for W, b, name in zip(net.weights, net.biases, net.activations):
+    for W, b, name in zip(net.weights, net.biases, net.activations, strict=True):
         z = a @ W.T + b
         a = activation(name)[0](z)
         zs.append(z)
@@ -113,14 +113,16 @@ def reference_gradients(net, X, Y) -> tuple[float, list[np.ndarray], list[np.nda
     X = np.asarray(X, dtype=np.float64)
     Y = _one_hot_targets(net, Y)
     m = X.shape[0]
-    thetas = [to_theta(W, b).astype(np.float64) for W, b in zip(net.weights, net.biases)]
+    thetas = [
+        to_theta(W, b).astype(np.float64) for W, b in zip(net.weights, net.biases, strict=True)
+    ]
     Deltas = [np.zeros_like(theta) for theta in thetas]  # Delta^(l)_ij := 0
     J = 0.0
     for t in range(m):
         # forward propagation for example t; a^(l) carries its bias unit a_0 = 1
         a = X[t]
         a_biased, zs = [], []
-        for theta, name in zip(thetas, net.activations):
+        for theta, name in zip(thetas, net.activations, strict=True):
             a = np.concatenate(([1.0], a))
             a_biased.append(a)
             z = theta @ a
@@ -138,7 +140,7 @@ def reference_gradients(net, X, Y) -> tuple[float, list[np.ndarray], list[np.nda
     # J = (1/m) sum_t cost(t) + (lambda / 2m) sum of squared weights (bias column excluded)
     J = J / m + net.l2 / (2 * m) * sum(float(np.sum(theta[:, 1:] ** 2)) for theta in thetas)
     dW, db = [], []
-    for theta, Delta in zip(thetas, Deltas):
+    for theta, Delta in zip(thetas, Deltas, strict=True):
         D = Delta / m  # D_ij = (1/m) Delta_ij          if j = 0
         D[:, 1:] += net.l2 / m * theta[:, 1:]  # + (lambda/m) Theta_ij  if j != 0
         dW.append(D[:, 1:])

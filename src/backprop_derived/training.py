@@ -70,8 +70,14 @@ class History:
     @property
     def val_accuracy(self) -> list[float]:
         if self.score_name != "accuracy":
-            raise AttributeError("val_accuracy exists for classification losses only; see val_score")
+            raise AttributeError(
+                "val_accuracy exists for classification losses only; see val_score"
+            )
         return self.val_score
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _score_name(loss_name: str) -> str:
@@ -85,7 +91,9 @@ class TrainingMixin:
         X = np.asarray(X)
         Y = np.asarray(Y)
         if X.ndim != 2:
-            raise ValueError(f"{what}: X must be 2-D (m, {self.layer_sizes[0]}), got shape {X.shape}")
+            raise ValueError(
+                f"{what}: X must be 2-D (m, {self.layer_sizes[0]}), got shape {X.shape}"
+            )
         if X.shape[0] == 0:
             raise ValueError(f"{what}: X is empty (0 examples)")
         if X.shape[1] != self.layer_sizes[0]:
@@ -95,30 +103,38 @@ class TrainingMixin:
             )
         if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
             raise ValueError(
-                f"{what}: X has {X.shape[0]} rows but Y has "
-                f"{Y.shape[0] if Y.ndim else 'no'} rows"
+                f"{what}: X has {X.shape[0]} rows but Y has {Y.shape[0] if Y.ndim else 'no'} rows"
             )
         for name, arr in (("X", X), ("Y", Y)):
-            if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            real = np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+            if not real or np.issubdtype(arr.dtype, np.complexfloating):
                 raise ValueError(f"{what}: {name} must hold real numbers, got dtype {arr.dtype}")
             if not np.all(np.isfinite(arr)):
                 raise ValueError(f"{what}: {name} contains NaN or inf")
         return X, Y
 
-    def _check_fit_arguments(self, epochs, batch_size, learning_rate, momentum, optimizer, max_iter):
+    def _check_fit_arguments(
+        self, epochs, batch_size, learning_rate, momentum, optimizer, max_iter
+    ):
         if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
+            )
         for name, value in (("epochs", epochs), ("max_iter", max_iter)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
         if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1
+            isinstance(batch_size, bool)
+            or not isinstance(batch_size, int | np.integer)
+            or batch_size < 1
         ):
-            raise ValueError(f"batch_size must be an integer >= 1 or None (full batch), got {batch_size!r}")
-        if not np.isfinite(learning_rate) or learning_rate <= 0:
+            raise ValueError(
+                f"batch_size must be an integer >= 1 or None (full batch), got {batch_size!r}"
+            )
+        if not _is_real(learning_rate) or not (0.0 < learning_rate < np.inf):
             raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-        if not (0.0 <= momentum < 1.0):
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not _is_real(momentum) or not (0.0 <= momentum < 1.0):
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
 
     # ------------------------------------------------------------------- fit
     def fit(
@@ -142,7 +158,9 @@ class TrainingMixin:
         ``momentum`` drive "sgd"; ``max_iter`` drives "lbfgs". With ``progress``
         one line per epoch goes to stderr. A non-finite loss raises
         `TrainingDivergedError` after restoring the last weights whose loss was
-        finite. Every argument is checked before any work is done.
+        finite. Every argument is checked before any work is done. L-BFGS runs on
+        the full batch and ignores the SGD settings (``epochs``, ``batch_size``,
+        ``learning_rate``, ``momentum``, ``seed``), though they are still checked.
         """
         self._check_fit_arguments(epochs, batch_size, learning_rate, momentum, optimizer, max_iter)
         X, Y = self._check_data(X, Y)
@@ -193,7 +211,7 @@ class TrainingMixin:
         n_batches = -(-m // b)
 
         def diverged(epoch, where, loss):
-            for p, saved in zip(params, checkpoint):
+            for p, saved in zip(params, checkpoint, strict=True):
                 np.copyto(p, saved)
             history = state.history
             kept = f"end of epoch {epoch - 1}" if epoch > 1 else "initial weights"
@@ -217,16 +235,16 @@ class TrainingMixin:
                 # The runtime regularizes a batch of n examples with (l2 / n) W; the full
                 # objective J has (l2 / m) W, so correct the batch gradient to match J.
                 if self.l2 and len(rows) != m:
-                    for W, g in zip(self.weights, dW):
+                    for W, g in zip(self.weights, dW, strict=True):
                         g += (self.l2 / m - self.l2 / len(rows)) * W
-                for p, v, g in zip(params, velocity, grads):
+                for p, v, g in zip(params, velocity, grads, strict=True):
                     v *= momentum  # heavy ball: v := mu v - alpha dJ/dtheta; theta := theta + v
                     v -= learning_rate * g
                     p += v
             loss = state.end_epoch(X, Y, epoch, epochs)
             if not np.isfinite(loss):
                 raise diverged(epoch, "", loss)
-            for p, saved in zip(params, checkpoint):
+            for p, saved in zip(params, checkpoint, strict=True):
                 np.copyto(saved, p)
 
     def _fit_lbfgs(self, X, Y, max_iter, state):

@@ -17,6 +17,7 @@ orders:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -40,7 +41,7 @@ def from_theta(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def n_parameters(layer_sizes: Sequence[int]) -> int:
     """Number of entries in the unrolled vector: sum of (n_in + 1) * n_out."""
-    return sum((n_in + 1) * n_out for n_in, n_out in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return sum((n_in + 1) * n_out for n_in, n_out in pairwise(layer_sizes))
 
 
 def unroll(
@@ -51,7 +52,7 @@ def unroll(
     if len(weights) != len(biases):
         raise ValueError(f"{len(weights)} weight matrices but {len(biases)} bias vectors")
     pieces = []
-    for l, (W, b) in enumerate(zip(weights, biases)):
+    for l, (W, b) in enumerate(zip(weights, biases, strict=True)):
         W, b = np.asarray(W), np.asarray(b)
         if W.ndim != 2 or b.shape != (W.shape[0],):
             raise ValueError(
@@ -84,7 +85,7 @@ def roll(
         )
     weights, biases = [], []
     start = 0
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+    for n_in, n_out in pairwise(sizes):
         block = vector[start : start + (n_in + 1) * n_out]
         start += block.size
         if order == "ours":
@@ -105,6 +106,6 @@ def get_parameters(net, order: str = "ours") -> np.ndarray:
 def set_parameters(net, vector: np.ndarray, order: str = "ours") -> None:
     """Write ``vector`` into the network's arrays in place (dtype of the network kept)."""
     weights, biases = roll(vector, net.layer_sizes, order=order)
-    for W, W_new, b, b_new in zip(net.weights, weights, net.biases, biases):
+    for W, W_new, b, b_new in zip(net.weights, weights, net.biases, biases, strict=True):
         W[...] = W_new
         b[...] = b_new

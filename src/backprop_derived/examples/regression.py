@@ -76,5 +76,7 @@ def run_regression(
 
 if __name__ == "__main__":
     result = run_regression(progress=True)
-    print(f"final cost J = {result.history.loss[-1]:.4f}; training MSE {result.train_mse:.4f} "
-          f"(noise variance {result.noise ** 2:.4f}, straight line {result.line_mse:.4f})")
+    print(
+        f"final cost J = {result.history.loss[-1]:.4f}; training MSE {result.train_mse:.4f} "
+        f"(noise variance {result.noise**2:.4f}, straight line {result.line_mse:.4f})"
+    )

@@ -177,8 +177,10 @@ class UfuncPrinter(ArrayPrinter):
     def _leaf(self, e) -> str | None:
         if e in getattr(self, "_cse", {}):
             return self._cse[e]
-        if e.is_Symbol or e.is_Number:
+        if e.is_Symbol or e.is_Integer:
             return self._print(e)
+        if e.is_number:  # pi, sqrt(2/pi), 1/2: one weak Python float
+            return repr(float(e))
         if isinstance(e, sp.Heaviside | sp.Piecewise | sp.Max) or e.is_Relational:
             return None
         return None

@@ -21,7 +21,15 @@ def _verified(candidate, expr, g, z, a) -> bool:
 
 
 def _inverse_candidates(expr, g, z, a):
-    """Invert ``a = g(z)`` with ``solve`` and substitute ``z = g^-1(a)``."""
+    """Invert ``a = g(z)`` with ``solve`` and substitute ``z = g^-1(a)``.
+
+    Only tried when ``z`` occurs once in ``g``: then the inverse follows by
+    peeling off one function at a time. With several occurrences (swish,
+    gelu) no elementary inverse is to be expected, and ``solve`` can run for
+    minutes trying to factor its way to one.
+    """
+    if sum(1 for node in sp.preorder_traversal(g) if node == z) != 1:
+        return
     try:
         inverses = sp.solve(sp.Eq(a, g), z)
     except (NotImplementedError, ValueError):
