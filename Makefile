@@ -6,6 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1:8000
 export NO_MKDOCS_2_WARNING := 1
+# Tests and the site build run many small matrix products; two BLAS threads on
+# two busy cores made them 25-60x slower here. Benchmarks set their own.
+SINGLE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 
 .PHONY: help install test test-math regenerate check site serve bench lint clean
 
@@ -27,10 +30,10 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(SINGLE_THREAD) $(PY) -m pytest
 
 test-math: $(STAMP)
-	$(PY) -m pytest -m "not site"
+	$(SINGLE_THREAD) $(PY) -m pytest -m "not site"
 
 regenerate: $(STAMP)
 	$(PY) -m backprop_derived regenerate
@@ -41,8 +44,10 @@ check: $(STAMP)
 site: $(STAMP)
 	$(PY) -m mkdocs build --strict
 
-serve: site
-	$(PY) -m mkdocs serve --dev-addr $(HOST) --no-livereload
+# mkdocs serve runs the same strict build (every page executed) before serving,
+# and rebuilds when docs/, derivations/ or src/ change.
+serve: $(STAMP)
+	$(PY) -m mkdocs serve --strict --dev-addr $(HOST)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks

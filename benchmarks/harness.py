@@ -45,7 +45,7 @@ from .contenders import (
     reference_gradients,
     torch_version,
 )
-from .timing import Entry, calibrate, interleave, ratio_stats, spread
+from .timing import SETTLE_S, Entry, calibrate, interleave, ratio_stats, spread
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
@@ -250,14 +250,16 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         if name == "loop":
             continue
         number, per_call = calibrate(fn, args.target_s)
-        entries[name] = Entry(fn, number)
+        entries[name] = Entry(fn, number, runtime="torch" if name == "pytorch" else "numpy")
         per_round += number * per_call
+    if "pytorch" in entries:  # about two runtime switches per round, each waits settle_s
+        per_round += 2 * args.settle_s
     rounds = int(np.clip(args.budget_s / per_round, args.min_rounds, args.max_rounds))
     fns["loop"]()  # warm-up
     entries["loop"] = Entry(fns["loop"], 1, spread(config.loop_rounds, rounds))
 
     started = time.perf_counter()
-    times = interleave(entries, rounds, seed=0)
+    times = interleave(entries, rounds, seed=0, settle_s=args.settle_s)
     elapsed = time.perf_counter() - started
 
     contenders: dict[str, Any] = {}
@@ -442,6 +444,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         (1e-4, 3, 5) if args.quick else (2e-3, 30, 2000)
     )
     args.micro_rounds = 3 if args.quick else 200
+    args.settle_s = 0.0 if args.quick else SETTLE_S
     if args.wait_quiet is None:
         args.wait_quiet = 0.0 if args.quick else 120.0
     return args
@@ -459,6 +462,9 @@ def main(argv: list[str] | None = None) -> int:
         "method": {
             "statistic": "median over rounds of per-round time ratios; IQR in brackets",
             "interleaving": "each round times every contender once, in a shuffled order",
+            "settle_s": args.settle_s,
+            "settle": "pause whenever the next sample switches between NumPy and PyTorch, "
+            "so that neither runtime's spinning worker threads slow the other",
             "sample_target_s": args.target_s,
             "budget_s_per_config": args.budget_s,
             "reference": "hand-written pass in float64 on the same weights and data",

@@ -23,6 +23,7 @@ class Entry:
     fn: Callable[[], object]
     number: int = 1  # calls per sample, so that a sample is well above timer noise
     rounds: frozenset[int] | None = None  # rounds it is timed in; None: every round
+    runtime: str = "numpy"  # whose worker threads it wakes: "numpy" (OpenBLAS) or "torch"
 
 
 def sample(fn: Callable[[], object], number: int) -> float:
@@ -51,7 +52,17 @@ def spread(k: int, rounds: int) -> frozenset[int]:
     return frozenset(int(i) for i in np.linspace(0, rounds - 1, k).round())
 
 
-def interleave(entries: dict[str, Entry], rounds: int, seed: int = 0) -> dict[str, list[float]]:
+# After a call, OpenBLAS's worker threads spin for about 0.1 s waiting for
+# more work, and PyTorch's OpenMP threads for about 10 ms (measured here as CPU
+# time burnt during a sleep). On 2 cores a spinning pool of one runtime halves
+# the other's: GEMMs right after a PyTorch call took 3x as long. So whenever
+# the runtime changes between two samples, wait until the other pool sleeps.
+SETTLE_S = 0.15
+
+
+def interleave(
+    entries: dict[str, Entry], rounds: int, seed: int = 0, settle_s: float = SETTLE_S
+) -> dict[str, list[float]]:
     """Per-round seconds per call for each entry (NaN where an entry sat out).
 
     The order is shuffled each round so that no contender always follows the
@@ -64,11 +75,15 @@ def interleave(entries: dict[str, Entry], rounds: int, seed: int = 0) -> dict[st
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
+        last_runtime = None
         for r in range(rounds):
             for i in rng.permutation(len(names)):
                 name = names[i]
                 entry = entries[name]
                 if entry.rounds is None or r in entry.rounds:
+                    if last_runtime not in (None, entry.runtime):
+                        time.sleep(settle_s)
+                    last_runtime = entry.runtime
                     times[name][r] = sample(entry.fn, entry.number)
             gc.collect()  # between rounds, outside the timed samples
     finally:

@@ -32,7 +32,10 @@
 # same loss and gradients as a float64 reference. The machine is shared and
 # noisy, so the contenders are timed interleaved, round by round, and each
 # bar is the median of the per-round ratios (the whiskers span the middle
-# half of the rounds). The figures come from `benchmarks/results.json`,
+# half of the rounds). Whenever the next sample switches between NumPy and
+# PyTorch the benchmark pauses briefly: both keep their worker threads
+# spinning after a call (OpenBLAS for about 0.1 s), and on two cores a
+# spinning pool of one slowed the other's GEMMs threefold. The figures come from `benchmarks/results.json`,
 # written by `make bench`; building this page does not rerun the benchmark.
 # Each panel's title gives the 1-minute load average of the machine when its
 # configuration started: above about 1 on these 2 cores, other processes were

@@ -36,12 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     regen.add_argument("--root", default=".", help="repository root (default: .)")
     regen.add_argument("--quiet", action="store_true", help="print only errors and diffs")
     regen.set_defaults(handler=_regenerate)
-    try:
-        from .gradcheck import add_gradcheck_command
-    except ImportError:
-        pass
-    else:
-        add_gradcheck_command(sub)
+    from .gradcheck import add_gradcheck_command
+
+    add_gradcheck_command(sub)
     return parser
 
 

@@ -16,7 +16,9 @@ finite-limit index sums, hence the explicit list):
 4. ``by sign``     expressions with ``Max``/``Abs``/``Heaviside``/``Piecewise`` in a
                    real variable are proven separately for a positive and a
                    negative variable, and at 0;
-5. ``instance``    index expressions that SymPy cannot simplify in general are
+5. ``index sums``  formal index sums: terms moved into their sums, bound indices
+                   renamed alike, summands merged and expanded to 0;
+6. ``instance``    index expressions that SymPy cannot simplify in general are
                    proven exactly on a concrete instance (finite index range,
                    every free index value), as the issue allows.
 """
@@ -143,6 +145,54 @@ def _simplify(e: sp.Basic) -> sp.Basic:
     return sp.simplify(e.doit().doit().rewrite(sp.exp))
 
 
+def _derivatives_as_functions(e: sp.Basic) -> sp.Basic:
+    """``Subs(Derivative(g(xi), xi), xi, X)`` -> ``g'(X)``, an undefined function.
+
+    ``diff`` of ``g(<expression>)`` leaves this ``Subs`` with a fresh dummy
+    each time; naming the derivative makes equal terms structurally equal.
+    """
+
+    def named(sub):
+        expr, (var,), (point,) = sub.args
+        if (isinstance(expr, sp.Derivative) and expr.variables == (var,)
+                and isinstance(expr.expr, sp.core.function.AppliedUndef)
+                and expr.expr.args == (var,)):
+            return sp.Function(f"{expr.expr.func.__name__}'")(point)
+        return sub
+
+    e = e.replace(lambda x: isinstance(x, Subs), named)
+    return e.replace(
+        lambda x: isinstance(x, sp.Derivative) and len(x.variables) == 1
+        and isinstance(x.expr, sp.core.function.AppliedUndef) and x.expr.args == x.variables,
+        lambda x: sp.Function(f"{x.expr.func.__name__}'")(x.variables[0]),
+    )
+
+
+def _sums_zero(e: sp.Basic) -> bool:
+    """Prove a difference of formal index sums is 0.
+
+    Every term's outside factors are moved into its sum, bound indices are
+    renamed to one canonical index, sums with equal limits are merged, and
+    the merged summand must expand to 0.
+    """
+    e = _derivatives_as_functions(sp.expand(e.doit().doit()))
+    canon = sp.Symbol("_n", integer=True)
+    grouped: dict = {}
+    rest = []
+    for term in sp.Add.make_args(sp.expand(e)):
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, Sum)]
+        if len(sums) != 1 or len(sums[0].limits) != 1:
+            rest.append(term)
+            continue
+        s = sums[0]
+        others = sp.Mul(*[f for f in sp.Mul.make_args(term) if f is not s])
+        (v, lo, hi), = s.limits
+        grouped.setdefault((lo, hi), []).append(s.function.xreplace({v: canon}) * others)
+    if sp.expand(sp.Add(*rest)) != 0:
+        return False
+    return all(sp.expand(sp.Add(*fs)) == 0 for fs in grouped.values())
+
+
 def _piecewise_zero(e: sp.Basic) -> bool:
     return _is_zero(_map(e, lambda x: sp.simplify(sp.piecewise_fold(x.rewrite(Piecewise)))))
 
@@ -162,6 +212,8 @@ def prove_equal(
         return "expand"
     if not diff.has(Sum) and _is_zero(_map(diff, _simplify)):
         return "simplify"
+    if diff.has(Sum) and not isinstance(diff, sp.MatrixBase) and _sums_zero(diff):
+        return "index sums"
     if variables and _has_kinks(diff):
         if _prove_by_sign(diff, variables):
             return "by sign"

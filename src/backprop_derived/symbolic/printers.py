@@ -313,7 +313,12 @@ class UfuncPrinter(ArrayPrinter):
         other compound term needs one scratch buffer while it is combined.
         """
         direct, inverse = [], []
-        for term in make_args(e):
+        terms = list(make_args(e))
+        numbers = [t for t in terms if t.is_number]
+        if len(numbers) > 1:  # sqrt(2)/sqrt(pi): one constant, one operation
+            combined = sp.Add(*numbers) if op == "add" else sp.Mul(*numbers)
+            terms = [t for t in terms if not t.is_number] + [combined]
+        for term in terms:
             inv = split_inverse(term)
             (direct if inv is None else inverse).append(term if inv is None else inv)
         order = sorted(direct, key=lambda t: self._leaf(t) is not None)
@@ -408,6 +413,13 @@ class DerivationLatexPrinter(LatexPrinter):
         ):
             return rf"{self._print(func.func)}'\left({self._print(func.args[0])}\right)"
         return super()._print_Derivative(expr)
+
+    def _print_Function(self, expr, exp=None):
+        name = type(expr).__name__
+        if name.endswith("'") and len(expr.args) == 1:  # g'(z): a named derivative
+            tex = rf"{name}\left({self._print(expr.args[0])}\right)"
+            return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
+        return super()._print_Function(expr, exp)
 
     def _print_RowSum(self, expr):
         return rf"\sum_{{\text{{units}}}} {self._print(expr.args[0])}"

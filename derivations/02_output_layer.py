@@ -1,0 +1,96 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Output layer
+#
+# We follow the scalar derivation of the seed tutorial. The network has one
+# hidden layer. Inputs $a_i$ reach the hidden units through weights $w_{ij}$,
+# giving $z_j = b_j + \sum_i a_i w_{ij}$ and $a_j = g(z_j)$. The hidden units
+# reach the outputs through $w_{jk}$, giving $z_k = b_k + \sum_j a_j w_{jk}$
+# and $a_k = g(z_k)$. The error is squared error against targets $t_k$ (its eq. 1):
+#
+# $$E = \frac12 \sum_{k} (a_k - t_k)^2 .$$
+#
+# Each line below rewrites the previous one. SymPy proves every rewrite by
+# substituting all the definitions above (down to inputs, weights and biases)
+# and showing that the difference is zero. The activation $g$ stays an
+# undefined function, so the result holds for every differentiable $g$.
+# A ✓ marks a proven step.
+
+# %%
+import sympy as sp
+from sympy import Sum, oo
+
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.pages import show
+from backprop_derived.symbolic.scalar_net import (
+    a_hid,
+    a_out,
+    b_out,
+    d,
+    delta_out,
+    error,
+    expand_definitions,
+    g_prime,
+    j,
+    k,
+    t,
+    w_out,
+    z_out,
+)
+
+E = error()
+
+# %% [markdown]
+# ## Weights into the output layer, $w_{jk}$
+#
+# Only the $k$-th term of the sum depends on $w_{jk}$, so the sum disappears
+# (eq. 2). The target does not depend on the weight. Then the chain rule runs
+# through $a_k = g(z_k)$ (eq. 3), and $\partial z_k / \partial w_{jk} = a_j$
+# (eq. 4):
+
+# %%
+dE_dwjk = Chain(sp.Symbol(r"\frac{\partial E}{\partial w_{jk}}"), d(E, w_out[j, k]),
+                "eq. (1)", definitions=expand_definitions)
+dE_dwjk.step((a_out[k] - t[k]) * d(a_out[k], w_out[j, k]), "eq. (2): only term k survives")
+dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], w_out[j, k]),
+             "eq. (3): chain rule through a_k = g(z_k)")
+dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * a_hid[j], "eq. (4): dz_k/dw_jk = a_j")
+dE_dwjk.step(delta_out[k] * a_hid[j], "eq. (5), with delta_k = (a_k - t_k) g'(z_k)")
+show(dE_dwjk)
+
+# %% [markdown]
+# $\delta_k$ collects every factor that carries the index $k$. It is the
+# output error $a_k - t_k$ scaled by the slope $g'(z_k)$ of the output
+# unit. Scaling by the slope is what "back-propagated through the activation"
+# means: a unit in a flat part of $g$ passes back almost nothing. The weight's
+# share of the blame is that signal times the activation $a_j$ that the
+# weight multiplied on the way forward.
+#
+# ## Biases of the output layer, $b_k$
+#
+# The same chain, with $\partial z_k / \partial b_k = 1$ as the last factor (eq. 6):
+
+# %%
+dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_{k}}"), d(E, b_out[k]), "eq. (1)",
+               definitions=expand_definitions)
+dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], b_out[k]),
+            "eq. (3) with b_k in place of w_jk")
+dE_dbk.step(delta_out[k], "eq. (6): dz_k/db_k = 1")
+show(dE_dbk)
+
+# %% [markdown]
+# A bias is a weight on an input that is always 1, so its gradient is the
+# error signal alone. The generated kernels compute these two results, for
+# each (activation, loss) pair, on the *Losses × activations* page.

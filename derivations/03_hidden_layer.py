@@ -1,0 +1,99 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Hidden layer
+#
+# A hidden weight $w_{ij}$ changes the error only through every output it
+# feeds, so this time the sum over $k$ stays (eq. 7). The notation is that of
+# the *Output layer* page. SymPy proves each line by expanding every
+# definition, with $g$ kept as an arbitrary function.
+
+# %%
+import sympy as sp
+from sympy import Sum, oo
+
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.pages import show
+from backprop_derived.symbolic.scalar_net import (
+    a_hid,
+    a_in,
+    a_out,
+    d,
+    delta_hid,
+    delta_out,
+    error,
+    expand_definitions,
+    g_prime,
+    i,
+    j,
+    k,
+    t,
+    w_in,
+    w_out,
+    z_hid,
+    z_out,
+)
+
+
+def over_k(term):
+    return Sum(term, (k, -oo, oo))
+
+
+E = error()
+
+# %% [markdown]
+# ## The inner step: $\partial z_k / \partial w_{ij}$ (eq. 9)
+#
+# $z_k$ depends on $w_{ij}$ only through $a_j$: $z_k = b_k + \sum_j a_j w_{jk}$
+# and $a_j = g(z_j)$ with $z_j = b_j + \sum_i a_i w_{ij}$ (eq. 8, corrected:
+# see *Errata*).
+
+# %%
+dzk_dwij = Chain(sp.Symbol(r"\frac{\partial z_k}{\partial w_{ij}}"), d(z_out[k], w_in[i, j]),
+                 "eq. (8)", definitions=expand_definitions)
+dzk_dwij.step(w_out[j, k] * d(a_hid[j], w_in[i, j]), "only a_j depends on w_ij")
+dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * d(z_hid[j], w_in[i, j]), "chain rule")
+dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * a_in[i], "eq. (9)")
+show(dzk_dwij)
+
+# %% [markdown]
+# ## Weights into the hidden layer, $w_{ij}$ (eq. 7–11)
+
+# %%
+dE_dwij = Chain(sp.Symbol(r"\frac{\partial E}{\partial w_{ij}}"), d(E, w_in[i, j]), "eq. (1)",
+                definitions=expand_definitions)
+dE_dwij.step(over_k((a_out[k] - t[k]) * d(a_out[k], w_in[i, j])), "every output depends on w_ij")
+dE_dwij.step(over_k((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], w_in[i, j])),
+             "eq. (7): chain rule through a_k = g(z_k)")
+dE_dwij.step(over_k((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k] * g_prime(z_hid[j])
+                    * a_in[i]), "eq. (10): eq. (9) substituted")
+dE_dwij.step(a_in[i] * g_prime(z_hid[j]) * over_k(delta_out[k] * w_out[j, k]),
+             "eq. (10): factors free of k leave the sum")
+dE_dwij.step(delta_hid[j] * a_in[i], "eq. (11), with delta_j = g'(z_j) sum_k delta_k w_jk")
+show(dE_dwij)
+
+# %% [markdown]
+# The recurrence
+#
+# $$\delta_j = g'(z_j) \sum_k \delta_k\, w_{jk}$$
+#
+# is backpropagation itself. Each output error $\delta_k$ travels back along
+# the weight $w_{jk}$ that carried the signal forward. The hidden unit adds up
+# what reaches it and scales that by its own slope $g'(z_j)$. Written for a
+# whole layer, the sum over $k$ is a product with the weight matrix
+# transposed. The *Vectorized* page explains why; the *Any depth* page proves
+# that the same step works between any two layers.
+#
+# As code, this is (BP3) followed by (BP4) in the generated `layers.backpropagate`
+# and `activations.<g>_backward`.

@@ -1,0 +1,78 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Biases
+#
+# The seed derivation gets the bias gradients right, but its last section
+# carries the wrong title and the wrong index (see *Errata*). Here are both
+# bias gradients, each checked against the definitions.
+
+# %%
+import sympy as sp
+from sympy import Sum, oo
+
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.pages import show
+from backprop_derived.symbolic.scalar_net import (
+    a_out,
+    b_hid,
+    b_out,
+    d,
+    delta_hid,
+    delta_out,
+    error,
+    expand_definitions,
+    g_prime,
+    j,
+    k,
+    t,
+    w_out,
+    z_hid,
+    z_out,
+)
+
+E = error()
+
+# %% [markdown]
+# ## Output biases $b_k$ (eq. 6)
+
+# %%
+dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_k}"), d(E, b_out[k]), "eq. (1)",
+               definitions=expand_definitions)
+dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]), "only term k; dz_k/db_k = 1")
+dE_dbk.step(delta_out[k], "eq. (6)")
+show(dE_dbk)
+
+# %% [markdown]
+# ## Hidden biases $b_j$ (eq. 12)
+#
+# The inner factor is $\partial z_k / \partial b_j = w_{jk}\, g'(z_j) \cdot 1$:
+# the same as eq. (9), with $\partial z_j/\partial b_j = 1$ in place of $a_i$.
+
+# %%
+dzk_dbj = Chain(sp.Symbol(r"\frac{\partial z_k}{\partial b_j}"), d(z_out[k], b_hid[j]),
+                "definition of z_k", definitions=expand_definitions)
+dzk_dbj.step(w_out[j, k] * g_prime(z_hid[j]) * d(z_hid[j], b_hid[j]), "chain rule")
+dzk_dbj.step(w_out[j, k] * g_prime(z_hid[j]), "dz_j/db_j = 1")
+dE_dbj = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_j}"), d(E, b_hid[j]), "eq. (1)",
+               definitions=expand_definitions)
+dE_dbj.step(Sum((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k], (k, -oo, oo))
+            * g_prime(z_hid[j]), "eq. (7) with the factor above")
+dE_dbj.step(delta_hid[j], "eq. (12)")
+show(dzk_dbj, dE_dbj)
+
+# %% [markdown]
+# In every layer the bias gradient is that layer's $\delta$. For a minibatch it
+# is the sum of $\delta$ over the examples (BP2), which the generated
+# `layers.bias_gradient` computes as one `numpy.sum(dz, axis=0)`.

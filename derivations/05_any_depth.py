@@ -1,0 +1,166 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Any depth
+#
+# The hidden-layer page derives $\delta_j$ from $\delta_k$ for one particular
+# pair of layers. Backpropagation needs the same step between *any* layer $l$
+# and the layer $l+1$ after it, whatever comes after that. We prove it as an
+# induction:
+#
+# * **base case**: the output layer's $\delta^{L}_k = \partial E/\partial z^{L}_k$,
+#   derived for every (activation, loss) pair on *Losses × activations*;
+# * **inductive step**: if $\delta^{l+1}_k = \partial E / \partial z^{l+1}_k$,
+#   then $\delta^{l}_j = \partial E / \partial z^{l}_j = g'(z^l_j) \sum_k w^{l+1}_{jk}\,\delta^{l+1}_k$.
+#
+# Then $\partial E / \partial w^{l}_{ij} = \delta^{l}_j\, a^{l-1}_i$ and
+# $\partial E / \partial b^{l}_j = \delta^{l}_j$ follow as on the earlier pages.
+#
+# ## The inductive step
+#
+# Everything downstream of layer $l+1$ (more layers, the loss, the targets)
+# is one arbitrary function $F$ of that layer's pre-activations. SymPy
+# differentiates $F$ through $z^{l+1}_k = b_k + \sum_j w_{jk}\, g(z^l_j)$ by
+# its own chain rule and compares the result with the recurrence. Both $F$
+# and $g$ are undefined functions, so the step holds for every network that
+# can follow, which is what an induction needs. The check is exact on a
+# layer of 3 units feeding 2, for every $j$.
+
+# %%
+import itertools
+import time
+
+import sympy as sp
+from sympy import Function, IndexedBase, Sum, oo
+
+from backprop_derived.symbolic.checked import Chain, prove_equal
+from backprop_derived.symbolic.pages import show
+
+g, F = Function("g"), Function("F")
+n_l, n_next = 3, 2
+z = sp.symbols(f"z_0:{n_l}", real=True)
+w = sp.Matrix(n_l, n_next, lambda r, c: sp.Symbol(f"w_{r}{c}", real=True))
+b = sp.symbols(f"b_0:{n_next}", real=True)
+z_next = [b[c] + sum(w[r, c] * g(z[r]) for r in range(n_l)) for c in range(n_next)]
+E = F(*z_next)  # whatever the rest of the network computes
+
+
+def delta_next(c):
+    """delta^{l+1}_c = dE/dz^{l+1}_c: F's c-th partial derivative at z^{l+1}."""
+    u = sp.symbols(f"u_0:{n_next}")
+    return sp.Subs(sp.Derivative(F(*u), u[c]), u, z_next)
+
+
+for unit in range(n_l):
+    recurrence = sp.diff(g(z[unit]), z[unit]) * sum(w[unit, c] * delta_next(c)
+                                                     for c in range(n_next))
+    proof = prove_equal(sp.diff(E, z[unit]), recurrence)
+    if proof is None:
+        raise AssertionError(f"the recurrence fails for unit {unit}")
+print(f"delta^l_j = g'(z_j) sum_k w_jk delta^(l+1)_k holds for j = 0..{n_l - 1}")
+
+# %% [markdown]
+# The same step in index form, for any number of units: SymPy differentiates
+# $z^{l+1}_k$ with respect to $z^l_j$ (the Kronecker delta collapses the sum),
+# and the multivariable chain rule
+# $\frac{\partial E}{\partial z^l_j} = \sum_k \frac{\partial E}{\partial z^{l+1}_k}\frac{\partial z^{l+1}_k}{\partial z^l_j}$
+# gives the recurrence:
+
+# %%
+j, k, jj = sp.symbols("j k j'", integer=True)
+zl, zn, wl, bl, dl = (IndexedBase(n) for n in ("z", "z^{(l+1)}", "w", "b", r"\delta^{(l+1)}"))
+local = sp.diff(bl[k] + Sum(wl[jj, k] * g(zl[jj]), (jj, -oo, oo)), zl[j]).doit()
+step = Chain(sp.Symbol(r"\delta^{(l)}_j"), Sum(dl[k] * local, (k, -oo, oo)),
+             "chain rule with dz^(l+1)_k/dz^l_j from sympy.diff")
+step.step(sp.Derivative(g(zl[j]), zl[j]) * Sum(wl[j, k] * dl[k], (k, -oo, oo)),
+          "factors free of k leave the sum")
+show(step)
+
+# %% [markdown]
+# ## Exact confirmation on concrete networks
+#
+# For small networks, SymPy can expand the whole loss in explicit scalar
+# symbols, differentiate it with respect to every weight and bias, and compare
+# each result with backpropagation's answer. The difference must expand to
+# exactly 0. `simplify` is far too slow for this (55 s for a 2-3-2 sigmoid
+# net). Instead, each activation is a SymPy `Function` whose derivative is
+# written through itself ($\sigma' = \sigma(1-\sigma)$, $\tanh' = 1-\tanh^2$),
+# and `expand` decides. Those two derivative identities are checked against
+# the exponential definitions first.
+
+
+# %%
+class S(Function):
+    """Sigmoid whose derivative SymPy writes through itself."""
+
+    def fdiff(self, argindex=1):
+        return S(self.args[0]) * (1 - S(self.args[0]))
+
+
+class T(Function):
+    """tanh whose derivative SymPy writes through itself."""
+
+    def fdiff(self, argindex=1):
+        return 1 - T(self.args[0]) ** 2
+
+
+x = sp.Symbol("x", real=True)
+for name, f, definition in (("sigmoid", S, 1 / (1 + sp.exp(-x))), ("tanh", T, sp.tanh(x))):
+    identity = sp.diff(f(x), x).subs(f(x), definition) - sp.diff(definition, x)
+    assert sp.simplify(identity.rewrite(sp.exp)) == 0, name
+
+
+def confirm(sizes, acts, seed_names="xtw"):
+    """Whole-loss derivatives vs backprop, exactly, for one concrete network."""
+    L = len(sizes) - 1
+    W = [sp.Matrix(sizes[l + 1], sizes[l], lambda r, c, l=l: sp.Symbol(f"w{l + 1}_{r}{c}"))
+         for l in range(L)]
+    B = [sp.Matrix(sizes[l + 1], 1, lambda r, _, l=l: sp.Symbol(f"b{l + 1}_{r}"))
+         for l in range(L)]
+    X = sp.Matrix(sizes[0], 1, lambda r, _: sp.Symbol(f"x_{r}"))
+    Tg = sp.Matrix(sizes[-1], 1, lambda r, _: sp.Symbol(f"t_{r}"))
+    A, Z = [X], []
+    for l in range(L):
+        Z.append(W[l] * A[-1] + B[l])
+        A.append(Z[-1].applyfunc(acts[l]))
+    E = sum((A[-1][r] - Tg[r]) ** 2 for r in range(sizes[-1])) / 2
+    # backprop: output delta, then the recurrence, then delta a^T and delta
+    d_act = [lambda zz, f=f: sp.diff(f(x), x).subs(x, zz) for f in acts]
+    delta = (A[-1] - Tg).multiply_elementwise(Z[-1].applyfunc(d_act[-1]))
+    checked = 0
+    for l in range(L - 1, -1, -1):
+        dW, db = delta * A[l].T, delta
+        for r, c in itertools.product(range(sizes[l + 1]), range(sizes[l])):
+            assert sp.expand(sp.diff(E, W[l][r, c]) - dW[r, c]) == 0, (sizes, l, r, c)
+            checked += 1
+        for r in range(sizes[l + 1]):
+            assert sp.expand(sp.diff(E, B[l][r]) - db[r]) == 0, (sizes, l, r)
+            checked += 1
+        if l:
+            delta = (W[l].T * delta).multiply_elementwise(Z[l - 1].applyfunc(d_act[l - 1]))
+    return checked
+
+
+for sizes, acts in (([2, 2, 2], [S, S]), ([1, 2, 2, 1], [T, T, S]), ([2, 2, 2, 2], [S, T, S])):
+    start = time.perf_counter()
+    n = confirm(sizes, acts)
+    print(f"{'-'.join(map(str, sizes))} ({', '.join(f.__name__ for f in acts)}): "
+          f"{n} derivatives equal exactly ({time.perf_counter() - start:.1f} s)")
+
+# %% [markdown]
+# Exact expansion grows fast with depth and width. Here, a 2-3-3-3-2 sigmoid
+# network did not finish in 400 s. The concrete checks therefore stay small,
+# and the induction above carries the result to every depth. The generated
+# code is tested numerically on networks up to four layers deep, against these
+# formulas and against finite differences (`tests/test_catalog_gradients.py`).

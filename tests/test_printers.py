@@ -1,0 +1,102 @@
+"""Exact output of the printers, as SymPy's own printing tests pin theirs."""
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+from backprop_derived.symbolic.printers import (
+    ArrayPrinter,
+    RowMax,
+    RowSum,
+    UfuncPrinter,
+    float_form_is_exact,
+    latex,
+    numeric_form,
+)
+
+a, da, z, y, scale = sp.symbols("a da z y scale", real=True)
+
+
+def ufunc(expr):
+    printer = UfuncPrinter()
+    return printer.statements(expr, "out"), printer.scratch_used
+
+
+def test_tanh_backward_is_three_in_place_calls():
+    assert ufunc(da * (1 - a**2)) == ([
+        "numpy.multiply(a, a, out=out)",
+        "numpy.subtract(1, out, out=out)",
+        "numpy.multiply(out, da, out=out)",
+    ], 0)
+
+
+def test_scaled_difference():
+    assert ufunc(scale * (a - y)) == ([
+        "numpy.subtract(a, y, out=out)",
+        "numpy.multiply(out, scale, out=out)",
+    ], 0)
+
+
+def test_negation_and_expm1():
+    assert ufunc(-expm1(-a)) == ([
+        "numpy.negative(a, out=out)",
+        "numpy.expm1(out, out=out)",
+        "numpy.negative(out, out=out)",
+    ], 0)
+
+
+def test_piecewise_uses_copyto_where_and_scratch():
+    t = sp.exp(-sp.Abs(z))
+    lines, scratch = ufunc(sp.Piecewise((1 / (1 + t), z >= 0), (t / (1 + t), True)))
+    assert lines[-1] == "numpy.copyto(out, scratch[1], where=numpy.greater_equal(z, 0))"
+    assert scratch == 2
+
+
+def test_heaviside_needs_its_value_at_zero():
+    assert ufunc(da * sp.Heaviside(a, 0))[0] == [
+        "numpy.greater(a, 0, out=out)",
+        "numpy.multiply(out, da, out=out)",
+    ]
+
+
+def test_numeric_constants_are_weak_floats():
+    assert ufunc(sp.sqrt(2 / sp.pi) * z)[0] == [
+        f"numpy.multiply(z, {float(sp.sqrt(2 / sp.pi))!r}, out=out)"
+    ]
+
+
+def test_matrix_kernels_let_blas_take_the_transpose():
+    m, n, p = sp.symbols("m n p", integer=True, positive=True)
+    A, W, b = sp.MatrixSymbol("a_prev", m, n), sp.MatrixSymbol("w", p, n), sp.MatrixSymbol("b", p, 1)
+    dz = sp.MatrixSymbol("dz", m, p)
+    assert ufunc(A * W.T + sp.OneMatrix(m, 1) * b.T)[0] == [
+        "numpy.matmul(a_prev, w.T, out=out)",
+        "numpy.add(out, b, out=out)",
+    ]
+    assert ufunc(sp.OneMatrix(1, m) * dz)[0] == ["numpy.sum(dz, axis=0, out=out)"]
+
+
+def test_array_printer_forms():
+    p = ArrayPrinter()
+    assert p.doprint(sp.Piecewise((z, z >= 0), (y, True))) == \
+        "numpy.where(numpy.greater_equal(z, 0), z, y)"
+    assert p.doprint(sp.Max(0, z)) == "numpy.maximum(0, z)"
+    assert p.doprint(RowSum(sp.exp(z - RowMax(z)))) == \
+        "numpy.sum(numpy.exp(z - numpy.max(z, axis=1, keepdims=True)), axis=1, keepdims=True)"
+    assert p.doprint(sp.Rational(1, 2) * z) == "(0.5)*z"
+
+
+def test_numeric_form_rules_and_their_check():
+    t = sp.exp(-sp.Abs(z))
+    assert numeric_form(sp.log(1 + t)) == log1p(t)  # not SymPy's overflowing factorization
+    assert numeric_form(1 - sp.exp(-a)) == -expm1(-a)
+    assert float_form_is_exact(sp.log(1 + t), numeric_form(sp.log(1 + t)))
+    assert not float_form_is_exact(sp.log(1 + t), log1p(2 * t))
+
+
+def test_latex_of_index_forms():
+    k = sp.Symbol("k", integer=True)
+    yv = sp.IndexedBase("y")
+    assert latex(sp.Sum(yv[k], (k, -sp.oo, sp.oo))) == r"\sum_{k} y_{k}"
+    g = sp.Function("g")
+    assert latex(sp.Derivative(g(z), z)) == r"g'\left(z\right)"
+    assert latex(sp.Heaviside(z, 0)) == r"H\left(z\right)"
