@@ -208,12 +208,14 @@ def prove_equal(
     diff = _difference(lhs, rhs)
     if _is_zero(diff):
         return "structural"
+    has_sums = not isinstance(diff, sp.MatrixBase) and diff.has(Sum)
+    # Index sums first when there are any: it does the work of `expand` too.
+    if has_sums and _sums_zero(diff):
+        return "index sums"
     if _is_zero(_map(diff, _expand)):
         return "expand"
     if not diff.has(Sum) and _is_zero(_map(diff, _simplify)):
         return "simplify"
-    if diff.has(Sum) and not isinstance(diff, sp.MatrixBase) and _sums_zero(diff):
-        return "index sums"
     if variables and _has_kinks(diff):
         if _prove_by_sign(diff, variables):
             return "by sign"

@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import os
 import runpy
 import sys
@@ -36,7 +38,9 @@ def collect(root: Path, *, log=None) -> list:
     exports: list = []
     for script in derivation_scripts(root):
         start = time.perf_counter()
-        namespace = runpy.run_path(str(script), run_name="__derivation__")
+        # A page's printed output belongs on the page, not in this command's log.
+        with contextlib.redirect_stdout(io.StringIO()):
+            namespace = runpy.run_path(str(script), run_name="__derivation__")
         found = namespace.get("EXPORTS", [])
         exports.extend(found)
         if log:
