@@ -253,19 +253,32 @@ def _function_table(module: Path, test_sources: dict[str, str], blob: str | None
             if cited:
                 # Links to the derivation page (a .py page, resolved by MkDocs).
                 equation = f"[{cited['equation'] or cited['source']}]({cited['source']})"
-        pattern = re.compile(rf"\b{re.escape(node.name)}\b")
-        tests = [path for path, text in test_sources.items() if pattern.search(text)]
+        tests = [path for path, text in test_sources.items()
+                 if _calls_generated(text, module.stem, node.name)]
         links = ", ".join(
             f"[{posixpath.basename(t)}]({blob}{t})" if blob else f"`{t}`" for t in tests
         )
         rows.append(
             f"| `{node.name}` | {_escape_cell(summary)} | {_escape_cell(equation)} "
-            f"| {links or 'through `Network` only'} |"
+            f"| {links or 'through `Network`'} |"
         )
     if not rows:
         return "This module defines no public function.\n"
-    header = "| Function | Computes | Equation | Tests that name it |\n|---|---|---|---|\n"
+    header = "| Function | Computes | Equation | Tests that call it directly |\n|---|---|---|---|\n"
     return header + "\n".join(rows) + "\n"
+
+
+def _calls_generated(test_source: str, module: str, name: str) -> bool:
+    # Kernels share their names with catalog entries ("sigmoid"), so a bare
+    # word match would list every test that merely builds a sigmoid network.
+    # Count a test only if it reaches the generated module itself.
+    if re.search(rf"\b{module}\.{re.escape(name)}\b", test_source):
+        return True
+    imports_it = re.search(
+        rf"from\s+backprop_derived\._generated\.{module}\s+import\s[^\n]*\b{re.escape(name)}\b",
+        test_source,
+    )
+    return bool(imports_it)
 
 
 def _escape_cell(text: str) -> str:

@@ -15,8 +15,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # no display during a build
 
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Circle, FancyArrowPatch  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.patches import Circle, FancyArrowPatch
 
 FORWARD = "#3949ab"
 BACKWARD = "#c62828"

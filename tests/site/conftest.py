@@ -11,6 +11,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 from _sitebuild import REPO_ROOT, BuiltSite, mkdocs_build, output_tail
@@ -29,14 +30,15 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    extensions_map = {
+    # Correct types for the fonts and scripts whatever the machine's mime.types says.
+    extensions_map: ClassVar[dict[str, str]] = {
         **SimpleHTTPRequestHandler.extensions_map,
         ".woff": "font/woff",
         ".js": "text/javascript",
         ".svg": "image/svg+xml",
     }
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
