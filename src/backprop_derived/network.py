@@ -30,7 +30,7 @@ def _all_finite(x: np.ndarray) -> bool:
     # Any NaN or inf makes the sum NaN or inf, so a finite sum settles it in
     # one pass; only a non-finite sum (perhaps mere overflow) needs the exact test.
     with np.errstate(over="ignore", invalid="ignore"):
-        total = x.sum()
+        total = np.add.reduce(x, axis=None)
     return bool(np.isfinite(total)) or bool(np.isfinite(x).all())
 
 
@@ -213,7 +213,7 @@ class Network(TrainingMixin):
                 raise ValueError(f"X has {m} rows but Y has {Y.shape[0]} labels")
             if not np.issubdtype(Y.dtype, np.integer):
                 raise ValueError(f"1-D Y holds class labels and must be integers, got {Y.dtype}")
-            if Y.size and (Y.min() < 0 or Y.max() >= K):
+            if np.minimum.reduce(Y) < 0 or np.maximum.reduce(Y) >= K:
                 bad = Y[(Y < 0) | (Y >= K)][0]
                 raise ValueError(f"label {bad} out of range: {K} classes are 0..{K - 1}")
             onehot = ws.targets

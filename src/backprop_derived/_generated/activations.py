@@ -112,8 +112,8 @@ def softmax(z, out, scratch):
 
     Forward pass a = g(z); derived in derivations/01_activations.py.
     """
-    _t0 = numpy.exp(z - numpy.max(z, axis=1, keepdims=True))
-    numpy.copyto(out, _t0/numpy.sum(_t0, axis=1, keepdims=True))
+    _t0 = numpy.exp(z - numpy.maximum.reduce(z, axis=1, keepdims=True))
+    numpy.copyto(out, _t0/numpy.add.reduce(_t0, axis=1, keepdims=True))
     return out
 
 

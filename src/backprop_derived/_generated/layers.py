@@ -34,7 +34,7 @@ def bias_gradient(dz, out):
     (BP2), eq. (6) and (12); derived in derivations/06_vectorized.py.
     """
     # out = 1*dz
-    numpy.sum(dz, axis=0, out=out)
+    numpy.add.reduce(dz, axis=0, out=out)
     return out
 
 
@@ -43,7 +43,7 @@ def l2_penalty(w, l2_scale):
 
     L2 penalty of the Coursera cost; derived in derivations/08_regularization.py.
     """
-    return numpy.sum(l2_scale*w**2)
+    return numpy.add.reduce(l2_scale*w**2, axis=None)
 
 
 def weight_gradient(dz, a_prev, out):

@@ -13,7 +13,7 @@ def binary_cross_entropy__sigmoid(a, z, y):
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
     _t0 = -numpy.log1p(numpy.exp(-abs(z)))
-    return numpy.sum(numpy.where(numpy.greater_equal(z, 0), -_t0 - z*(y - 1), -_t0 - y*z))
+    return numpy.add.reduce(numpy.where(numpy.greater_equal(z, 0), -_t0 - z*(y - 1), -_t0 - y*z), axis=None)
 
 
 def binary_cross_entropy__sigmoid_delta(a, z, y, scale, out, scratch):
@@ -32,8 +32,8 @@ def cross_entropy__softmax(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    _t0 = numpy.max(z, axis=1, keepdims=True)
-    return numpy.sum(y*(_t0 - z + numpy.log(numpy.sum(numpy.exp(-_t0 + z), axis=1, keepdims=True))))
+    _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
+    return numpy.add.reduce(y*(_t0 - z + numpy.log(numpy.add.reduce(numpy.exp(-_t0 + z), axis=1, keepdims=True))), axis=None)
 
 
 def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
@@ -41,7 +41,7 @@ def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    numpy.copyto(out, scale*(a*numpy.sum(y, axis=1, keepdims=True) - y))
+    numpy.copyto(out, scale*(a*numpy.add.reduce(y, axis=1, keepdims=True) - y))
     return out
 
 
@@ -50,7 +50,7 @@ def squared_error__identity(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__identity_delta(a, z, y, scale, out, scratch):
@@ -69,7 +69,7 @@ def squared_error__relu(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__relu_delta(a, z, y, scale, out, scratch):
@@ -90,7 +90,7 @@ def squared_error__sigmoid(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__sigmoid_delta(a, z, y, scale, out, scratch):
@@ -113,7 +113,7 @@ def squared_error__softmax(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__softmax_delta(a, z, y, scale, out, scratch):
@@ -122,7 +122,7 @@ def squared_error__softmax_delta(a, z, y, scale, out, scratch):
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
     _t0 = a - y
-    numpy.copyto(out, a*scale*(_t0 + numpy.sum(-_t0*a, axis=1, keepdims=True)))
+    numpy.copyto(out, a*scale*(_t0 + numpy.add.reduce(-_t0*a, axis=1, keepdims=True)))
     return out
 
 
@@ -131,7 +131,7 @@ def squared_error__softplus(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__softplus_delta(a, z, y, scale, out, scratch):
@@ -154,7 +154,7 @@ def squared_error__swish(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__swish_delta(a, z, y, scale, out, scratch):
@@ -186,7 +186,7 @@ def squared_error__tanh(a, z, y):
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.sum((0.5)*(a - y)**2)
+    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
 
 
 def squared_error__tanh_delta(a, z, y, scale, out, scratch):

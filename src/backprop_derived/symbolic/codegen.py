@@ -64,7 +64,7 @@ def render_kernel(kernel: Kernel) -> tuple[str, int]:
             body.append(f"numpy.copyto(out, {printer.doprint(reduced)})")
             body.append("return out")
         else:
-            body.append(f"return numpy.sum({printer.doprint(reduced)})")
+            body.append(f"return numpy.add.reduce({printer.doprint(reduced)}, axis=None)")
     else:
         raise ValueError(f"unknown kernel style {kernel.style!r}")
     text = f"def {kernel.name}({params}):\n"

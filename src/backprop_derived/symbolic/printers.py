@@ -111,11 +111,13 @@ class ArrayPrinter(NumPyPrinter):
             raise ValueError(f"Heaviside needs its value at 0 fixed to 0: {expr}")
         return f"numpy.greater({self._print(expr.args[0])}, 0)"
 
+    # The ufuncs' own reduce methods: numpy.sum/numpy.max add a Python-level
+    # wrapper that costs more than the reduction itself on an output layer.
     def _print_RowSum(self, expr):
-        return f"numpy.sum({self._print(expr.args[0])}, axis=1, keepdims=True)"
+        return f"numpy.add.reduce({self._print(expr.args[0])}, axis=1, keepdims=True)"
 
     def _print_RowMax(self, expr):
-        return f"numpy.max({self._print(expr.args[0])}, axis=1, keepdims=True)"
+        return f"numpy.maximum.reduce({self._print(expr.args[0])}, axis=1, keepdims=True)"
 
     def _print_Rational(self, expr):
         # A weak Python float keeps float32 arrays float32 (NEP 50).
@@ -255,7 +257,7 @@ class UfuncPrinter(ArrayPrinter):
             if scalars:
                 raise NotImplementedError(f"scaled product {e}: fold the scale into a factor")
             if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
-                self._emit(f"numpy.sum({self._mat(factors[1])}, axis=0, out={target})")
+                self._emit(f"numpy.add.reduce({self._mat(factors[1])}, axis=0, out={target})")
             elif len(factors) == 2:
                 x, y_ = map(self._mat, factors)
                 self._emit(f"numpy.matmul({x}, {y_}, out={target})")
