@@ -133,6 +133,11 @@ _UNARY = {
     sp.tanh: "tanh",
     sp.Abs: "absolute",
     sp.sqrt: "sqrt",
+    sp.sign: "sign",
+    sp.sin: "sin",
+    sp.cos: "cos",
+    sp.atan: "arctan",
+    sp.erf: None,  # no NumPy ufunc: rejected below with a clear message
 }
 
 
@@ -212,6 +217,9 @@ class UfuncPrinter(ArrayPrinter):
             self._pow(e, target)
         elif e.func in _UNARY or type(e).__name__ in ("log1p", "expm1"):
             name = _UNARY.get(e.func, type(e).__name__)
+            if name is None:
+                raise NotImplementedError(f"{e.func} has no NumPy ufunc; write the activation "
+                                          "without it (e.g. gelu through tanh)")
             self._unary(name, e.args[0], target)
         elif isinstance(e, sp.Heaviside):
             self._emit(f"numpy.greater({self._operand(e.args[0], target)}, 0, out={target})")
