@@ -121,7 +121,6 @@ def machine_info(use_torch: bool) -> dict[str, Any]:
         "numpy": np.__version__,
         "blas": blas,
         "blas_threads": blas_threads(),
-        "load_average_start": list(os.getloadavg()),
     }
     version = torch_version()
     if version is None:
@@ -223,21 +222,60 @@ def check(problem: Problem, fns: dict[str, Callable[[], Any]]) -> dict[str, dict
     return checks
 
 
-def wait_for_quiet(max_wait_s: float) -> float:
-    """Wait (up to max_wait_s) until the 1-minute load average is under 1.
+def _cpu_seconds() -> tuple[float, float, float]:
+    """(busy CPU seconds of the whole machine, of this process, stolen by the host)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    own = os.times()
+    return (user + nice + system + irq + softirq) / tick, own.user + own.system, steal / tick
+
+
+class OtherLoad:
+    """Share of the machine's cores busy with other processes over an interval.
+
+    Not the load average: that counts this benchmark's own BLAS and PyTorch
+    threads and lags a minute behind. Linux only; None elsewhere.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self.start = (time.monotonic(), *_cpu_seconds())
+        except (OSError, ValueError):
+            self.start = None
+
+    def fraction(self) -> dict[str, float] | None:
+        if self.start is None:
+            return None
+        t0, busy0, own0, steal0 = self.start
+        t1, busy1, own1, steal1 = time.monotonic(), *_cpu_seconds()
+        capacity = max(t1 - t0, 1e-9) * (os.cpu_count() or 1)
+        return {
+            "others": max(0.0, (busy1 - busy0) - (own1 - own0)) / capacity,
+            "steal": (steal1 - steal0) / capacity,
+        }
+
+
+def wait_for_quiet(max_wait_s: float, threshold: float = 0.1) -> float | None:
+    """Wait (up to max_wait_s) until other processes use under 10% of the cores.
 
     Other processes on a 2-core machine take BLAS threads away mid-GEMM and
     inflate every time, the bound's most of all. Ratios survive some of that,
-    not all; the load is recorded next to every configuration either way.
+    not all; the load of others is recorded next to every configuration.
+    Returns their share over the last 2 s window.
     """
-    started = time.monotonic()
-    while os.getloadavg()[0] >= 1.0 and time.monotonic() - started < max_wait_s:
-        time.sleep(5)
-    return os.getloadavg()[0]
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        probe = OtherLoad()
+        time.sleep(2)
+        share = probe.fraction()
+        if share is None or share["others"] < threshold or time.monotonic() > deadline:
+            return None if share is None else share["others"]
 
 
 def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
-    load_before = wait_for_quiet(args.wait_quiet)
+    others_before = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
+    load = OtherLoad()
     problem = make_problem(config)
     fns, status = build_contenders(problem, use_torch=not args.no_torch)
     checks = check(problem, fns)
@@ -294,7 +332,8 @@ def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
         "gemm_gflops": flops / contenders["bare_gemms"]["median_s"] / 1e9,
         "contenders": contenders,
         "memory": memory_report(problem, network_fn),
-        "load_average_1min": [load_before, os.getloadavg()[0]],  # before, after
+        # cores' share used by other processes: in the 2 s before, and during the run
+        "other_load": {"before": others_before, "during": load.fraction()},
     }
 
 
@@ -344,13 +383,19 @@ def _fmt_ratio(stats: dict[str, float] | None) -> str:
     return f"{stats['median']:7.2f} [{stats['q25']:.2f}-{stats['q75']:.2f}]"
 
 
+def _fmt_share(share: dict[str, float] | None) -> str:
+    if share is None:
+        return "not measured"
+    return f"{share['others']:.0%} of the cores (host steal {share['steal']:.0%})"
+
+
 def format_config(res: dict[str, Any]) -> str:
     gemm = res["contenders"]["bare_gemms"]
     lines = [
         (
             f"{res['name']}: bare GEMMs {gemm['median_s'] * 1e3:.3f} ms = "
-            f"{res['gemm_gflops']:.1f} GFLOP/s; {res['rounds']} rounds; load "
-            f"{res['load_average_1min'][0]:.2f} -> {res['load_average_1min'][1]:.2f}"
+            f"{res['gemm_gflops']:.1f} GFLOP/s; {res['rounds']} rounds; "
+            f"other processes: {_fmt_share(res['other_load']['during'])}"
         ),
         f"  {'contender':<30} {'median':>11}  {'x GEMMs [IQR]':>20}  {'x NumPy [IQR]':>20}",
     ]
@@ -392,7 +437,7 @@ def validate(results: dict[str, Any]) -> None:
             "gemm_gflops",
             "contenders",
             "memory",
-            "load_average_1min",
+            "other_load",
         ):
             if key not in cfg:
                 raise ValueError(f"config {cfg.get('name')!r} lacks {key!r}")
@@ -488,7 +533,6 @@ def main(argv: list[str] | None = None) -> int:
     print(micro.format_overheads(results["overheads"]), flush=True)
     results["tooling"] = tooling(args)
     print("tooling:", json.dumps(results["tooling"]), flush=True)
-    results["machine"]["load_average_end"] = list(os.getloadavg())
     validate(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(_rounded(results), indent=1) + "\n")

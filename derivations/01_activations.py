@@ -98,7 +98,7 @@ softmax = ACTIVATIONS["softmax"]
 shifted = softmax.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(e.args[0] - c))
 shift = Chain(sp.Symbol("a_k"), softmax, "catalog definition",
               instance=concretize(3, free=(k,)))
-shift.step(shifted, "divide numerator and denominator by e^{c}")
+shift.step(shifted, r"divide numerator and denominator by $e^{c}$")
 show(shift)
 
 # %% [markdown]

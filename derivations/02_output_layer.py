@@ -63,11 +63,11 @@ E = error()
 # %%
 dE_dwjk = Chain(sp.Symbol(r"\frac{\partial E}{\partial w_{jk}}"), d(E, w_out[j, k]),
                 "eq. (1)", definitions=expand_definitions)
-dE_dwjk.step((a_out[k] - t[k]) * d(a_out[k], w_out[j, k]), "eq. (2): only term k survives")
+dE_dwjk.step((a_out[k] - t[k]) * d(a_out[k], w_out[j, k]), r"eq. (2): only term $k$ survives")
 dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], w_out[j, k]),
-             "eq. (3): chain rule through a_k = g(z_k)")
-dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * a_hid[j], "eq. (4): dz_k/dw_jk = a_j")
-dE_dwjk.step(delta_out[k] * a_hid[j], "eq. (5), with delta_k = (a_k - t_k) g'(z_k)")
+             r"eq. (3): chain rule through $a_k = g(z_k)$")
+dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * a_hid[j], r"eq. (4): $\partial z_k/\partial w_{jk} = a_j$")
+dE_dwjk.step(delta_out[k] * a_hid[j], r"eq. (5), with $\delta_k = (a_k - t_k)\, g'(z_k)$")
 show(dE_dwjk)
 
 # %% [markdown]
@@ -86,8 +86,8 @@ show(dE_dwjk)
 dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_{k}}"), d(E, b_out[k]), "eq. (1)",
                definitions=expand_definitions)
 dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], b_out[k]),
-            "eq. (3) with b_k in place of w_jk")
-dE_dbk.step(delta_out[k], "eq. (6): dz_k/db_k = 1")
+            r"eq. (3) with $b_k$ in place of $w_{jk}$")
+dE_dbk.step(delta_out[k], r"eq. (6): $\partial z_k/\partial b_k = 1$")
 show(dE_dbk)
 
 # %% [markdown]

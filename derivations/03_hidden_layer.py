@@ -62,7 +62,7 @@ E = error()
 # %%
 dzk_dwij = Chain(sp.Symbol(r"\frac{\partial z_k}{\partial w_{ij}}"), d(z_out[k], w_in[i, j]),
                  "eq. (8)", definitions=expand_definitions)
-dzk_dwij.step(w_out[j, k] * d(a_hid[j], w_in[i, j]), "only a_j depends on w_ij")
+dzk_dwij.step(w_out[j, k] * d(a_hid[j], w_in[i, j]), r"only $a_j$ depends on $w_{ij}$")
 dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * d(z_hid[j], w_in[i, j]), "chain rule")
 dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * a_in[i], "eq. (9)")
 show(dzk_dwij)
@@ -73,14 +73,14 @@ show(dzk_dwij)
 # %%
 dE_dwij = Chain(sp.Symbol(r"\frac{\partial E}{\partial w_{ij}}"), d(E, w_in[i, j]), "eq. (1)",
                 definitions=expand_definitions)
-dE_dwij.step(over_k((a_out[k] - t[k]) * d(a_out[k], w_in[i, j])), "every output depends on w_ij")
+dE_dwij.step(over_k((a_out[k] - t[k]) * d(a_out[k], w_in[i, j])), r"every output depends on $w_{ij}$")
 dE_dwij.step(over_k((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], w_in[i, j])),
-             "eq. (7): chain rule through a_k = g(z_k)")
+             r"eq. (7): chain rule through $a_k = g(z_k)$")
 dE_dwij.step(over_k((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k] * g_prime(z_hid[j])
                     * a_in[i]), "eq. (10): eq. (9) substituted")
 dE_dwij.step(a_in[i] * g_prime(z_hid[j]) * over_k(delta_out[k] * w_out[j, k]),
-             "eq. (10): factors free of k leave the sum")
-dE_dwij.step(delta_hid[j] * a_in[i], "eq. (11), with delta_j = g'(z_j) sum_k delta_k w_jk")
+             r"eq. (10): factors free of $k$ leave the sum")
+dE_dwij.step(delta_hid[j] * a_in[i], r"eq. (11), with $\delta_j = g'(z_j) \sum_k \delta_k w_{jk}$")
 show(dE_dwij)
 
 # %% [markdown]

@@ -50,7 +50,7 @@ E = error()
 # %%
 dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_k}"), d(E, b_out[k]), "eq. (1)",
                definitions=expand_definitions)
-dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]), "only term k; dz_k/db_k = 1")
+dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]), r"only term $k$; $\partial z_k/\partial b_k = 1$")
 dE_dbk.step(delta_out[k], "eq. (6)")
 show(dE_dbk)
 
@@ -64,7 +64,7 @@ show(dE_dbk)
 dzk_dbj = Chain(sp.Symbol(r"\frac{\partial z_k}{\partial b_j}"), d(z_out[k], b_hid[j]),
                 "definition of z_k", definitions=expand_definitions)
 dzk_dbj.step(w_out[j, k] * g_prime(z_hid[j]) * d(z_hid[j], b_hid[j]), "chain rule")
-dzk_dbj.step(w_out[j, k] * g_prime(z_hid[j]), "dz_j/db_j = 1")
+dzk_dbj.step(w_out[j, k] * g_prime(z_hid[j]), r"$\partial z_j/\partial b_j = 1$")
 dE_dbj = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_j}"), d(E, b_hid[j]), "eq. (1)",
                definitions=expand_definitions)
 dE_dbj.step(Sum((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k], (k, -oo, oo))

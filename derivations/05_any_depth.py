@@ -82,9 +82,9 @@ j, k, jj = sp.symbols("j k j'", integer=True)
 zl, zn, wl, bl, dl = (IndexedBase(n) for n in ("z", "z^{(l+1)}", "w", "b", r"\delta^{(l+1)}"))
 local = sp.diff(bl[k] + Sum(wl[jj, k] * g(zl[jj]), (jj, -oo, oo)), zl[j]).doit()
 step = Chain(sp.Symbol(r"\delta^{(l)}_j"), Sum(dl[k] * local, (k, -oo, oo)),
-             "chain rule with dz^(l+1)_k/dz^l_j from sympy.diff")
+             r"chain rule, $\partial z^{(l+1)}_k/\partial z^{(l)}_j$ from sympy.diff")
 step.step(sp.Derivative(g(zl[j]), zl[j]) * Sum(wl[j, k] * dl[k], (k, -oo, oo)),
-          "factors free of k leave the sum")
+          r"factors free of $k$ leave the sum")
 show(step)
 
 # %% [markdown]

@@ -89,7 +89,7 @@ def derive_delta(act: str, loss: str) -> Chain:
     if is_elementwise(act):
         _, _, g_prime = derive_activation(act, ACTIVATIONS[act], a_sym)
         g_prime_k = g_prime.subs({a_sym: a[k], z: zv[k]})
-        chain.step(dE_da.subs(p, k) * g_prime_k, "chain rule through a_k = g(z_k)")
+        chain.step(dE_da.subs(p, k) * g_prime_k, r"chain rule through $a_k = g(z_k)$")
         if not g_prime_k.has(zv[k]):  # a g' kept in z is already in its stable form
             chain.then(lambda e: sp.factor(sp.cancel(e)), "cancel")
     else:
@@ -124,7 +124,7 @@ for act, loss in output_pairs():
 # %%
 general = DELTAS["softmax", "cross_entropy"]
 sum_y = next(iter(general.atoms(Sum)))
-assumed = Chain(sp.Symbol(r"\delta_k"), general.subs(sum_y, 1), "with \\sum_p y_p = 1")
+assumed = Chain(sp.Symbol(r"\delta_k"), general.subs(sum_y, 1), r"with $\sum_p y_p = 1$")
 assumed.step(a[k] - y[k], "the textbook output delta")
 show(assumed)
 

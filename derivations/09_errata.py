@@ -80,7 +80,7 @@ published_8 = b_k[0] + sum(g(b_j[j] + sum(z_i[i] * w_ij[i, j] for i in range(n))
 refute(published_8, z_k[0], "eq. (8), z_1 of the output layer")
 corrected_8 = b_k[0] + sum(g(b_j[j] + sum(a_in[i] * w_ij[i, j] for i in range(n))) * w_jk[j, 0]
                            for j in range(n))
-show(Chain(sp.Symbol("z_k"), z_k[0], "definition").step(corrected_8, "eq. (8) corrected: a_i"))
+show(Chain(sp.Symbol("z_k"), z_k[0], "definition").step(corrected_8, r"eq. (8) corrected: $a_i$"))
 
 # %% [markdown]
 # ## 2. Between eq. (3) and (4): $z_k$ written with $b_j$
@@ -120,7 +120,7 @@ delta_k = [(a_k[k] - t[k]) * sp.diff(g(sp.Symbol("u")), sp.Symbol("u")).subs(sp.
            for k in range(n)]
 delta_j = sp.diff(g(z_j[0]), b_j[0]) * sum(delta_k[k] * w_jk[0, k] for k in range(n))
 eq12 = Chain(sp.Symbol(r"\partial E/\partial b_j"), sp.diff(E, b_j[0]), "sympy.diff of E")
-eq12.step(delta_j, "eq. (12) with b_j: delta_j")
+eq12.step(delta_j, r"eq. (12) with $b_j$: $\delta_j$")
 show(eq12)
 
 # %% [markdown]
@@ -133,7 +133,7 @@ show(eq12)
 # %%
 refute(E, sp.diff(E, w_jk[0, 0]), "eq. (2): dE/dw_jk written as E")
 eq2 = Chain(sp.Symbol(r"\partial E/\partial w_{jk}"), sp.diff(E, w_jk[0, 0]), "sympy.diff of E")
-eq2.step((a_k[0] - t[0]) * sp.diff(a_k[0], w_jk[0, 0]), "eq. (2) corrected: (a_k - t_k) da_k/dw_jk")
+eq2.step((a_k[0] - t[0]) * sp.diff(a_k[0], w_jk[0, 0]), r"eq. (2) corrected: $(a_k - t_k)\, \partial a_k/\partial w_{jk}$")
 show(eq2)
 
 # %% [markdown]

@@ -37,9 +37,9 @@
 # spinning after a call (OpenBLAS for about 0.1 s), and on two cores a
 # spinning pool of one slowed the other's GEMMs threefold. The figures come from `benchmarks/results.json`,
 # written by `make bench`; building this page does not rerun the benchmark.
-# Each panel's title gives the 1-minute load average of the machine when its
-# configuration started: above about 1 on these 2 cores, other processes were
-# taking BLAS threads away and the GEMM figures are depressed.
+# Each panel's title says what share of the two cores other processes used
+# while its configuration ran: the more, the more BLAS threads were taken away
+# mid-GEMM and the less the absolute figures mean.
 
 # %%
 import json
@@ -107,7 +107,13 @@ if results:
 # per-example loop is orders of magnitude slower than everything else. The
 # dashed line is the target for the derived kernels, 1.15 times the GEMMs.
 
+
 # %%
+def others(cfg: dict) -> str:
+    share = cfg["other_load"]["during"]
+    return "?" if share is None else f"{share['others']:.0%}"
+
+
 COLORS = {
     "bare_gemms": "0.6",
     "network": "tab:blue",
@@ -136,7 +142,7 @@ if results:
         gemm = cfg["contenders"]["bare_gemms"]
         ax.set_title(
             f"{cfg['name']}: GEMMs {gemm['median_s'] * 1e3:.3g} ms, "
-            f"{cfg['gemm_gflops']:.3g} GFLOP/s (load {cfg['load_average_1min'][0]:.1f})",
+            f"{cfg['gemm_gflops']:.3g} GFLOP/s; others used {others(cfg)} of the cores",
             fontsize=9,
         )
     axes[-1].set_xscale("log")

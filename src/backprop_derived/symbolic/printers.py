@@ -442,13 +442,27 @@ def latex(expr, **settings) -> str:
     return DerivationLatexPrinter(settings).doprint(expr)
 
 
+def _why_latex(why: str) -> str:
+    """A step's explanation: plain text, with ``$...$`` segments as math."""
+    parts = why.split("$")
+    if len(parts) % 2 == 0:
+        raise ValueError(f"unbalanced $ in step explanation: {why!r}")
+    out = []
+    for n, part in enumerate(parts):
+        if not part:
+            continue
+        out.append(part if n % 2 else r"\text{" + part.replace("_", r"\_") + "}")
+    return "".join(out)
+
+
 def chain_latex(chain) -> str:
-    """``lhs = e0 = e1 ...`` as an aligned block, one checked step per line."""
+    """``lhs = e0 = e1 ...`` as an aligned block, one checked step per line.
+
+    The mark comes first so that a long explanation cannot push it out of view.
+    """
     rows = []
     for i, step in enumerate(chain.steps):
         head = latex(chain.lhs) if i == 0 else ""
-        mark = r"\quad\checkmark" if step.proof != "given" else ""
-        rows.append(
-            rf"{head} &= {latex(step.expr)} && \text{{{step.why}}}{mark}"
-        )
+        mark = r"\checkmark\;" if step.proof != "given" else r"\phantom{\checkmark}\;"
+        rows.append(rf"{head} &= {latex(step.expr)} && {mark}{_why_latex(step.why)}")
     return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

@@ -89,7 +89,7 @@ def through_output(
         sp.Symbol(f"{name}'"), expr, "derivative of the definition",
         variables=(z,), definitions={a: g},
     )
-    return chain.step(best, "written through the output a = g(z)")
+    return chain.step(best, r"written through the output $a = g(z)$")
 
 
 def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
@@ -125,7 +125,7 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     if pos == neg:
         stable = pos.subs(t, tabs)
     chain = Chain(sp.Symbol(name), expr, "catalog definition", variables=(z,))
-    chain.step(stable, "exponentials split by the sign of z (t = e^{-|z|} \\le 1)")
+    chain.step(stable, r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$")
     return chain
 
 
