@@ -54,9 +54,12 @@ def spread(k: int, rounds: int) -> frozenset[int]:
 
 # After a call, OpenBLAS's worker threads spin for about 0.1 s waiting for
 # more work, and PyTorch's OpenMP threads for about 10 ms (measured here as CPU
-# time burnt during a sleep). On 2 cores a spinning pool of one runtime halves
-# the other's: GEMMs right after a PyTorch call took 3x as long. So whenever
-# the runtime changes between two samples, wait until the other pool sleeps.
+# time burnt during a sleep). On 2 cores a spinning pool of one runtime slows
+# the other: the bare GEMMs right after a PyTorch call took 2.8x as long, and
+# PyTorch right after NumPy's GEMMs twice as long. So whenever the runtime
+# changes between two samples, wait until the other pool sleeps, then make one
+# untimed call: the first call after an idle spell is itself slow on this VM
+# (PyTorch 13 ms instead of 2.9 ms, the bare GEMMs 2.1 instead of 1.8 ms).
 SETTLE_S = 0.15
 
 
@@ -83,6 +86,7 @@ def interleave(
                 if entry.rounds is None or r in entry.rounds:
                     if last_runtime not in (None, entry.runtime):
                         time.sleep(settle_s)
+                        entry.fn()  # wake this runtime's threads, untimed
                     last_runtime = entry.runtime
                     times[name][r] = sample(entry.fn, entry.number)
             gc.collect()  # between rounds, outside the timed samples

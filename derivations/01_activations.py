@@ -39,9 +39,9 @@ import sympy as sp
 from backprop_derived.symbolic.catalog import ACTIVATIONS, is_elementwise, z
 from backprop_derived.symbolic.checked import Chain, concretize
 from backprop_derived.symbolic.kernels import ActivationEntry, Kernel
-from backprop_derived.symbolic.pages import show
-from backprop_derived.symbolic.printers import RowMax, RowSum, latex
-from backprop_derived.symbolic.techniques import derive_activation
+from backprop_derived.symbolic.pages import show, show_math
+from backprop_derived.symbolic.printers import RowMax, latex
+from backprop_derived.symbolic.techniques import derive_activation, to_batch
 
 SOURCE = "derivations/01_activations.py"
 a, da = sp.symbols("a da", real=True)
@@ -106,8 +106,8 @@ show(shift)
 # $\sum_j$ becomes a sum over that row, and $c$ becomes the row maximum:
 
 # %%
-Z = sp.Symbol("z", real=True)
-softmax_batch = sp.exp(Z - RowMax(Z)) / RowSum(sp.exp(Z - RowMax(Z)))
+softmax_batch = to_batch(shifted).subs(c, RowMax(sp.Symbol("z", real=True)))
+show_math(r"a = " + latex(softmax_batch))
 EXPORTS += [
     Kernel("activations", "softmax", ("z", "out", "scratch"), softmax_batch,
            "a = softmax(z) over each row, shifted by the row maximum (cannot overflow).",

@@ -95,7 +95,8 @@ CONCRETE = {X: sp.MatrixSymbol(X.name, *(d.subs(SIZES) for d in X.shape)) for X 
 
 
 def concrete(expr):
-    return expr.xreplace(CONCRETE).subs(SIZES)
+    """On the concrete layer; ``ones`` is what its name says."""
+    return expr.xreplace(CONCRETE).xreplace({ones: OneMatrix(1, m)}).subs(SIZES)
 
 
 def entrywise_equal(matrix_expr, entry, rows, cols):
@@ -108,14 +109,15 @@ def entrywise_equal(matrix_expr, entry, rows, cols):
 BP1 = to_matrix(sp.Sum(dZ[i, r] * A[i, s], (i, 0, m - 1)), [r, s])
 BP3 = to_matrix(sp.Sum(dZ[i, r] * W[r, s], (r, 0, n_out - 1)), [i, s])
 forward = to_matrix(sp.Sum(A[i, t] * W[r, t], (t, 0, n_in - 1)), [i, r]) + OneMatrix(m, 1) * b.T
-BP2 = OneMatrix(1, m) * dZ  # the sum over examples, as a product with the ones vector
+ones = sp.MatrixSymbol("ones", 1, m)  # the runtime keeps this vector of m ones
+BP2 = ones * dZ  # the sum over examples as a product (a GEMV, faster than a reduction)
 
 checks = {
     "forward Z = A W^T + 1 b^T": entrywise_equal(
         forward, lambda x, y: sp.Sum(A[x, t] * W[y, t], (t, 0, n_in - 1)) + b[y, 0], 2, 3),
     "(BP1) dW = dZ^T A": entrywise_equal(
         BP1, lambda x, y: sp.Sum(dZ[i, x] * A[i, y], (i, 0, m - 1)), 3, 2),
-    "(BP2) db = 1^T dZ": entrywise_equal(
+    "(BP2) db = ones^T dZ": entrywise_equal(
         BP2, lambda x, y: sp.Sum(dZ[i, y], (i, 0, m - 1)), 1, 3),
     "(BP3) dA = dZ W": entrywise_equal(
         BP3, lambda x, y: sp.Sum(dZ[x, r] * W[r, y], (r, 0, n_out - 1)), 2, 2),
@@ -163,9 +165,9 @@ EXPORTS = [
     Kernel("layers", "weight_gradient", ("dz", "a_prev", "out"), BP1,
            "dW = dZ^T A (the 1/m is already inside dZ).", "(BP1), eq. (5) and (11)",
            SOURCE, style="matrix"),
-    Kernel("layers", "bias_gradient", ("dz", "out"), BP2,
-           "db = 1^T dZ: the sum of dZ over the examples.", "(BP2), eq. (6) and (12)",
-           SOURCE, style="matrix"),
+    Kernel("layers", "bias_gradient", ("dz", "ones", "out"), BP2,
+           "db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.",
+           "(BP2), eq. (6) and (12)", SOURCE, style="matrix"),
     Kernel("layers", "backpropagate", ("dz", "w", "out"), BP3,
            "dA_prev = dZ W: the error carried back to the previous layer's outputs.",
            "(BP3), the sum over k in eq. (11)", SOURCE, style="matrix"),

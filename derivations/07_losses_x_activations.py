@@ -158,7 +158,7 @@ def per_element(expr):
     return expr.function if isinstance(expr, sp.Sum) else expr
 
 
-A, Y, Z, SCALE = (sp.Symbol(n, real=True) for n in ("a", "y", "z", "scale"))
+A, Y, Z, SCALE, A_OUT = (sp.Symbol(n, real=True) for n in ("a", "y", "z", "scale", "a_out"))
 VALUES = {
     "squared_error": to_batch(per_element(LOSSES["squared_error"].args[1])) / 2
     if isinstance(LOSSES["squared_error"], sp.Mul) else None,
@@ -174,6 +174,22 @@ for (act, loss), delta in DELTAS.items():
         value = value  # evaluated from a, whatever the activation
     name = f"{loss}__{act}"
     array_style = batch_delta.has(RowSum)
+    fused = None
+    if not is_elementwise(act):
+        # One pass for the output layer: softmax, loss and delta share the
+        # exponentials and row sums (a from the Activations page's batch form).
+        shifted = ACTIVATIONS[act].replace(lambda e: isinstance(e, sp.exp),
+                                           lambda e: sp.exp(e.args[0] - c))
+        a_batch = to_batch(shifted).subs(c, RowMax(Z))  # shift proven on the Activations page
+        fused = f"{name}_output"
+        EXPORTS.append(Kernel(
+            "losses", fused, ("z", "y", "scale", "a_out", "delta_out"),
+            # a is written first; the delta and the loss then read it back
+            (("a_out", a_batch), ("delta_out", (SCALE * batch_delta).subs(A, A_OUT)),
+             ("return", value.subs(A, A_OUT))),
+            f"Output layer of {act} with {loss} in one pass: a, scale * delta, and the "
+            "summed loss.", "Forward pass, loss value and output delta", SOURCE,
+            style="fused"))
     EXPORTS += [
         Kernel("losses", name, ("a", "z", "y"), value,
                f"Sum over the batch of the per-example {loss} (output activation {act}).",
@@ -184,5 +200,6 @@ for (act, loss), delta in DELTAS.items():
                "before the GEMMs).", "Output-layer delta, eq. (5)-(6)", SOURCE,
                style="array" if array_style else "ufunc"),
         OutputEntry(act, loss, name, f"{name}_delta",
-                    needs_z=bool(batch_delta.has(Z) or value.has(Z)), latex=latex(delta)),
+                    needs_z=bool(batch_delta.has(Z) or value.has(Z)), latex=latex(delta),
+                    fused=fused),
     ]

@@ -73,6 +73,7 @@ def test_matrix_kernels_let_blas_take_the_transpose():
         "numpy.add(out, b, out=out)",
     ]
     assert ufunc(sp.OneMatrix(1, m) * dz)[0] == ["numpy.add.reduce(dz, axis=0, out=out)"]
+    assert ufunc(sp.MatrixSymbol("ones", 1, m) * dz)[0] == ["numpy.matmul(ones, dz, out=out)"]
 
 
 def test_array_printer_forms():

@@ -27,11 +27,11 @@ def _names(options) -> str:
 
 
 def _all_finite(x: np.ndarray) -> bool:
-    # Any NaN or inf makes the sum NaN or inf, so a finite sum settles it in
-    # one pass; only a non-finite sum (perhaps mere overflow) needs the exact test.
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(x, axis=None)
-    return bool(np.isfinite(total)) or bool(np.isfinite(x).all())
+    # Measured fastest here on large inputs, and unlike a sum it cannot overflow.
+    return bool(np.logical_and.reduce(np.isfinite(x), axis=None))
+
+
+_NUMERIC_KINDS = frozenset("biuf")  # bool, signed, unsigned, float
 
 
 class _Workspace:
@@ -61,6 +61,7 @@ class _Workspace:
         self.da = [view(da, n) for n in sizes]
         self.scratch = [[view(s, n) for s in scratch] for n in sizes]
         self.targets = np.empty((m, sizes[-1]), dtype)
+        self.ones = np.ones(m, dtype)  # the batch-ones vector of (BP2): db = 1^T dZ
 
 
 class Network(TrainingMixin):
@@ -189,6 +190,12 @@ class Network(TrainingMixin):
                                  f"{shape[:1]}, got {getattr(b, 'dtype', type(b))} {np.shape(b)}")
 
     def _check_X(self, X) -> np.ndarray:
+        if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2
+                and X.shape[1] == self.layer_sizes[0] and X.shape[0]
+                and X.flags.c_contiguous):
+            if not _all_finite(X):  # the common case, with its one real check
+                raise ValueError("X contains NaN or inf")
+            return X
         X = np.asarray(X)
         if X.ndim != 2:
             raise ValueError(f"X must be 2-D (examples, {self.layer_sizes[0]} features), "
@@ -198,7 +205,7 @@ class Network(TrainingMixin):
         if X.shape[1] != self.layer_sizes[0]:
             raise ValueError(f"X has {X.shape[1]} columns but the input layer has "
                              f"{self.layer_sizes[0]} units")
-        if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
+        if X.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"X must be numeric, got dtype {X.dtype}")
         X = np.ascontiguousarray(X, dtype=self.dtype)
         if not _all_finite(X):
@@ -211,7 +218,7 @@ class Network(TrainingMixin):
         if Y.ndim == 1 and self.loss_name == "cross_entropy":
             if Y.shape[0] != m:
                 raise ValueError(f"X has {m} rows but Y has {Y.shape[0]} labels")
-            if not np.issubdtype(Y.dtype, np.integer):
+            if Y.dtype.kind not in "iu":
                 raise ValueError(f"1-D Y holds class labels and must be integers, got {Y.dtype}")
             if np.minimum.reduce(Y) < 0 or np.maximum.reduce(Y) >= K:
                 bad = Y[(Y < 0) | (Y >= K)][0]
@@ -228,14 +235,15 @@ class Network(TrainingMixin):
             raise ValueError(f"X has {m} rows but Y has {Y.shape[0]}")
         if Y.shape[1] != K:
             raise ValueError(f"Y has {Y.shape[1]} columns but the output layer has {K} units")
-        if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == bool):
+        if Y.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"Y must be numeric, got dtype {Y.dtype}")
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
         if not _all_finite(Y):
             raise ValueError("Y contains NaN or inf")
-        if self.loss_name == "binary_cross_entropy" and (Y.min() < 0 or Y.max() > 1):
+        if self.loss_name == "binary_cross_entropy" and (
+                np.minimum.reduce(Y, axis=None) < 0 or np.maximum.reduce(Y, axis=None) > 1):
             raise ValueError("binary_cross_entropy targets must lie in [0, 1]")
-        if self.loss_name == "cross_entropy" and Y.min() < 0:
+        if self.loss_name == "cross_entropy" and np.minimum.reduce(Y, axis=None) < 0:
             raise ValueError("cross_entropy targets must be non-negative (one-hot or probabilities)")
         return Y
 
@@ -246,11 +254,14 @@ class Network(TrainingMixin):
         return ws
 
     # -- the passes ---------------------------------------------------------
-    def _forward(self, X: np.ndarray, ws: _Workspace) -> np.ndarray:
+    def _forward(self, X: np.ndarray, ws: _Workspace, *, output: bool = True) -> np.ndarray:
+        """Activations of every layer into the workspace; the last one too if ``output``."""
         a = X
+        last = len(self._acts) - 1
         for l, act in enumerate(self._acts):
             layers.affine(a, self.weights[l], self.biases[l], ws.z[l])
-            act.forward(ws.z[l], ws.a[l], ws.scratch[l])
+            if l < last or output:
+                act.forward(ws.z[l], ws.a[l], ws.scratch[l])
             a = ws.a[l]
         return a
 
@@ -258,8 +269,11 @@ class Network(TrainingMixin):
         m = ws.m
         value = float(self._output.value(ws.a[-1], ws.z[-1], Y)) / m
         if self.l2:
-            value += sum(float(layers.l2_penalty(w, self.l2 / (2 * m))) for w in self.weights)
+            value += self._l2_penalty(m)
         return value
+
+    def _l2_penalty(self, m: int) -> float:
+        return sum(float(layers.l2_penalty(w, self.l2 / (2 * m))) for w in self.weights)
 
     def forward(self, X) -> np.ndarray:
         """Output activations, shape (m, nL), for inputs X of shape (m, n0)."""
@@ -288,14 +302,22 @@ class Network(TrainingMixin):
         m = X.shape[0]
         ws = self._workspace_for(m)
         Y = self._check_Y(Y, m, ws)
-        self._forward(X, ws)
-        loss = self._loss_value(Y, ws)
+        out = self._output
+        # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
+        if out.fused is not None:  # a^L, the loss and the delta in one pass
+            self._forward(X, ws, output=False)
+            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1])) / m
+            if self.l2:
+                loss += self._l2_penalty(m)
+            dz = ws.dz[-1]
+        else:
+            self._forward(X, ws)
+            loss = self._loss_value(Y, ws)
+            dz = out.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
 
         n = len(self._acts)
         dW: list[np.ndarray] = [None] * n  # type: ignore[list-item]
         db: list[np.ndarray] = [None] * n  # type: ignore[list-item]
-        # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
-        dz = self._output.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
         for l in range(n - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
             dW[l] = np.empty_like(self.weights[l])
@@ -303,7 +325,7 @@ class Network(TrainingMixin):
                 layers.weight_gradient_l2(dz, a_prev, self.weights[l], self.l2 / m, dW[l])
             else:
                 layers.weight_gradient(dz, a_prev, dW[l])  # (BP1)
-            db[l] = layers.bias_gradient(dz, np.empty_like(self.biases[l]))  # (BP2)
+            db[l] = layers.bias_gradient(dz, ws.ones, np.empty_like(self.biases[l]))  # (BP2)
             if l == 0:
                 break  # no gradient for the inputs
             da = layers.backpropagate(dz, self.weights[l], ws.da[l - 1])  # (BP3)

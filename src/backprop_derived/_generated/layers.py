@@ -28,13 +28,13 @@ def backpropagate(dz, w, out):
     return out
 
 
-def bias_gradient(dz, out):
-    """db = 1^T dZ: the sum of dZ over the examples.
+def bias_gradient(dz, ones, out):
+    """db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.
 
     (BP2), eq. (6) and (12); derived in derivations/06_vectorized.py.
     """
-    # out = 1*dz
-    numpy.add.reduce(dz, axis=0, out=out)
+    # out = ones*dz
+    numpy.matmul(ones, dz, out=out)
     return out
 
 

@@ -45,6 +45,19 @@ def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
     return out
 
 
+def cross_entropy__softmax_output(z, y, scale, a_out, delta_out):
+    """Output layer of softmax with cross_entropy in one pass: a, scale * delta, and the summed loss.
+
+    Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
+    _t1 = numpy.exp(-_t0 + z)
+    _t2 = numpy.add.reduce(_t1, axis=1, keepdims=True)
+    numpy.copyto(a_out, _t1/_t2)
+    numpy.copyto(delta_out, scale*(a_out*numpy.add.reduce(y, axis=1, keepdims=True) - y))
+    return numpy.add.reduce(y*(_t0 - z + numpy.log(_t2)), axis=None)
+
+
 def squared_error__identity(a, z, y):
     """Sum over the batch of the per-example squared_error (output activation identity).
 
@@ -124,6 +137,18 @@ def squared_error__softmax_delta(a, z, y, scale, out, scratch):
     _t0 = a - y
     numpy.copyto(out, a*scale*(_t0 + numpy.add.reduce(-_t0*a, axis=1, keepdims=True)))
     return out
+
+
+def squared_error__softmax_output(z, y, scale, a_out, delta_out):
+    """Output layer of softmax with squared_error in one pass: a, scale * delta, and the summed loss.
+
+    Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = numpy.exp(z - numpy.maximum.reduce(z, axis=1, keepdims=True))
+    numpy.copyto(a_out, _t0/numpy.add.reduce(_t0, axis=1, keepdims=True))
+    _t1 = a_out - y
+    numpy.copyto(delta_out, a_out*scale*(_t1 + numpy.add.reduce(-_t1*a_out, axis=1, keepdims=True)))
+    return numpy.add.reduce((0.5)*_t1**2, axis=None)
 
 
 def squared_error__softplus(a, z, y):

@@ -48,13 +48,38 @@ def render_kernel(kernel: Kernel) -> tuple[str, int]:
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.\n"""'
     body: list[str] = []
     scratch = 0
-    shown = ArrayPrinter().doprint(kernel.expr) if kernel.style != "matrix" else str(kernel.expr)
+    shown = (str(kernel.expr) if kernel.style in ("matrix", "fused")
+             else ArrayPrinter().doprint(kernel.expr))
     if kernel.style in ("ufunc", "matrix"):
         printer = UfuncPrinter()
         body.append(f"# out = {shown}")
         body += printer.statements(kernel.expr, "out")
         body.append("return out")
         scratch = printer.scratch_used
+    elif kernel.style == "fused":
+        # Several outputs of one pass; cse shares their common subexpressions.
+        printer = ArrayPrinter()
+        targets = [target for target, _ in kernel.expr]
+        replacements, reduced = sp.cse([e for _, e in kernel.expr],
+                                       symbols=sp.numbered_symbols("_t"))
+        pending = dict(replacements)
+        order = [sym for sym, _ in replacements]
+
+        def emit_needed(expr):
+            # A shared subexpression is emitted just before its first use, so
+            # one that reads an earlier output (a_out) comes after it is written.
+            for sym in order:
+                if sym in pending and expr.has(sym):
+                    sub = pending.pop(sym)
+                    emit_needed(sub)
+                    body.append(f"{sym} = {printer.doprint(sub)}")
+
+        for target, e in zip(targets, reduced, strict=True):
+            emit_needed(e)
+            if target == "return":
+                body.append(f"return numpy.add.reduce({printer.doprint(e)}, axis=None)")
+            else:
+                body.append(f"numpy.copyto({target}, {printer.doprint(e)})")
     elif kernel.style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))
@@ -123,6 +148,7 @@ def _render_registry(modules, activations, outputs, scratch, kernels) -> str:
             delta: object
             needs_z: bool
             scratch: int
+            fused: object = None  # activation, loss and delta in one pass, where generated
 
     '''))
     lines.append("ACTIVATIONS = {")
@@ -138,8 +164,9 @@ def _render_registry(modules, activations, outputs, scratch, kernels) -> str:
     lines.append("OUTPUTS = {")
     for o in sorted(outputs, key=lambda o: (o.activation, o.loss)):
         n = max(scratch.get(o.value, 0), scratch.get(o.delta, 0))
+        fused = f", fused=losses.{o.fused}" if o.fused else ""
         lines.append(f'    ("{o.activation}", "{o.loss}"): Output(losses.{o.value}, '
-                     f"losses.{o.delta}, needs_z={o.needs_z}, scratch={n}),")
+                     f"losses.{o.delta}, needs_z={o.needs_z}, scratch={n}{fused}),")
     lines.append("}\n")
     lines.append("LOSSES = tuple(sorted({loss for _, loss in OUTPUTS}))")
     return "\n".join(lines) + "\n"

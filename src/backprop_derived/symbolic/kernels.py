@@ -7,7 +7,7 @@ which kernels belong to which activation or (activation, loss) pair.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import sympy as sp
 
@@ -24,7 +24,10 @@ class Kernel:
       * ``"array"``  one array expression assigned into ``out`` (row reductions
         over the few output units, where a temporary costs nothing);
       * ``"scalar"`` returns the sum of the expression over the whole batch;
-      * ``"matrix"`` BLAS products of the vectorized form, ``out=`` given.
+      * ``"matrix"`` BLAS products of the vectorized form, ``out=`` given;
+      * ``"fused"``  ``expr`` is ``((target, expression), ...)``: several results
+        of one pass with shared subexpressions; a ``"return"`` target is summed
+        over the batch and returned.
     """
 
     module: str
@@ -60,4 +63,4 @@ class OutputEntry:
     delta: str
     needs_z: bool
     latex: str = ""
-    extra: dict = field(default_factory=dict)
+    fused: str | None = None

@@ -266,6 +266,9 @@ class UfuncPrinter(ArrayPrinter):
                 raise NotImplementedError(f"scaled product {e}: fold the scale into a factor")
             if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
                 self._emit(f"numpy.add.reduce({self._mat(factors[1])}, axis=0, out={target})")
+            elif len(factors) == 2 and getattr(factors[0], "name", None) == "ones":
+                # a (1, m) ones row held as a vector (m,): the product is a GEMV to (n,)
+                self._emit(f"numpy.matmul(ones, {self._mat(factors[1])}, out={target})")
             elif len(factors) == 2:
                 x, y_ = map(self._mat, factors)
                 self._emit(f"numpy.matmul({x}, {y_}, out={target})")
