@@ -190,11 +190,10 @@ class Network(TrainingMixin):
                                  f"{shape[:1]}, got {getattr(b, 'dtype', type(b))} {np.shape(b)}")
 
     def _check_X(self, X) -> np.ndarray:
+        """Shape and dtype; finiteness is checked after the first GEMM (see _forward)."""
         if (type(X) is np.ndarray and X.dtype == self.dtype and X.ndim == 2
                 and X.shape[1] == self.layer_sizes[0] and X.shape[0]
                 and X.flags.c_contiguous):
-            if not _all_finite(X):  # the common case, with its one real check
-                raise ValueError("X contains NaN or inf")
             return X
         X = np.asarray(X)
         if X.ndim != 2:
@@ -207,10 +206,7 @@ class Network(TrainingMixin):
                              f"{self.layer_sizes[0]} units")
         if X.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"X must be numeric, got dtype {X.dtype}")
-        X = np.ascontiguousarray(X, dtype=self.dtype)
-        if not _all_finite(X):
-            raise ValueError("X contains NaN or inf")
-        return X
+        return np.ascontiguousarray(X, dtype=self.dtype)
 
     def _check_Y(self, Y, m: int, ws: _Workspace) -> np.ndarray:
         Y = np.asarray(Y)
@@ -256,10 +252,19 @@ class Network(TrainingMixin):
     # -- the passes ---------------------------------------------------------
     def _forward(self, X: np.ndarray, ws: _Workspace, *, output: bool = True) -> np.ndarray:
         """Activations of every layer into the workspace; the last one too if ``output``."""
+        # A NaN or inf anywhere in row i of X makes z_i0 of the first layer
+        # non-finite (0 * inf is NaN), so one column of z checks all of X for
+        # the price of m values; the exact test runs only when that column
+        # is not finite, to tell bad input from mere overflow.
+        with np.errstate(invalid="ignore", over="ignore"):
+            layers.affine(X, self.weights[0], self.biases[0], ws.z[0])
+        if not _all_finite(ws.z[0][:, 0]) and not _all_finite(X):
+            raise ValueError("X contains NaN or inf")
         a = X
         last = len(self._acts) - 1
         for l, act in enumerate(self._acts):
-            layers.affine(a, self.weights[l], self.biases[l], ws.z[l])
+            if l:
+                layers.affine(a, self.weights[l], self.biases[l], ws.z[l])
             if l < last or output:
                 act.forward(ws.z[l], ws.a[l], ws.scratch[l])
             a = ws.a[l]
