@@ -53,7 +53,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 lint: $(STAMP)
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m ruff check src tests benchmarks derivations docs
 
 clean:
 	rm -rf site .pytest_cache .hypothesis

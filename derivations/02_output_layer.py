@@ -30,7 +30,6 @@
 
 # %%
 import sympy as sp
-from sympy import Sum, oo
 
 from backprop_derived.symbolic.checked import Chain
 from backprop_derived.symbolic.pages import show

@@ -148,7 +148,7 @@ for name, expr in (("Z", forward), ("dW", BP1), ("db", BP2), ("dA_{prev}", BP3))
 theta_rows = []
 Delta = sp.zeros(3, 3)
 for example in range(2):
-    delta_t = concrete(sp.Matrix(3, 1, lambda x, _: m * dZ[example, x]))
+    delta_t = concrete(sp.Matrix(3, 1, lambda x, _, e=example: m * dZ[e, x]))
     a_t = concrete(sp.Matrix([[1], [A[example, 0]], [A[example, 1]]]))
     Delta += delta_t * a_t.T  # Coursera: Delta := Delta + delta a^T
 vectorized = sp.Matrix.hstack(concrete(BP2).as_explicit().T, concrete(BP1).as_explicit())

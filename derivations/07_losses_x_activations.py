@@ -169,9 +169,7 @@ assert VALUES["squared_error"] is not None
 
 for (act, loss), delta in DELTAS.items():
     batch_delta = numeric_form(to_batch(delta))
-    value = VALUES[loss]
-    if loss == "squared_error":
-        value = value  # evaluated from a, whatever the activation
+    value = VALUES[loss]  # squared error: from a, whatever the activation
     name = f"{loss}__{act}"
     array_style = batch_delta.has(RowSum)
     fused = None

@@ -117,7 +117,7 @@ def make_case(hidden, pair, depth, m, l2, seed):
     """A network and data away from relu's kink (finite differences need that)."""
     out_act, loss = pair
     rng = np.random.default_rng(seed)
-    widths = [3] + [4, 3, 4][: depth - 1] + [3]
+    widths = [3, *[4, 3, 4][: depth - 1], 3]
     acts = [hidden[i % len(hidden)] for i in range(depth - 1)] + [out_act]
     for _ in range(100):
         net = Network(widths, acts, loss=loss, l2=l2, seed=int(rng.integers(1 << 30)))

@@ -5,6 +5,7 @@ import pytest
 
 from backprop_derived import Network
 from backprop_derived._generated import ACTIVATIONS, OUTPUTS
+from backprop_derived.examples import coursera_wiki as wiki
 from backprop_derived.reference_loop import reference_gradients
 from backprop_derived.unrolling import set_parameters, unroll
 
@@ -72,29 +73,10 @@ def test_one_hot_and_labels_agree():
 
 def test_wiki_linear_nn_case_by_the_loop():
     # Same case as test_unrolling, but through the notes' loop instead of the runtime.
-    net = Network(
-        layer_sizes=[1, 4, 1], activations=["tanh", "identity"], loss="squared_error", l2=0.01
-    )
-    set_parameters(
-        net, np.array([31, 16, 15, -29, -13, -8, -7, 13, 54, -17, -11, -9, 16]) / 10, order="octave"
-    )
-    J, dW, db = reference_gradients(
-        net, np.array([[1.0], [2.0], [3.0]]), np.array([[1.0], [4.0], [9.0]])
-    )
-    assert abs(J - 0.020815) <= 0.5e-6
-    expected = [
-        -0.0131002,
-        -0.0110085,
-        -0.0070569,
-        0.0189212,
-        -0.0189639,
-        -0.0192539,
-        -0.0102291,
-        0.0344732,
-        0.0024947,
-        0.0080624,
-        0.0021964,
-        0.0031675,
-        -0.0064244,
-    ]
-    assert np.all(np.abs(unroll(dW, db, order="octave") - expected) <= 0.5e-7)
+    net = Network(layer_sizes=list(wiki.LAYER_SIZES), activations=list(wiki.ACTIVATIONS),
+                  loss=wiki.LOSS, l2=wiki.LAMBDA)
+    set_parameters(net, wiki.NN_PARAMS, order="octave")
+    J, dW, db = reference_gradients(net, wiki.X, wiki.Y)
+    assert abs(J - wiki.J_PRINTED) <= wiki.J_TOLERANCE
+    assert np.all(np.abs(unroll(dW, db, order="octave") - wiki.GRAD_PRINTED)
+                  <= wiki.GRAD_TOLERANCE)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backprop_derived import Network
+from backprop_derived.examples import coursera_wiki as wiki
 from backprop_derived.unrolling import (
     get_parameters,
     n_parameters,
@@ -94,25 +95,7 @@ def test_network_parameters_round_trip_in_place(dtype):
 
 
 # The Coursera wiki's "Testing your linear NN" case, printed by Octave.
-WIKI_PARAMS = np.array([31, 16, 15, -29, -13, -8, -7, 13, 54, -17, -11, -9, 16]) / 10
-WIKI_J = 0.020815
-WIKI_GRAD = np.array(
-    [
-        -0.0131002,
-        -0.0110085,
-        -0.0070569,
-        0.0189212,
-        -0.0189639,
-        -0.0192539,
-        -0.0102291,
-        0.0344732,
-        0.0024947,
-        0.0080624,
-        0.0021964,
-        0.0031675,
-        -0.0064244,
-    ]
-)
+WIKI_PARAMS, WIKI_J, WIKI_GRAD = wiki.NN_PARAMS, wiki.J_PRINTED, wiki.GRAD_PRINTED
 
 
 def wiki_network():

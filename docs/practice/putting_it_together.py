@@ -32,6 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from backprop_derived import Network
+from backprop_derived.examples import coursera_wiki as wiki
 from backprop_derived.examples.digits import load_split, run_digits
 from backprop_derived.examples.regression import run_regression, true_curve
 from backprop_derived.examples.xor import X_XOR, hidden_activations, run_xor, success_rate
@@ -114,31 +115,12 @@ for l in range(2):
 # and compare with the numbers Octave printed there:
 
 # %%
-wiki = Network(
-    layer_sizes=[1, 4, 1], activations=["tanh", "identity"], loss="squared_error", l2=0.01
-)
-set_parameters(
-    wiki, np.array([31, 16, 15, -29, -13, -8, -7, 13, 54, -17, -11, -9, 16]) / 10, order="octave"
-)
-J_wiki, dW_wiki, db_wiki = wiki.gradients(
-    np.array([[1.0], [2.0], [3.0]]), np.array([[1.0], [4.0], [9.0]])
-)
-printed = [
-    -0.0131002,
-    -0.0110085,
-    -0.0070569,
-    0.0189212,
-    -0.0189639,
-    -0.0192539,
-    -0.0102291,
-    0.0344732,
-    0.0024947,
-    0.0080624,
-    0.0021964,
-    0.0031675,
-    -0.0064244,
-]
-print(f"J = {J_wiki:.6f}   (wiki: 0.020815)")
+wiki_net = Network(layer_sizes=list(wiki.LAYER_SIZES), activations=list(wiki.ACTIVATIONS),
+                   loss=wiki.LOSS, l2=wiki.LAMBDA)
+set_parameters(wiki_net, wiki.NN_PARAMS, order="octave")
+J_wiki, dW_wiki, db_wiki = wiki_net.gradients(wiki.X, wiki.Y)
+printed = wiki.GRAD_PRINTED  # the numbers as the wiki prints them
+print(f"J = {J_wiki:.6f}   (wiki: {wiki.J_PRINTED})")
 for ours, theirs in zip(unroll(dW_wiki, db_wiki, order="octave"), printed, strict=True):
     print(f"{ours:10.7f}  {theirs:10.7f}")
 

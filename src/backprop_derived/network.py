@@ -47,9 +47,8 @@ class _Workspace:
         self.m = m
         dtype, sizes = net.dtype, net.layer_sizes[1:]
         widest = m * max(sizes)
-        flat = lambda: np.empty(widest, dtype)  # noqa: E731
-        shared_z, dz, da = flat(), flat(), flat()
-        scratch = [flat() for _ in range(net._scratch)]
+        shared_z, dz, da = (np.empty(widest, dtype) for _ in range(3))
+        scratch = [np.empty(widest, dtype) for _ in range(net._scratch)]
 
         def view(buf, n):
             return buf[: m * n].reshape(m, n)

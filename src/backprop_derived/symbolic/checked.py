@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import sympy as sp
-from sympy import Indexed, KroneckerDelta, Piecewise, Subs, Sum  # noqa: F401
+from sympy import Indexed, KroneckerDelta, Piecewise, Subs, Sum
 
 __all__ = [
     "Chain",
@@ -214,11 +214,10 @@ def prove_equal(
         return "index sums"
     if _is_zero(_map(diff, _expand)):
         return "expand"
-    if not diff.has(Sum) and _is_zero(_map(diff, _simplify)):
+    if not has_sums and _is_zero(_map(diff, _simplify)):
         return "simplify"
-    if variables and _has_kinks(diff):
-        if _prove_by_sign(diff, variables):
-            return "by sign"
+    if variables and _has_kinks(diff) and _prove_by_sign(diff, variables):
+        return "by sign"
     if instance is not None:
         concrete = list(instance(diff))
         if concrete and all(
