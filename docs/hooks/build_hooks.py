@@ -274,6 +274,11 @@ def _calls_generated(test_source: str, module: str, name: str) -> bool:
     # Count a test only if it reaches the generated module itself.
     if re.search(rf"\b{module}\.{re.escape(name)}\b", test_source):
         return True
+    # A parametrised test that looks kernels up by name in the module
+    # (getattr(activations, f"{name}_derivative")) calls each one directly.
+    looks_up = re.search(rf"getattr\({module},", test_source)
+    if looks_up and re.search(rf"_generated import [^\n]*\b{module}\b", test_source):
+        return True
     imports_it = re.search(
         rf"from\s+backprop_derived\._generated\.{module}\s+import\s[^\n]*\b{re.escape(name)}\b",
         test_source,
