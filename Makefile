@@ -13,7 +13,7 @@ SINGLE_THREAD := OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 .PHONY: help install test test-math regenerate check site serve bench lint clean
 
 help:
-	@echo "make serve       build the site and serve it on http://$(HOST)"
+	@echo "make serve       build the site and serve it on http://$(HOST)/backprop-derived/"
 	@echo "make test        every test: math, generated code, site and browser"
 	@echo "make test-math   the tests without the site build and browser (pytest -m 'not site')"
 	@echo "make regenerate  rerun derivations/ and rewrite the generated code and LaTeX"
