@@ -85,6 +85,10 @@ def test_array_printer_forms():
         "numpy.add.reduce(numpy.exp(z - numpy.maximum.reduce(z, axis=1, keepdims=True)), "
         "axis=1, keepdims=True)")
     assert p.doprint(sp.Rational(1, 2) * z) == "(0.5)*z"
+    c = sp.Symbol("c")
+    assert p.doprint(sp.exp(-c + z)) == "numpy.exp(z - c)"  # one ufunc, not negate-then-add
+    assert p.doprint(y - (a - z)) == "y + z - a"
+    assert p.doprint(-a - y) == "-a - y"
 
 
 def test_numeric_form_rules_and_their_check():

@@ -179,7 +179,7 @@ def swish_backward(da, a, z, out, scratch):
 
     (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
-    # out = da*numpy.where(numpy.greater_equal(z, 0), (z*numpy.exp(-abs(z)) + 1 + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (z + 1 + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
+    # out = da*numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
     numpy.absolute(z, out=scratch[0])
     numpy.negative(scratch[0], out=scratch[0])
     numpy.exp(scratch[0], out=scratch[0])
@@ -201,7 +201,7 @@ def swish_derivative(a, z, out, scratch):
 
     Activation derivative; derived in derivations/01_activations.py.
     """
-    # out = numpy.where(numpy.greater_equal(z, 0), (z*numpy.exp(-abs(z)) + 1 + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (z + 1 + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
     numpy.absolute(z, out=scratch[0])
     numpy.negative(scratch[0], out=scratch[0])
     numpy.exp(scratch[0], out=scratch[0])

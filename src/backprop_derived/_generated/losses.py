@@ -33,7 +33,7 @@ def cross_entropy__softmax(a, z, y):
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
     _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
-    return numpy.add.reduce(y*(_t0 - z + numpy.log(numpy.add.reduce(numpy.exp(-_t0 + z), axis=1, keepdims=True))), axis=None)
+    return numpy.add.reduce(y*(_t0 + numpy.log(numpy.add.reduce(numpy.exp(z - _t0), axis=1, keepdims=True)) - z), axis=None)
 
 
 def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
@@ -51,11 +51,11 @@ def cross_entropy__softmax_output(z, y, scale, a_out, delta_out):
     Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
     """
     _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
-    _t1 = numpy.exp(-_t0 + z)
+    _t1 = numpy.exp(z - _t0)
     _t2 = numpy.add.reduce(_t1, axis=1, keepdims=True)
     numpy.copyto(a_out, _t1/_t2)
     numpy.copyto(delta_out, scale*(a_out*numpy.add.reduce(y, axis=1, keepdims=True) - y))
-    return numpy.add.reduce(y*(_t0 - z + numpy.log(_t2)), axis=None)
+    return numpy.add.reduce(y*(_t0 + numpy.log(_t2) - z), axis=None)
 
 
 def squared_error__identity(a, z, y):
@@ -187,7 +187,7 @@ def squared_error__swish_delta(a, z, y, scale, out, scratch):
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = scale*(a - y)*numpy.where(numpy.greater_equal(z, 0), (z*numpy.exp(-abs(z)) + 1 + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (z + 1 + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
+    # out = scale*(a - y)*numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
     numpy.absolute(z, out=scratch[0])
     numpy.negative(scratch[0], out=scratch[0])
     numpy.exp(scratch[0], out=scratch[0])
@@ -219,7 +219,7 @@ def squared_error__tanh_delta(a, z, y, scale, out, scratch):
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = -scale*(a - 1)*(a + 1)*(a - y)
+    # out = -scale*(a - 1)*(1 + a)*(a - y)
     numpy.add(1, a, out=out)
     numpy.subtract(a, 1, out=scratch[0])
     numpy.multiply(out, scratch[0], out=out)

@@ -101,6 +101,20 @@ class ArrayPrinter(NumPyPrinter):
             f"{self._print(otherwise)})"
         )
 
+    def _print_Add(self, expr, order=None):
+        # Positive terms first: "z - c" is one ufunc call, "-c + z" is two.
+        terms = sorted(expr.args, key=lambda t: (_negated(t) is not None, sp.default_sort_key(t)))
+        if _negated(terms[0]) is not None:
+            return super()._print_Add(expr, order)
+        text = self._print(terms[0])
+        for t in terms[1:]:
+            neg = _negated(t)
+            if neg is None:
+                text += f" + {self.parenthesize(t, sp.printing.precedence.PRECEDENCE['Add'])}"
+            else:
+                text += f" - {self.parenthesize(neg, sp.printing.precedence.PRECEDENCE['Add'] + 1)}"
+        return text
+
     def _print_Max(self, expr):
         if len(expr.args) != 2:
             return super()._print_Max(expr)
