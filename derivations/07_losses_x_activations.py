@@ -153,19 +153,18 @@ show(ce_chain)
 
 
 # %%
-def per_element(expr):
-    """Drop the sum over units: the scalar kernel sums over the whole batch."""
-    return expr.function if isinstance(expr, sp.Sum) else expr
+def per_element(expr, index):
+    """Drop the sum over the units: the scalar kernel sums over the whole batch."""
+    return expr.replace(lambda e: isinstance(e, sp.Sum) and list(e.variables) == [index],
+                        lambda e: e.function)
 
 
 A, Y, Z, SCALE, A_OUT = (sp.Symbol(n, real=True) for n in ("a", "y", "z", "scale", "a_out"))
 VALUES = {
-    "squared_error": to_batch(per_element(LOSSES["squared_error"].args[1])) / 2
-    if isinstance(LOSSES["squared_error"], sp.Mul) else None,
+    "squared_error": to_batch(per_element(LOSSES["squared_error"], k)),
     "binary_cross_entropy": numeric_form(bce_stable.result),
-    "cross_entropy": to_batch(per_element(ce_chain.result)).subs(c, RowMax(Z)),
+    "cross_entropy": to_batch(per_element(ce_chain.result, q)).subs(c, RowMax(Z)),
 }
-assert VALUES["squared_error"] is not None
 
 for (act, loss), delta in DELTAS.items():
     batch_delta = numeric_form(to_batch(delta))

@@ -193,10 +193,6 @@ def _sums_zero(e: sp.Basic) -> bool:
     return all(sp.expand(sp.Add(*fs)) == 0 for fs in grouped.values())
 
 
-def _piecewise_zero(e: sp.Basic) -> bool:
-    return _is_zero(_map(e, lambda x: sp.simplify(sp.piecewise_fold(x.rewrite(Piecewise)))))
-
-
 def prove_equal(
     lhs: sp.Basic,
     rhs: sp.Basic,
