@@ -180,13 +180,15 @@ for (act, loss), delta in DELTAS.items():
         a_batch = to_batch(shifted).subs(c, RowMax(Z))  # shift proven on the Activations page
         fused = f"{name}_output"
         EXPORTS.append(Kernel(
-            "losses", fused, ("z", "y", "scale", "a_out", "delta_out"),
+            "losses", fused,
+            ("z", "y", "scale", "a_out", "delta_out", "scratch", "rows", "units", "transposed"),
             # a is written first; the delta and the loss then read it back
             (("a_out", a_batch), ("delta_out", (SCALE * batch_delta).subs(A, A_OUT)),
              ("return", value.subs(A, A_OUT))),
             f"Output layer of {act} with {loss} in one pass: a, scale * delta, and the "
             "summed loss.", "Forward pass, loss value and output delta", SOURCE,
-            style="fused"))
+            style="fused",
+            kinds=(("z", "full"), ("y", "full"), ("a_out", "full"), ("scale", "scalar"))))
     EXPORTS += [
         Kernel("losses", name, ("a", "z", "y"), value,
                f"Sum over the batch of the per-example {loss} (output activation {act}).",

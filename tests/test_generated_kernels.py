@@ -55,8 +55,10 @@ def test_fused_output_pass_equals_the_separate_kernels(act, loss):
     out = OUTPUTS[act, loss]
     Y = rng.random(Z.shape)
     a, d = np.empty_like(Z), np.empty_like(Z)
-    total = getattr(losses, f"{loss}__{act}_output")(Z, Y, 0.25, a, d)
     n = out.scratch
+    rows = [np.empty((Z.shape[0], 1)) for _ in range(out.rows)]
+    total = getattr(losses, f"{loss}__{act}_output")(
+        Z, Y, 0.25, a, d, scratch_for(n, Z), rows, np.ones((Z.shape[1], 1)), np.empty(Z.T.shape))
     a_sep = ACTIVATIONS[act].forward(Z, np.empty_like(Z), scratch_for(n, Z))
     d_sep = getattr(losses, f"{loss}__{act}_delta")(a_sep, Z, Y, 0.25, np.empty_like(Z),
                                                      scratch_for(n, Z))

@@ -122,6 +122,36 @@ def test_bad_input_names_the_problem(X, Y, message):
         net.gradients(X, Y)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(("acts", "loss"), [
+    (["tanh", "softmax"], "cross_entropy"),
+    (["tanh", "softmax"], "squared_error"),
+    (["tanh", "sigmoid"], "binary_cross_entropy"),
+    (["tanh", "identity"], "squared_error"),
+])
+def test_non_finite_targets_are_named_by_every_loss(acts, loss, bad):
+    # Y's finiteness is read off the loss; every loss must still name Y.
+    net = Network([3, 5, 4], acts, loss=loss, seed=0)
+    Y = np.full((3, 4), 0.25)
+    Y[1, 2] = bad
+    for call in (net.gradients, net.loss):
+        with pytest.raises(ValueError, match="Y contains NaN or inf"):
+            call(np.ones((3, 3)), Y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("where", [(0, 0), (2, 1), (4, 2)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_anywhere_are_named(bad, where, dtype):
+    # Only column 0 of z_1 is looked at; a bad value in any column of X must reach it.
+    net = Network([3, 5, 4], ["tanh", "softmax"], dtype=dtype, seed=0)
+    X = np.ones((5, 3), dtype)
+    X[where] = bad
+    for call in (lambda: net.gradients(X, np.zeros(5, dtype=int)), lambda: net.forward(X)):
+        with pytest.raises(ValueError, match="X contains NaN or inf"):
+            call()
+
+
 def test_assigned_weights_of_the_wrong_shape_are_reported():
     net = Network([3, 5, 4], ["tanh", "softmax"], seed=0)
     net.weights[1] = np.zeros((5, 4))

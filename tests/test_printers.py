@@ -1,5 +1,7 @@
 """Exact output of the printers, as SymPy's own printing tests pin theirs."""
 
+import numpy as np
+import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
@@ -106,3 +108,71 @@ def test_latex_of_index_forms():
     g = sp.Function("g")
     assert latex(sp.Derivative(g(z), z)) == r"g'\left(z\right)"
     assert latex(sp.Heaviside(z, 0)) == r"H\left(z\right)"
+
+
+# -- the fused output pass: per-example (row) values in (m, 1) buffers --------
+
+a_out = sp.Symbol("a_out", real=True)
+KINDS = {"z": "full", "y": "full", "a_out": "full", "a": "full", "scale": "scalar"}
+
+
+def fused(outputs):
+    printer = UfuncPrinter()
+    return printer.fused_statements(outputs, KINDS), printer.scratch_used, printer.rows_used
+
+
+def test_fused_softmax_cross_entropy_pass():
+    e = sp.exp(z - RowMax(z))
+    lines, scratch, rows = fused((
+        ("a_out", e / RowSum(e)),
+        ("delta_out", scale * (a_out * RowSum(y) - y)),
+        ("return", y * (RowMax(z) + sp.log(RowSum(e)) - z)),
+    ))
+    assert lines == [
+        "numpy.copyto(transposed, z.T)",
+        "numpy.maximum.reduce(transposed, axis=0, keepdims=True, out=rows[0].T)",
+        "numpy.subtract(z, rows[0], out=scratch[0])",
+        "numpy.exp(scratch[0], out=scratch[0])",
+        "numpy.matmul(scratch[0], units, out=rows[1])",
+        "numpy.divide(scratch[0], rows[1], out=a_out)",
+        "numpy.matmul(y, units, out=rows[2])",
+        "numpy.multiply(a_out, rows[2], out=delta_out)",
+        "numpy.subtract(delta_out, y, out=delta_out)",
+        "numpy.multiply(delta_out, scale, out=delta_out)",
+        # c + log s is added once per example, then broadcast in one subtract
+        "numpy.log(rows[1], out=rows[2])",
+        "numpy.add(rows[2], rows[0], out=rows[2])",
+        "numpy.subtract(rows[2], z, out=scratch[1])",
+        "numpy.multiply(scratch[1], y, out=scratch[1])",
+        "return numpy.add.reduce(scratch[1], axis=None)",
+    ]
+    assert (scratch, rows) == (2, 3)
+
+
+@pytest.mark.parametrize("expr", [
+    z - RowMax(z),
+    a * RowSum(y) - y,
+    z / RowSum(-z * a),
+    -RowSum(a * y) * z + scale,
+    1 / RowSum(sp.exp(z)) - a,
+    scale * a * RowSum(y) * RowMax(z),
+    sp.log(RowSum(sp.exp(z - RowMax(z)))) * RowSum(y) - y * z,
+])
+def test_fused_statements_compute_what_the_array_printer_prints(expr):
+    rng = np.random.default_rng(3)
+    env = {name: rng.normal(size=(5, 3)) for name in ("z", "y", "a")}
+    env["scale"] = 0.25
+    expected = eval(ArrayPrinter().doprint(expr), {"numpy": np, **env})
+    printer = UfuncPrinter()
+    lines = printer.fused_statements((("out", expr), ("return", expr)), KINDS)
+    env.update(
+        numpy=np, out=np.full((5, 3), np.nan),
+        scratch=[np.full((5, 3), np.nan) for _ in range(printer.scratch_used)],
+        rows=[np.full((5, 1), np.nan) for _ in range(printer.rows_used)],
+        units=np.ones((3, 1)), transposed=np.full((3, 5), np.nan),
+    )
+    body = "def kernel():\n" + "".join(f"    {line}\n" for line in lines)
+    exec(body, env)  # noqa: S102 -- running the printed statements is the test
+    total = env["kernel"]()
+    np.testing.assert_allclose(env["out"], np.broadcast_to(expected, (5, 3)), rtol=1e-13)
+    assert total == pytest.approx(np.broadcast_to(expected, (5, 3)).sum(), rel=1e-12)

@@ -61,6 +61,11 @@ class _Workspace:
         self.scratch = [[view(s, n) for s in scratch] for n in sizes]
         self.targets = np.empty((m, sizes[-1]), dtype)
         self.ones = np.ones(m, dtype)  # the batch-ones vector of (BP2): db = 1^T dZ
+        # For the fused output pass: per-example values (m, 1), the units-ones
+        # vector of a row sum, and the (K, m) copy a row maximum reduces.
+        self.rows = [np.empty((m, 1), dtype) for _ in range(net._output.rows)]
+        self.units = np.ones((sizes[-1], 1), dtype)
+        self.transposed = np.empty((sizes[-1], m), dtype)
 
 
 class Network(TrainingMixin):
@@ -253,11 +258,13 @@ class Network(TrainingMixin):
         """Activations of every layer into the workspace; the last one too if ``output``."""
         # A NaN or inf anywhere in row i of X makes z_i0 of the first layer
         # non-finite (0 * inf is NaN), so one column of z checks all of X for
-        # the price of m values; the exact test runs only when that column
-        # is not finite, to tell bad input from mere overflow.
+        # the price of m values: its sum 1^T z_0, which NaN and inf survive.
+        # The exact test runs only when that sum is not finite, to tell bad
+        # input from mere overflow.
         with np.errstate(invalid="ignore", over="ignore"):
             layers.affine(X, self.weights[0], self.biases[0], ws.z[0])
-        if not _all_finite(ws.z[0][:, 0]) and not _all_finite(X):
+            suspect = not math.isfinite(np.dot(ws.ones, ws.z[0][:, 0]))
+        if suspect and not _all_finite(X):
             raise ValueError("X contains NaN or inf")
         a = X
         last = len(self._acts) - 1
@@ -310,7 +317,8 @@ class Network(TrainingMixin):
         # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
         if out.fused is not None:  # a^L, the loss and the delta in one pass
             self._forward(X, ws, output=False)
-            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1])) / m
+            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1], ws.scratch[-1],
+                                   ws.rows, ws.units, ws.transposed)) / m
             if self.l2:
                 loss += self._l2_penalty(m)
             dz = ws.dz[-1]

@@ -4,7 +4,8 @@
 
 """Registries the runtime reads: which kernels implement what.
 
-``scratch`` is the number of preallocated buffers a kernel needs.
+``scratch`` is the number of preallocated buffers of a layer's shape
+(m, n) a kernel needs, ``rows`` the number of (m, 1) buffers.
 """
 
 from typing import NamedTuple
@@ -27,6 +28,7 @@ class Output(NamedTuple):
     needs_z: bool
     scratch: int
     fused: object = None  # activation, loss and delta in one pass, where generated
+    rows: int = 0
 
 
 ACTIVATIONS = {
@@ -44,8 +46,8 @@ OUTPUTS = {
     ("relu", "squared_error"): Output(losses.squared_error__relu, losses.squared_error__relu_delta, needs_z=False, scratch=1),
     ("sigmoid", "binary_cross_entropy"): Output(losses.binary_cross_entropy__sigmoid, losses.binary_cross_entropy__sigmoid_delta, needs_z=True, scratch=0),
     ("sigmoid", "squared_error"): Output(losses.squared_error__sigmoid, losses.squared_error__sigmoid_delta, needs_z=False, scratch=1),
-    ("softmax", "cross_entropy"): Output(losses.cross_entropy__softmax, losses.cross_entropy__softmax_delta, needs_z=True, scratch=0, fused=losses.cross_entropy__softmax_output),
-    ("softmax", "squared_error"): Output(losses.squared_error__softmax, losses.squared_error__softmax_delta, needs_z=False, scratch=0, fused=losses.squared_error__softmax_output),
+    ("softmax", "cross_entropy"): Output(losses.cross_entropy__softmax, losses.cross_entropy__softmax_delta, needs_z=True, scratch=2, fused=losses.cross_entropy__softmax_output, rows=3),
+    ("softmax", "squared_error"): Output(losses.squared_error__softmax, losses.squared_error__softmax_delta, needs_z=False, scratch=3, fused=losses.squared_error__softmax_output, rows=1),
     ("softplus", "squared_error"): Output(losses.squared_error__softplus, losses.squared_error__softplus_delta, needs_z=False, scratch=1),
     ("swish", "squared_error"): Output(losses.squared_error__swish, losses.squared_error__swish_delta, needs_z=True, scratch=5),
     ("tanh", "squared_error"): Output(losses.squared_error__tanh, losses.squared_error__tanh_delta, needs_z=False, scratch=1),

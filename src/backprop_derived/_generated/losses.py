@@ -45,17 +45,26 @@ def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
     return out
 
 
-def cross_entropy__softmax_output(z, y, scale, a_out, delta_out):
+def cross_entropy__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, units, transposed):
     """Output layer of softmax with cross_entropy in one pass: a, scale * delta, and the summed loss.
 
     Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
     """
-    _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
-    _t1 = numpy.exp(z - _t0)
-    _t2 = numpy.add.reduce(_t1, axis=1, keepdims=True)
-    numpy.copyto(a_out, _t1/_t2)
-    numpy.copyto(delta_out, scale*(a_out*numpy.add.reduce(y, axis=1, keepdims=True) - y))
-    return numpy.add.reduce(y*(_t0 + numpy.log(_t2) - z), axis=None)
+    numpy.copyto(transposed, z.T)
+    numpy.maximum.reduce(transposed, axis=0, keepdims=True, out=rows[0].T)
+    numpy.subtract(z, rows[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.matmul(scratch[0], units, out=rows[1])
+    numpy.divide(scratch[0], rows[1], out=a_out)
+    numpy.matmul(y, units, out=rows[2])
+    numpy.multiply(a_out, rows[2], out=delta_out)
+    numpy.subtract(delta_out, y, out=delta_out)
+    numpy.multiply(delta_out, scale, out=delta_out)
+    numpy.log(rows[1], out=rows[2])
+    numpy.add(rows[2], rows[0], out=rows[2])
+    numpy.subtract(rows[2], z, out=scratch[1])
+    numpy.multiply(scratch[1], y, out=scratch[1])
+    return numpy.add.reduce(scratch[1], axis=None)
 
 
 def squared_error__identity(a, z, y):
@@ -139,16 +148,26 @@ def squared_error__softmax_delta(a, z, y, scale, out, scratch):
     return out
 
 
-def squared_error__softmax_output(z, y, scale, a_out, delta_out):
+def squared_error__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, units, transposed):
     """Output layer of softmax with squared_error in one pass: a, scale * delta, and the summed loss.
 
     Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
     """
-    _t0 = numpy.exp(z - numpy.maximum.reduce(z, axis=1, keepdims=True))
-    numpy.copyto(a_out, _t0/numpy.add.reduce(_t0, axis=1, keepdims=True))
-    _t1 = a_out - y
-    numpy.copyto(delta_out, a_out*scale*(_t1 + numpy.add.reduce(-_t1*a_out, axis=1, keepdims=True)))
-    return numpy.add.reduce((0.5)*_t1**2, axis=None)
+    numpy.copyto(transposed, z.T)
+    numpy.maximum.reduce(transposed, axis=0, keepdims=True, out=rows[0].T)
+    numpy.subtract(z, rows[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.matmul(scratch[0], units, out=rows[0])
+    numpy.divide(scratch[0], rows[0], out=a_out)
+    numpy.subtract(a_out, y, out=scratch[1])
+    numpy.multiply(scratch[1], a_out, out=scratch[2])
+    numpy.matmul(scratch[2], units, out=rows[0])
+    numpy.subtract(scratch[1], rows[0], out=delta_out)
+    numpy.multiply(delta_out, a_out, out=delta_out)
+    numpy.multiply(delta_out, scale, out=delta_out)
+    numpy.multiply(scratch[1], scratch[1], out=scratch[2])
+    numpy.multiply(scratch[2], 0.5, out=scratch[2])
+    return numpy.add.reduce(scratch[2], axis=None)
 
 
 def squared_error__softplus(a, z, y):

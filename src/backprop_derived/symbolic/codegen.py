@@ -42,12 +42,12 @@ def markdown_header(sources: list[str]) -> str:
     )
 
 
-def render_kernel(kernel: Kernel) -> tuple[str, int]:
-    """Source of one kernel function and the number of scratch buffers it uses."""
+def render_kernel(kernel: Kernel) -> tuple[str, int, int]:
+    """Source of one kernel function and the numbers of full and row buffers it uses."""
     params = ", ".join(kernel.params)
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.\n"""'
     body: list[str] = []
-    scratch = 0
+    scratch = rows = 0
     shown = (str(kernel.expr) if kernel.style in ("matrix", "fused")
              else ArrayPrinter().doprint(kernel.expr))
     if kernel.style in ("ufunc", "matrix"):
@@ -58,28 +58,9 @@ def render_kernel(kernel: Kernel) -> tuple[str, int]:
         scratch = printer.scratch_used
     elif kernel.style == "fused":
         # Several outputs of one pass; cse shares their common subexpressions.
-        printer = ArrayPrinter()
-        targets = [target for target, _ in kernel.expr]
-        replacements, reduced = sp.cse([e for _, e in kernel.expr],
-                                       symbols=sp.numbered_symbols("_t"))
-        pending = dict(replacements)
-        order = [sym for sym, _ in replacements]
-
-        def emit_needed(expr):
-            # A shared subexpression is emitted just before its first use, so
-            # one that reads an earlier output (a_out) comes after it is written.
-            for sym in order:
-                if sym in pending and expr.has(sym):
-                    sub = pending.pop(sym)
-                    emit_needed(sub)
-                    body.append(f"{sym} = {printer.doprint(sub)}")
-
-        for target, e in zip(targets, reduced, strict=True):
-            emit_needed(e)
-            if target == "return":
-                body.append(f"return numpy.add.reduce({printer.doprint(e)}, axis=None)")
-            else:
-                body.append(f"numpy.copyto({target}, {printer.doprint(e)})")
+        printer = UfuncPrinter()
+        body += printer.fused_statements(kernel.expr, dict(kernel.kinds))
+        scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))
@@ -94,7 +75,7 @@ def render_kernel(kernel: Kernel) -> tuple[str, int]:
         raise ValueError(f"unknown kernel style {kernel.style!r}")
     text = f"def {kernel.name}({params}):\n"
     text += textwrap.indent(doc + "\n" + "\n".join(body), "    ") + "\n"
-    return text, scratch
+    return text, scratch, rows
 
 
 def render_modules(
@@ -108,6 +89,7 @@ def render_modules(
         by_module[k.module].append(k)
     files: dict[str, str] = {}
     scratch: dict[str, int] = {}
+    rows: dict[str, int] = {}
     for module in sorted(by_module):
         ks = sorted(by_module[module], key=lambda k: k.name)
         names = [k.name for k in ks]
@@ -116,20 +98,22 @@ def render_modules(
         parts = [python_header([k.source for k in ks])]
         parts.append(f'"""{MODULE_DOCS.get(module, module)}"""\n\nimport numpy\n')
         for k in ks:
-            text, n = render_kernel(k)
+            text, n, n_rows = render_kernel(k)
             scratch[k.name] = n
+            rows[k.name] = n_rows
             parts.append("\n" + text)
         files[f"{GENERATED_PACKAGE}/{module}.py"] = "\n".join(parts)
     files[f"{GENERATED_PACKAGE}/__init__.py"] = _render_registry(
-        sorted(by_module), activations, outputs, scratch, kernels
+        sorted(by_module), activations, outputs, scratch, rows, kernels
     )
     return files
 
 
-def _render_registry(modules, activations, outputs, scratch, kernels) -> str:
+def _render_registry(modules, activations, outputs, scratch, rows, kernels) -> str:
     lines = [python_header([k.source for k in kernels])]
     lines.append('"""Registries the runtime reads: which kernels implement what.\n\n'
-                 "``scratch`` is the number of preallocated buffers a kernel needs.\n"
+                 "``scratch`` is the number of preallocated buffers of a layer's shape\n"
+                 "(m, n) a kernel needs, ``rows`` the number of (m, 1) buffers.\n"
                  '"""\n')
     lines.append("from typing import NamedTuple\n")
     lines.append(f"from . import {', '.join(modules)}\n")
@@ -149,6 +133,7 @@ def _render_registry(modules, activations, outputs, scratch, kernels) -> str:
             needs_z: bool
             scratch: int
             fused: object = None  # activation, loss and delta in one pass, where generated
+            rows: int = 0
 
     '''))
     lines.append("ACTIVATIONS = {")
@@ -163,8 +148,8 @@ def _render_registry(modules, activations, outputs, scratch, kernels) -> str:
     lines.append("}\n")
     lines.append("OUTPUTS = {")
     for o in sorted(outputs, key=lambda o: (o.activation, o.loss)):
-        n = max(scratch.get(o.value, 0), scratch.get(o.delta, 0))
-        fused = f", fused=losses.{o.fused}" if o.fused else ""
+        n = max(scratch.get(o.value, 0), scratch.get(o.delta, 0), scratch.get(o.fused or "", 0))
+        fused = f", fused=losses.{o.fused}, rows={rows[o.fused]}" if o.fused else ""
         lines.append(f'    ("{o.activation}", "{o.loss}"): Output(losses.{o.value}, '
                      f"losses.{o.delta}, needs_z={o.needs_z}, scratch={n}{fused}),")
     lines.append("}\n")

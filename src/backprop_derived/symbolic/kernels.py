@@ -38,6 +38,8 @@ class Kernel:
     equation: str
     source: str
     style: str = "ufunc"
+    # "fused" only: the shape of each input, ((name, "full" | "row" | "scalar"), ...)
+    kinds: tuple[tuple[str, str], ...] = ()
 
     def symbols(self) -> dict[str, sp.Symbol]:
         return {s.name: s for s in self.expr.free_symbols if isinstance(s, sp.Symbol)}

@@ -155,6 +155,9 @@ _UNARY = {
 }
 
 
+_BUFFERS = 8  # the most scratch buffers of one kind a kernel may use
+
+
 class UfuncPrinter(ArrayPrinter):
     """Prints ``target = expr`` as in-place ufunc calls on preallocated buffers.
 
@@ -172,11 +175,14 @@ class UfuncPrinter(ArrayPrinter):
     def __init__(self, settings=None):
         super().__init__(settings)
         self.scratch_used = 0
+        self.rows_used = 0
+        self._kinds: dict[sp.Symbol, str] = {}
+        self._free = [f"scratch[{i}]" for i in range(_BUFFERS)]
+        self._free_rows = [f"rows[{i}]" for i in range(_BUFFERS)]
 
     # -- public -----------------------------------------------------------
     def statements(self, expr: sp.Expr, target: str, inputs=()) -> list[str]:
         self._lines: list[str] = []
-        self._free = [f"scratch[{i}]" for i in range(8)]
         replacements, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"))
         self._cse = {}
         for sym, sub in replacements:
@@ -186,14 +192,128 @@ class UfuncPrinter(ArrayPrinter):
         self._eval(reduced, target)
         return self._lines
 
+    def fused_statements(self, outputs, kinds: dict[str, str]) -> list[str]:
+        """Several results of one pass over a batch, sharing subexpressions.
+
+        ``outputs`` is ``((target, expression), ...)``; the target ``"return"``
+        is summed over the whole batch and returned. ``kinds`` gives the shape
+        of every input symbol: ``"full"`` (m, K), ``"row"`` (m, 1) or
+        ``"scalar"``. Per-example quantities (row sums, row maxima and what is
+        computed from them alone) go to ``(m, 1)`` buffers ``rows[i]``; a row
+        sum is the product with the ones vector ``units`` (a GEMV, as
+        ``db = 1^T dZ``), a row maximum reduces a contiguous transposed copy.
+        """
+        self._lines = []
+        self._cse = {}
+        self._kinds = {sp.Symbol(name, real=True): kind for name, kind in kinds.items()}
+        replacements, reduced = sp.cse([e for _, e in outputs],
+                                       symbols=sp.numbered_symbols("_t"))
+        pending = dict(replacements)
+        order = [sym for sym, _ in replacements]
+
+        def emit_needed(expr):
+            # A shared subexpression is emitted just before its first use, so
+            # one that reads an earlier output (a_out) comes after it is written.
+            for sym in order:
+                if sym in pending and expr.has(sym):
+                    sub = pending.pop(sym)
+                    emit_needed(sub)
+                    self._kinds[sym] = self._kind(sub)
+                    buf = self._take_row() if self._kinds[sym] == "row" else self._take()
+                    self._statement(sub, buf)
+                    self._cse[sym] = buf
+
+        for (target, _), e in zip(outputs, reduced, strict=True):
+            emit_needed(e)
+            if target == "return":
+                buf = self._take()
+                self._statement(e, buf)
+                self._emit(f"return numpy.add.reduce({buf}, axis=None)")
+            else:
+                self._statement(e, target)
+        return self._lines
+
     # -- buffers ------------------------------------------------------------
     def _take(self) -> str:
         buf = self._free.pop(0)
-        self.scratch_used = max(self.scratch_used, 8 - len(self._free))
+        self.scratch_used = max(self.scratch_used, _BUFFERS - len(self._free))
         return buf
 
     def _give(self, buf: str) -> None:
-        self._free.insert(0, buf)
+        if buf.startswith("rows"):
+            self._free_rows.insert(0, buf)
+        else:
+            self._free.insert(0, buf)
+
+    def _take_row(self) -> str:
+        buf = self._free_rows.pop(0)
+        self.rows_used = max(self.rows_used, _BUFFERS - len(self._free_rows))
+        return buf
+
+    def _take_like(self, e) -> str:
+        return self._take_row() if self._kind(e) == "row" else self._take()
+
+    # -- shapes of a fused pass ----------------------------------------------
+    def _kind(self, e) -> str:
+        """``"scalar"``, ``"row"`` (one value per example) or ``"full"``."""
+        if isinstance(e, RowSum | RowMax):
+            return "row"
+        if e.is_Symbol:
+            return self._kinds.get(e, "full")
+        if e.is_number:
+            return "scalar"
+        kinds = {self._kind(a) for a in e.args}
+        return "full" if "full" in kinds else "row" if "row" in kinds else "scalar"
+
+    def _statement(self, e, target: str) -> None:
+        """``target = e``, with the per-example parts computed first in row buffers."""
+        hoisted: list[str] = []
+        e = self._hoist(e, hoisted) if self._kind(e) == "full" else e
+        self._eval(e, target)
+        for buf in hoisted:
+            self._give(buf)
+
+    def _hoist(self, e, hoisted: list[str]):
+        """``e`` with its row-shaped compound parts replaced by evaluated row buffers.
+
+        In ``c + log(s) - z`` the two per-example terms are added once per
+        example, not once per unit: one ``(m, 1)`` add and one full subtract.
+        """
+        kind = self._kind(e)
+        if kind == "scalar" or self._leaf(e) is not None:
+            return e
+        if kind == "row":
+            # -c and 1/s stay as they are: the subtract or divide that uses them does it
+            if (neg := _negated(e)) is not None:
+                return -self._hoist(neg, hoisted)
+            if isinstance(e, RowSum) and (neg := _negated(e.args[0])) is not None:
+                return -self._hoist(RowSum(neg), hoisted)
+            if (inv := _inverted(e)) is not None:
+                return 1 / self._hoist(inv, hoisted)
+            buf = self._take_row()
+            self._eval(e, buf)
+            hoisted.append(buf)
+            held = sp.Dummy("row")
+            self._cse[held] = buf
+            self._kinds[held] = "row"
+            return held
+        if isinstance(e, sp.Add | sp.Mul):
+            per_row = [a for a in e.args if self._kind(a) != "full"]
+            if len(per_row) > 1 and any(self._kind(a) == "row" for a in per_row):
+                full = [self._hoist(a, hoisted) for a in e.args if self._kind(a) == "full"]
+                return e.func(self._hoist(e.func(*per_row), hoisted), *full)
+        if not e.args:
+            return e
+        return e.func(*[self._hoist(a, hoisted) for a in e.args])
+
+    def _full_operand(self, e) -> tuple[str, str | None]:
+        """A full-shaped value's name, and the scratch buffer to give back, if any."""
+        leaf = self._leaf(e)
+        if leaf is not None:
+            return leaf, None
+        tmp = self._take()
+        self._statement(e, tmp)
+        return tmp, tmp
 
     def _leaf(self, e) -> str | None:
         if e in getattr(self, "_cse", {}):
@@ -235,6 +355,21 @@ class UfuncPrinter(ArrayPrinter):
                 raise NotImplementedError(f"{e.func} has no NumPy ufunc; write the activation "
                                           "without it (e.g. gelu through tanh)")
             self._unary(name, e.args[0], target)
+        elif isinstance(e, RowSum) and _negated(e.args[0]) is not None:
+            self._eval(-RowSum(_negated(e.args[0])), target)  # negate m sums, not m*K terms
+        elif isinstance(e, RowSum):
+            x, tmp = self._full_operand(e.args[0])
+            self._emit(f"numpy.matmul({x}, units, out={target})")
+            if tmp:
+                self._give(tmp)
+        elif isinstance(e, RowMax):
+            # axis-1 reductions over a few units run a short inner loop per
+            # example; over the transposed copy the inner loop is the batch.
+            x, tmp = self._full_operand(e.args[0])
+            self._emit(f"numpy.copyto(transposed, {x}.T)")
+            self._emit(f"numpy.maximum.reduce(transposed, axis=0, keepdims=True, out={target}.T)")
+            if tmp:
+                self._give(tmp)
         elif isinstance(e, sp.Heaviside):
             self._emit(f"numpy.greater({self._operand(e.args[0], target)}, 0, out={target})")
         elif isinstance(e, sp.Max) and len(e.args) == 2:
@@ -251,7 +386,7 @@ class UfuncPrinter(ArrayPrinter):
             if leaf is not None:
                 self._emit(f"numpy.copyto({target}, {leaf}, where={self._print(cond)})")
             else:
-                tmp = self._take()
+                tmp = self._take_like(then)
                 self._eval(then, tmp)
                 self._emit(f"numpy.copyto({target}, {tmp}, where={self._print(cond)})")
                 self._give(tmp)
@@ -376,7 +511,7 @@ class UfuncPrinter(ArrayPrinter):
             for t in terms:
                 leaf = self._leaf(t)
                 if leaf is None:
-                    tmp = self._take()
+                    tmp = self._take_like(t)
                     self._eval(t, tmp)
                     self._emit(f"numpy.{name}({target}, {tmp}, out={target})")
                     self._give(tmp)
