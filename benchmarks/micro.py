@@ -65,6 +65,8 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
     zeros_X = np.zeros(X.size, dtype=dt)
     row_max = np.empty((m, 1), dt)
     row_sum = np.empty((m, 1), dt)
+    transposed = np.empty(Z[2].T.shape, dt)
+    units = np.ones((Z[2].shape[1], 1), dt)
     hidden = (0, 1)  # layers with tanh (indices into Z)
 
     def dW_fresh():  # results into new arrays each call, as returned gradients would be
@@ -120,6 +122,15 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
         np.subtract(Z[2], row_max, out=t)
         np.exp(t, out=e)
         np.sum(e, axis=1, keepdims=True, out=row_sum)
+        np.divide(e, row_sum, out=e)
+
+    def softmax_rows():  # as the generated fused pass: max over a (10, m) copy, sums as GEMVs
+        t, e = scratch[2], out[2]
+        np.copyto(transposed, Z[2].T)
+        np.maximum.reduce(transposed, axis=0, keepdims=True, out=row_max.T)
+        np.subtract(Z[2], row_max, out=t)
+        np.exp(t, out=e)
+        np.matmul(e, units, out=row_sum)
         np.divide(e, row_sum, out=e)
 
     def softmax_alloc():
@@ -181,6 +192,10 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
             tanh_grad_recompute,
         ),
         "softmax_out": ("stable softmax (m,10), out=", softmax_out),
+        "softmax_rows": (
+            "stable softmax (m,10), out=, row max of a transposed copy, row sums as GEMVs",
+            softmax_rows,
+        ),
         "softmax_alloc": ("stable softmax (m,10), allocating", softmax_alloc),
         "db_sum": ("dZ.sum(axis=0), three layers, out=", db_sum),
         "db_gemv": ("ones @ dZ (GEMV), three layers, out=", db_gemv),
@@ -212,7 +227,7 @@ def pieces(dtype: str) -> dict[str, tuple[str, Callable[[], object]]]:
 FLOOR = {
     "bias add": ("bias_out",),
     "tanh": ("tanh_out",),
-    "softmax": ("softmax_out",),
+    "softmax": ("softmax_out", "softmax_rows"),
     "tanh'": ("tanh_grad_out",),
     "db": ("db_sum", "db_gemv"),
     "1/m": ("scale_delta",),

@@ -166,6 +166,21 @@ VALUES = {
     "cross_entropy": to_batch(per_element(ce_chain.result, q)).subs(c, RowMax(Z)),
 }
 
+# %% [markdown]
+# ## From these results to code
+#
+# Each pair gets a loss kernel and a delta kernel. A softmax output also gets
+# one pass that computes $a$, the scaled delta and the summed loss together,
+# sharing the exponentials and the row sums (the Generated code page shows it).
+# In that pass a sum over the units of one example, $\sum_k x_k$, is the
+# product $x\,\mathbf{1}$ with a ones vector over the units. That is the same
+# device as $db = \mathbf{1}^\top dZ$ in (BP2), and BLAS does it as a
+# matrix-vector product. The row maximum $c$ is taken over a transposed copy, so
+# the reduction runs along the batch. Both replace NumPy reductions along rows
+# of a few units, which cost more than the rest of the output layer (see the
+# Performance page).
+
+# %%
 for (act, loss), delta in DELTAS.items():
     batch_delta = numeric_form(to_batch(delta))
     value = VALUES[loss]  # squared error: from a, whatever the activation

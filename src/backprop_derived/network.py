@@ -124,6 +124,8 @@ class Network(TrainingMixin):
         self._keep_z[-1] = self._keep_z[-1] or self._output.needs_z
         self._scratch = max([act.scratch for act in self._acts] + [self._output.scratch])
         self._workspace: _Workspace | None = None
+        self._param_shapes = [((n_out, n_in), (n_out,)) for n_in, n_out
+                              in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True)]
 
         rng = np.random.default_rng(seed)
         self.weights: list[np.ndarray] = []
@@ -184,14 +186,17 @@ class Network(TrainingMixin):
 
     def _check_params(self) -> None:
         # weights and biases are public and assignable: check what was assigned.
-        for l, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            shape = (self.layer_sizes[l + 1], self.layer_sizes[l])
-            if not isinstance(w, np.ndarray) or w.shape != shape or w.dtype != self.dtype:
-                raise ValueError(f"weights[{l}] must be a {self.dtype} array of shape {shape}, "
+        # Runs on every call, right after the previous call's GEMMs have
+        # flushed the caches, so it touches as little as it can.
+        dtype = self.dtype
+        for l, (w, b, shapes) in enumerate(zip(self.weights, self.biases, self._param_shapes,
+                                               strict=True)):
+            if not (isinstance(w, np.ndarray) and w.shape == shapes[0] and w.dtype == dtype):
+                raise ValueError(f"weights[{l}] must be a {dtype} array of shape {shapes[0]}, "
                                  f"got {getattr(w, 'dtype', type(w))} {np.shape(w)}")
-            if not isinstance(b, np.ndarray) or b.shape != shape[:1] or b.dtype != self.dtype:
-                raise ValueError(f"biases[{l}] must be a {self.dtype} array of shape "
-                                 f"{shape[:1]}, got {getattr(b, 'dtype', type(b))} {np.shape(b)}")
+            if not (isinstance(b, np.ndarray) and b.shape == shapes[1] and b.dtype == dtype):
+                raise ValueError(f"biases[{l}] must be a {dtype} array of shape "
+                                 f"{shapes[1]}, got {getattr(b, 'dtype', type(b))} {np.shape(b)}")
 
     def _check_X(self, X) -> np.ndarray:
         """Shape and dtype; finiteness is checked after the first GEMM (see _forward)."""
@@ -238,12 +243,14 @@ class Network(TrainingMixin):
         if Y.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"Y must be numeric, got dtype {Y.dtype}")
         Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        if not _all_finite(Y):
+        # The extremes answer every question asked of Y: a NaN anywhere makes
+        # the minimum NaN (it propagates), an inf is the minimum or maximum.
+        lo, hi = np.minimum.reduce(Y, axis=None), np.maximum.reduce(Y, axis=None)
+        if not (-math.inf < lo and hi < math.inf):
             raise ValueError("Y contains NaN or inf")
-        if self.loss_name == "binary_cross_entropy" and (
-                np.minimum.reduce(Y, axis=None) < 0 or np.maximum.reduce(Y, axis=None) > 1):
+        if self.loss_name == "binary_cross_entropy" and not (lo >= 0 and hi <= 1):
             raise ValueError("binary_cross_entropy targets must lie in [0, 1]")
-        if self.loss_name == "cross_entropy" and np.minimum.reduce(Y, axis=None) < 0:
+        if self.loss_name == "cross_entropy" and lo < 0:
             raise ValueError("cross_entropy targets must be non-negative (one-hot or probabilities)")
         return Y
 
