@@ -152,11 +152,46 @@ def test_non_finite_inputs_anywhere_are_named(bad, where, dtype):
             call()
 
 
-def test_assigned_weights_of_the_wrong_shape_are_reported():
+def test_assigned_weights_of_the_wrong_shape_are_reported_at_the_assignment():
     net = Network([3, 5, 4], ["tanh", "softmax"], seed=0)
-    net.weights[1] = np.zeros((5, 4))
+    before = net.weights[1]
     with pytest.raises(ValueError, match=r"weights\[1\] must be a float64 array of shape \(4, 5\)"):
-        net.forward(np.ones((1, 3)))
+        net.weights[1] = np.zeros((5, 4))
+    assert net.weights[1] is before  # nothing was half-assigned
+    with pytest.raises(ValueError, match=r"biases\[0\] must be a float64 array of shape \(5,\), "
+                                         r"got float32"):
+        net.biases[0] = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match=r"weights\[0\] must be a float64 array.*got <class 'list'>"):
+        net.weights[-2] = [[0.0] * 3] * 5
+    with pytest.raises(ValueError, match="expected 2 arrays"):
+        net.weights = [np.zeros((5, 3))]
+    with pytest.raises(ValueError, match=r"biases\[1\]"):
+        net.biases = [np.zeros(5), np.zeros(5)]
+
+
+def test_parameters_in_place_and_whole_list_assignment():
+    net = Network([3, 5, 4], ["tanh", "softmax"], seed=0)
+    net.weights[0] -= 0.5 * net.weights[0]  # in place, then re-set: checked and accepted
+    net.weights = [np.zeros((5, 3)), np.ones((4, 5))]
+    assert net.weights[1].sum() == 20 and net.gradients(np.ones((2, 3)), [0, 1])[0] > 0
+    for bad in (lambda w: w.append(w[0]), lambda w: w.pop(), lambda w: w.reverse(),
+                lambda w: w.__setitem__(slice(0, 1), [w[0]]), lambda w: w.__delitem__(0)):
+        with pytest.raises(TypeError, match=r"fixed by layer_sizes|one layer at a time"):
+            bad(net.weights)
+    assert len(net.weights) == 2
+
+
+def test_a_pickled_network_computes_the_same_and_still_checks():
+    import pickle
+
+    net = Network([3, 5, 4], ["tanh", "softmax"], dtype=np.float32, seed=0)
+    X, y = np.arange(6, dtype=np.float32).reshape(2, 3), [3, 1]
+    clone = pickle.loads(pickle.dumps(net))
+    loss, dW, db = net.gradients(X, y)
+    loss2, dW2, db2 = clone.gradients(X, y)
+    assert loss == loss2 and all(np.array_equal(a, b) for a, b in zip(dW + db, dW2 + db2, strict=True))
+    with pytest.raises(ValueError, match=r"weights\[0\] must be a float32 array"):
+        clone.weights[0] = np.zeros((5, 3))
 
 
 def test_binary_targets_must_be_probabilities():

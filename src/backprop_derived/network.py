@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._generated import ACTIVATIONS, LOSSES, OUTPUTS, layers
+from .parameters import ParameterList, check_array
 from .training import TrainingMixin
 
 __all__ = ["Network"]
@@ -128,8 +129,7 @@ class Network(TrainingMixin):
                               in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True)]
 
         rng = np.random.default_rng(seed)
-        self.weights: list[np.ndarray] = []
-        self.biases: list[np.ndarray] = []
+        weights, biases = [], []
         for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:], strict=True):
             eps = math.sqrt(6) / math.sqrt(n_in + n_out)
             if init == "zeros":
@@ -137,8 +137,9 @@ class Network(TrainingMixin):
             else:
                 # Coursera: Theta = rand(n_out, n_in + 1) * 2 eps - eps, bias column included
                 theta = rng.uniform(-eps, eps, size=(n_out, n_in + 1))
-            self.biases.append(np.ascontiguousarray(theta[:, 0], dtype=self.dtype))
-            self.weights.append(np.ascontiguousarray(theta[:, 1:], dtype=self.dtype))
+            biases.append(np.ascontiguousarray(theta[:, 0], dtype=self.dtype))
+            weights.append(np.ascontiguousarray(theta[:, 1:], dtype=self.dtype))
+        self.weights, self.biases = weights, biases
 
     def __repr__(self) -> str:
         return (f"Network(layer_sizes={list(self.layer_sizes)}, "
@@ -184,19 +185,30 @@ class Network(TrainingMixin):
                              f"got {output}")
         return loss
 
-    def _check_params(self) -> None:
-        # weights and biases are public and assignable: check what was assigned.
-        # Runs on every call, right after the previous call's GEMMs have
-        # flushed the caches, so it touches as little as it can.
-        dtype = self.dtype
-        for l, (w, b, shapes) in enumerate(zip(self.weights, self.biases, self._param_shapes,
-                                               strict=True)):
-            if not (isinstance(w, np.ndarray) and w.shape == shapes[0] and w.dtype == dtype):
-                raise ValueError(f"weights[{l}] must be a {dtype} array of shape {shapes[0]}, "
-                                 f"got {getattr(w, 'dtype', type(w))} {np.shape(w)}")
-            if not (isinstance(b, np.ndarray) and b.shape == shapes[1] and b.dtype == dtype):
-                raise ValueError(f"biases[{l}] must be a {dtype} array of shape "
-                                 f"{shapes[1]}, got {getattr(b, 'dtype', type(b))} {np.shape(b)}")
+    # -- parameters: checked when assigned (see parameters.py) ----------------
+    @property
+    def weights(self) -> ParameterList:
+        """W_l of shape (n_{l+1}, n_l) per layer; an assigned array must match exactly."""
+        return self._weights
+
+    @weights.setter
+    def weights(self, arrays) -> None:
+        self._weights = ParameterList(arrays, self._check_weight, len(self._param_shapes))
+
+    @property
+    def biases(self) -> ParameterList:
+        """b_l of shape (n_{l+1},) per layer; an assigned array must match exactly."""
+        return self._biases
+
+    @biases.setter
+    def biases(self, arrays) -> None:
+        self._biases = ParameterList(arrays, self._check_bias, len(self._param_shapes))
+
+    def _check_weight(self, layer: int, value) -> None:
+        check_array("weights", layer, value, self._param_shapes[layer][0], self.dtype)
+
+    def _check_bias(self, layer: int, value) -> None:
+        check_array("biases", layer, value, self._param_shapes[layer][1], self.dtype)
 
     def _check_X(self, X) -> np.ndarray:
         """Shape and dtype; finiteness is checked after the first GEMM (see _forward)."""
@@ -295,14 +307,12 @@ class Network(TrainingMixin):
 
     def forward(self, X) -> np.ndarray:
         """Output activations, shape (m, nL), for inputs X of shape (m, n0)."""
-        self._check_params()
         X = self._check_X(X)
         ws = self._workspace_for(X.shape[0])
         return self._forward(X, ws).copy()
 
     def loss(self, X, Y) -> float:
         """(1/m) sum of the per-example losses + (l2 / 2m) sum ||W||^2."""
-        self._check_params()
         X = self._check_X(X)
         ws = self._workspace_for(X.shape[0])
         Y = self._check_Y(Y, X.shape[0], ws)
@@ -315,7 +325,6 @@ class Network(TrainingMixin):
         The gradient arrays are new on every call; the batch-sized buffers
         behind them are reused while the batch size stays the same.
         """
-        self._check_params()
         X = self._check_X(X)
         m = X.shape[0]
         ws = self._workspace_for(m)
