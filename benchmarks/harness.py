@@ -429,7 +429,8 @@ def validate(results: dict[str, Any]) -> None:
     """The keys docs/performance.py reads; raise ValueError naming what is missing."""
     if results.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"schema {results.get('schema')!r}, expected {SCHEMA_VERSION}")
-    for key in ("created", "command", "machine", "configs", "elementwise", "overheads", "tooling"):
+    for key in ("created", "command", "machine", "configs", "elementwise", "overheads",
+                "cold_calls", "tooling"):
         if key not in results:
             raise ValueError(f"results lack {key!r}")
     for key in ("cpu", "cores", "numpy", "python", "torch", "blas_threads"):
@@ -537,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         print(micro.format_table(res), flush=True)
     results["overheads"] = micro.overheads(args.micro_rounds, target_s=args.target_s / 4)
     print(micro.format_overheads(results["overheads"]), flush=True)
+    results["cold_calls"] = micro.cold_calls(args.micro_rounds)
+    print(micro.format_cold_calls(results["cold_calls"]), flush=True)
     results["tooling"] = tooling(args)
     print("tooling:", json.dumps(results["tooling"]), flush=True)
     validate(results)

@@ -13,6 +13,7 @@ too and stores the figures in results.json.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -309,6 +310,75 @@ def overheads(rounds: int, target_s: float = 5e-4) -> dict:
     }
 
 
+def cold_calls(rounds: int) -> dict:
+    """What a small call costs right after the GEMMs of a pass, and back to back.
+
+    The GEMMs of the 784-256-128-10 pass stream megabytes through the caches,
+    so the Python and NumPy code of whatever runs next is fetched again. In a
+    real pass every elementwise step and every input check runs in that state.
+    Each round runs the GEMMs (untimed), times one call ("cold"), then times
+    the same call again at once ("warm").
+    """
+    config = Config("cold", CONFIG["layer_sizes"], ("tanh", "tanh", "softmax"),
+                    "cross_entropy", "float32", CONFIG["m"])  # fmt: skip
+    p = make_problem(config)
+    gemms = bare_gemms(p)
+    Y, b = p.Y, p.biases[-1]
+    Z = np.zeros_like(Y)
+
+    def errstate() -> None:
+        with np.errstate(invalid="ignore", over="ignore"):
+            pass
+
+    def check_like() -> None:  # a few attribute tests in Python, as an argument check does
+        if not (type(Y) is np.ndarray and Y.ndim == 2 and Y.shape[1] == b.shape[0]):
+            raise AssertionError
+
+    named = {
+        "reduce": ("np.minimum.reduce(Y, axis=None), Y (256,10)",
+                   lambda: np.minimum.reduce(Y, axis=None)),
+        "ufunc": ("np.add(Z, b, out=Z), Z (256,10)", lambda: np.add(Z, b, out=Z)),
+        "errstate": ("entering and leaving np.errstate(...)", errstate),
+        "python": ("three attribute tests in Python", check_like),
+    }  # fmt: skip
+    clock = time.perf_counter
+    cold: dict[str, list[float]] = {name: [] for name in named}
+    warm: dict[str, list[float]] = {name: [] for name in named}
+    for _ in range(rounds):
+        for name, (_, fn) in named.items():
+            gemms()
+            t0 = clock()
+            fn()
+            t1 = clock()
+            fn()
+            t2 = clock()
+            cold[name].append(t1 - t0)
+            warm[name].append(t2 - t1)
+    return {
+        "config": "after the bare GEMMs of 784-256-128-10 float32 m=256",
+        "rounds": rounds,
+        "items": {
+            name: {
+                "label": label,
+                "cold_s": float(np.median(cold[name])),
+                "warm_s": float(np.median(warm[name])),
+            }
+            for name, (label, _) in named.items()
+        },
+    }
+
+
+def format_cold_calls(res: dict) -> str:
+    lines = [f"calls right after the GEMMs ({res['config']}, {res['rounds']} rounds)",
+             f"  {'piece':<10} {'cold':>9} {'warm':>9} {'cold/warm':>10}  what"]  # fmt: skip
+    for name, item in res["items"].items():
+        lines.append(
+            f"  {name:<10} {item['cold_s'] * 1e6:>7.2f}us {item['warm_s'] * 1e6:>7.2f}us"
+            f" {item['cold_s'] / item['warm_s']:>10.1f}  {item['label']}"
+        )
+    return "\n".join(lines)
+
+
 def format_overheads(res: dict) -> str:
     lines = [f"per-call overheads ({res['config']}, {res['rounds']} rounds)",
              f"  {'piece':<16} {'median':>9} {'x NumPy pass':>13}  what"]  # fmt: skip
@@ -345,6 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     for dtype in ("float32", "float64"):
         print(format_table(run(dtype, args.rounds)), flush=True)
     print(format_overheads(overheads(args.rounds)), flush=True)
+    print(format_cold_calls(cold_calls(args.rounds)), flush=True)
     return 0
 
 

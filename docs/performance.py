@@ -267,6 +267,30 @@ if results:
     show("\n".join(rows))
 
 # %% [markdown]
+# ### The same kind of calls right after the GEMMs
+#
+# The timings above are of calls made back to back, with their code and data
+# in the caches. In a pass nothing runs back to back: the GEMMs stream
+# megabytes through the caches, and the next call fetches NumPy's and
+# Python's code again. Each row below runs the bare GEMMs of the
+# 784-256-128-10 pass, then times one call ("cold") and the same call again
+# ("warm"). This is why the input checks `Network.gradients` makes at the
+# start of every call (the hand-written contender makes none) cost more in a
+# pass than their warm timings suggest, and why the derived kernels count
+# NumPy calls rather than only passes over memory.
+
+# %%
+if results:
+    cold = results["cold_calls"]
+    rows = ["| call | cold | warm | cold / warm |", "| --- | ---: | ---: | ---: |"]
+    for item in cold["items"].values():
+        rows.append(
+            f"| {item['label']} | {item['cold_s'] * 1e6:.2f} us | {item['warm_s'] * 1e6:.2f} us "
+            f"| {item['cold_s'] / item['warm_s']:.1f} |"
+        )
+    show("\n".join(rows))
+
+# %% [markdown]
 # ## Tooling
 
 # %%
