@@ -84,6 +84,13 @@ class Network(TrainingMixin):
     seed : seed for the initial weights, uniform in [-eps, eps] with
         eps = sqrt(6) / sqrt(n_in + n_out) (Coursera notes).
     init : ``"uniform"`` (default) or ``"zeros"`` (to show the symmetry problem).
+
+    Attributes
+    ----------
+    weights, biases : one array per layer, W_l of shape (n_{l+1}, n_l) and b_l
+        of shape (n_{l+1},), in ``dtype``. Update them in place or assign arrays
+        of exactly that shape and dtype; an assignment is checked when it is
+        made (see :mod:`backprop_derived.parameters`).
     """
 
     ACTIVATIONS = tuple(sorted(ACTIVATIONS))

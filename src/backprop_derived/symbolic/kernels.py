@@ -27,7 +27,9 @@ class Kernel:
       * ``"matrix"`` BLAS products of the vectorized form, ``out=`` given;
       * ``"fused"``  ``expr`` is ``((target, expression), ...)``: several results
         of one pass with shared subexpressions; a ``"return"`` target is summed
-        over the batch and returned.
+        over the batch and returned. In-place ufuncs like ``"ufunc"``, with
+        ``(m, 1)`` buffers ``rows`` for per-example values, the ones vector
+        ``units`` for row sums and a ``transposed`` buffer for row maxima.
     """
 
     module: str

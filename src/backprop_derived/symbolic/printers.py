@@ -9,7 +9,9 @@ Three printers, all subclasses of SymPy's own:
 * :class:`UfuncPrinter` turns an elementwise expression into a sequence of
   in-place ufunc calls that write into ``out`` and preallocated ``scratch``
   buffers, so a kernel allocates nothing (the performance issue asks for
-  ``out=`` ufuncs expressed in the generated code).
+  ``out=`` ufuncs expressed in the generated code). Its ``fused_statements``
+  prints several results of one pass (the softmax output layer), with the
+  per-example row sums and maxima in ``(m, 1)`` buffers.
 * :class:`DerivationLatexPrinter` (a ``LatexPrinter``) prints the index
   notation of the pages: ``\\sum_{k}`` for the formal infinite sums, ``g'(z)``
   for derivatives of an undefined activation, ``H(x)`` for Heaviside.
@@ -235,6 +237,8 @@ class UfuncPrinter(ArrayPrinter):
 
     # -- buffers ------------------------------------------------------------
     def _take(self) -> str:
+        if not self._free:
+            raise NotImplementedError(f"a kernel needing more than {_BUFFERS} scratch buffers")
         buf = self._free.pop(0)
         self.scratch_used = max(self.scratch_used, _BUFFERS - len(self._free))
         return buf
@@ -246,6 +250,8 @@ class UfuncPrinter(ArrayPrinter):
             self._free.insert(0, buf)
 
     def _take_row(self) -> str:
+        if not self._free_rows:
+            raise NotImplementedError(f"a kernel needing more than {_BUFFERS} row buffers")
         buf = self._free_rows.pop(0)
         self.rows_used = max(self.rows_used, _BUFFERS - len(self._free_rows))
         return buf
