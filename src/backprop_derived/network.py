@@ -60,7 +60,8 @@ class _Workspace:
         self.dz = [view(dz, n) for n in sizes]
         self.da = [view(da, n) for n in sizes]
         self.scratch = [[view(s, n) for s in scratch] for n in sizes]
-        self.targets = np.empty((m, sizes[-1]), dtype)
+        self.targets = np.empty((m, sizes[-1]), dtype)  # one-hot rows of integer labels
+        self.examples = np.arange(m)  # row indices for writing them
         self.ones = np.ones(m, dtype)  # the batch-ones vector of (BP2): db = 1^T dZ
         # For the fused output pass: per-example values (m, 1), the units-ones
         # vector of a row sum, and the (K, m) copy a row maximum reduces.
@@ -249,7 +250,7 @@ class Network(TrainingMixin):
                 raise ValueError(f"label {bad} out of range: {K} classes are 0..{K - 1}")
             onehot = ws.targets
             onehot.fill(0)
-            onehot[np.arange(m), Y] = 1
+            onehot[ws.examples, Y] = 1
             return onehot
         if Y.ndim == 1 and K == 1:
             Y = Y.reshape(-1, 1)
