@@ -334,7 +334,23 @@ def cold_calls(rounds: int) -> dict:
         if not (type(Y) is np.ndarray and Y.ndim == 2 and Y.shape[1] == b.shape[0]):
             raise AssertionError
 
+    from backprop_derived import Network
+    from backprop_derived.network import _all_finite
+
+    net = Network(list(config.layer_sizes), list(config.activations), dtype=np.float32, seed=0)
+    net.gradients(p.X, Y)  # the workspace for this batch size exists from here on
+    ws = net._workspace
+
+    def network_checks() -> None:
+        # what Network.gradients checks before and after its first GEMM
+        # (the GEMM itself left out), via the private helpers it uses
+        x = net._check_X(p.X)
+        net._check_Y(Y, x.shape[0], ws)
+        _all_finite(ws.z[0][:, 0])
+
     named = {
+        "checks": ("the input checks of Network.gradients (X, Y, and the X column test)",
+                   network_checks),
         "reduce": ("np.minimum.reduce(Y, axis=None), Y (256,10)",
                    lambda: np.minimum.reduce(Y, axis=None)),
         "ufunc": ("np.add(Z, b, out=Z), Z (256,10)", lambda: np.add(Z, b, out=Z)),

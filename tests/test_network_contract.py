@@ -1,5 +1,6 @@
 """The runtime contract of the core issue: shapes, dtypes, errors, stability."""
 
+import contextlib
 import subprocess
 import sys
 import warnings
@@ -202,8 +203,31 @@ def test_binary_targets_must_be_probabilities():
 
 def test_huge_finite_inputs_are_not_mistaken_for_inf():
     net = Network([2, 2], ["identity"], loss="squared_error", seed=0)
-    X = np.full((2, 2), 1e308)  # their sum overflows; each value is finite
-    assert np.isinf(net.forward(X)).any() or np.isfinite(net.forward(X)).all()
+    net.weights[0][...] = 1.0
+    X = np.full((2, 2), 1e308)  # each value finite, z = 2e308 overflows
+    # NumPy's own overflow report, not "X contains NaN or inf"
+    with pytest.warns(RuntimeWarning, match="overflow encountered in matmul"):
+        out = net.forward(X)
+    assert np.isposinf(out).all()
+    with pytest.raises(RuntimeWarning, match="overflow"):  # warnings are errors here
+        net.forward(X)
+
+
+@pytest.mark.parametrize("mode", ["error", "default", "ignore", "seterr-raise"])
+def test_inf_times_zero_inside_the_first_gemm_still_names_X(mode):
+    # inf * 0 raises NumPy's invalid-value warning in the GEMM itself; however
+    # warnings are configured, the caller learns that X was bad.
+    net = Network([3, 5, 4], ["tanh", "softmax"], seed=0)
+    net.weights[0][:, 1] = 0.0
+    X = np.ones((4, 3))
+    X[2, 1] = np.inf
+    with warnings.catch_warnings(), np.errstate(all="raise" if mode == "seterr-raise" else "warn"):
+        warnings.simplefilter("error" if mode == "seterr-raise" else mode)
+        # shown, not raised, under the default filter; then the ValueError
+        shown = (pytest.warns(RuntimeWarning, match="invalid value encountered in matmul")
+                 if mode == "default" else contextlib.nullcontext())
+        with pytest.raises(ValueError, match="X contains NaN or inf"), shown:
+            net.gradients(X, [0, 1, 2, 3])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

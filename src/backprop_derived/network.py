@@ -238,8 +238,26 @@ class Network(TrainingMixin):
         return np.ascontiguousarray(X, dtype=self.dtype)
 
     def _check_Y(self, Y, m: int, ws: _Workspace) -> np.ndarray:
-        Y = np.asarray(Y)
         K = self.layer_sizes[-1]
+        if not (type(Y) is np.ndarray and Y.dtype == self.dtype and Y.shape == (m, K)
+                and Y.flags.c_contiguous):
+            Y = self._as_targets(Y, m, K, ws)
+            if Y is ws.targets:  # one-hot rows built from valid integer labels
+                return Y
+        # The extremes answer every question asked of Y: a NaN anywhere makes
+        # the minimum NaN (it propagates), an inf is the minimum or maximum.
+        lo, hi = np.minimum.reduce(Y, axis=None), np.maximum.reduce(Y, axis=None)
+        if not (-math.inf < lo and hi < math.inf):
+            raise ValueError("Y contains NaN or inf")
+        if self.loss_name == "binary_cross_entropy" and not (lo >= 0 and hi <= 1):
+            raise ValueError("binary_cross_entropy targets must lie in [0, 1]")
+        if self.loss_name == "cross_entropy" and lo < 0:
+            raise ValueError("cross_entropy targets must be non-negative (one-hot or probabilities)")
+        return Y
+
+    def _as_targets(self, Y, m: int, K: int, ws: _Workspace) -> np.ndarray:
+        """Y as a C-contiguous (m, K) array of the network's dtype; labels one-hot."""
+        Y = np.asarray(Y)
         if Y.ndim == 1 and self.loss_name == "cross_entropy":
             if Y.shape[0] != m:
                 raise ValueError(f"X has {m} rows but Y has {Y.shape[0]} labels")
@@ -262,17 +280,7 @@ class Network(TrainingMixin):
             raise ValueError(f"Y has {Y.shape[1]} columns but the output layer has {K} units")
         if Y.dtype.kind not in _NUMERIC_KINDS:
             raise ValueError(f"Y must be numeric, got dtype {Y.dtype}")
-        Y = np.ascontiguousarray(Y, dtype=self.dtype)
-        # The extremes answer every question asked of Y: a NaN anywhere makes
-        # the minimum NaN (it propagates), an inf is the minimum or maximum.
-        lo, hi = np.minimum.reduce(Y, axis=None), np.maximum.reduce(Y, axis=None)
-        if not (-math.inf < lo and hi < math.inf):
-            raise ValueError("Y contains NaN or inf")
-        if self.loss_name == "binary_cross_entropy" and not (lo >= 0 and hi <= 1):
-            raise ValueError("binary_cross_entropy targets must lie in [0, 1]")
-        if self.loss_name == "cross_entropy" and lo < 0:
-            raise ValueError("cross_entropy targets must be non-negative (one-hot or probabilities)")
-        return Y
+        return np.ascontiguousarray(Y, dtype=self.dtype)
 
     def _workspace_for(self, m: int) -> _Workspace:
         ws = self._workspace
@@ -285,13 +293,19 @@ class Network(TrainingMixin):
         """Activations of every layer into the workspace; the last one too if ``output``."""
         # A NaN or inf anywhere in row i of X makes z_i0 of the first layer
         # non-finite (0 * inf is NaN), so one column of z checks all of X for
-        # the price of m values: its sum 1^T z_0, which NaN and inf survive.
-        # The exact test runs only when that sum is not finite, to tell bad
-        # input from mere overflow.
-        with np.errstate(invalid="ignore", over="ignore"):
+        # the price of m values; the exact test runs only when that column is
+        # not finite, to tell bad input from mere overflow. An inf in X can
+        # also raise NumPy's floating-point warning inside the GEMM: when that
+        # warning is an error (or np.seterr says raise) it is caught to name X.
+        # No np.errstate around the GEMM: right after the previous call's GEMMs
+        # it cost more than the rest of the checks (Performance page).
+        try:
             layers.affine(X, self.weights[0], self.biases[0], ws.z[0])
-            suspect = not math.isfinite(np.dot(ws.ones, ws.z[0][:, 0]))
-        if suspect and not _all_finite(X):
+        except (RuntimeWarning, FloatingPointError):
+            if not _all_finite(X):
+                raise ValueError("X contains NaN or inf") from None
+            raise  # finite input that overflows: NumPy's own report stands
+        if not _all_finite(ws.z[0][:, 0]) and not _all_finite(X):
             raise ValueError("X contains NaN or inf")
         a = X
         last = len(self._acts) - 1
