@@ -365,17 +365,17 @@ class Network(TrainingMixin):
             loss = self._loss_value(Y, ws)
             dz = out.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
 
-        n = len(self._acts)
-        dW: list[np.ndarray] = [None] * n  # type: ignore[list-item]
-        db: list[np.ndarray] = [None] * n  # type: ignore[list-item]
-        for l in range(n - 1, -1, -1):
+        # The returned arrays, allocated together rather than one after each
+        # GEMM, where every call runs with cold caches.
+        dW = [np.empty_like(w) for w in self.weights]
+        db = [np.empty_like(b) for b in self.biases]
+        for l in range(len(self._acts) - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
-            dW[l] = np.empty_like(self.weights[l])
             if self.l2:
                 layers.weight_gradient_l2(dz, a_prev, self.weights[l], self.l2 / m, dW[l])
             else:
                 layers.weight_gradient(dz, a_prev, dW[l])  # (BP1)
-            db[l] = layers.bias_gradient(dz, ws.ones, np.empty_like(self.biases[l]))  # (BP2)
+            layers.bias_gradient(dz, ws.ones, db[l])  # (BP2)
             if l == 0:
                 break  # no gradient for the inputs
             da = layers.backpropagate(dz, self.weights[l], ws.da[l - 1])  # (BP3)
