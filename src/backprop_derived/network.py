@@ -289,8 +289,12 @@ class Network(TrainingMixin):
         return ws
 
     # -- the passes ---------------------------------------------------------
-    def _forward(self, X: np.ndarray, ws: _Workspace, *, output: bool = True) -> np.ndarray:
-        """Activations of every layer into the workspace; the last one too if ``output``."""
+    def _forward(self, X: np.ndarray, ws: _Workspace, *, output: bool = True,
+                 check_X: bool = True) -> np.ndarray:
+        """Activations of every layer into the workspace; the last one too if ``output``.
+
+        ``check_X=False`` for data validated once beforehand (`fit`, `gradient_check`).
+        """
         # A NaN or inf anywhere in row i of X makes z_i0 of the first layer
         # non-finite (0 * inf is NaN), so one column of z checks all of X for
         # the price of m values; the exact test runs only when that column is
@@ -302,10 +306,10 @@ class Network(TrainingMixin):
         try:
             layers.affine(X, self.weights[0], self.biases[0], ws.z[0])
         except (RuntimeWarning, FloatingPointError):
-            if not _all_finite(X):
+            if check_X and not _all_finite(X):
                 raise ValueError("X contains NaN or inf") from None
             raise  # finite input that overflows: NumPy's own report stands
-        if not _all_finite(ws.z[0][:, 0]) and not _all_finite(X):
+        if check_X and not _all_finite(ws.z[0][:, 0]) and not _all_finite(X):
             raise ValueError("X contains NaN or inf")
         a = X
         last = len(self._acts) - 1
@@ -317,21 +321,36 @@ class Network(TrainingMixin):
             a = ws.a[l]
         return a
 
-    def _loss_value(self, Y: np.ndarray, ws: _Workspace) -> float:
-        m = ws.m
+    def _loss_value(self, Y: np.ndarray, ws: _Workspace, m: float, lam: float) -> float:
         value = float(self._output.value(ws.a[-1], ws.z[-1], Y)) / m
-        if self.l2:
-            value += self._l2_penalty(m)
+        if lam:
+            value += self._l2_penalty(m, lam)
         return value
 
-    def _l2_penalty(self, m: int) -> float:
-        return sum(float(layers.l2_penalty(w, self.l2 / (2 * m))) for w in self.weights)
+    def _l2_penalty(self, m: float, lam: float) -> float:
+        return sum(float(layers.l2_penalty(w, lam / (2 * m))) for w in self.weights)
+
+    def _check_parameters(self) -> None:
+        """Name the first weight or bias array holding a NaN or inf, if any.
+
+        Assignments are checked when they are made (parameters.py); a value
+        written in place is not. Called only once a result is already
+        non-finite, so that a good call pays nothing for it.
+        """
+        for l, (W, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            for kind, p in (("weights", W), ("biases", b)):
+                if not _all_finite(p):
+                    raise ValueError(f"{kind}[{l}] contains NaN or inf (written in place: "
+                                     "assigned arrays are checked when assigned)")
 
     def forward(self, X) -> np.ndarray:
         """Output activations, shape (m, nL), for inputs X of shape (m, n0)."""
         X = self._check_X(X)
         ws = self._workspace_for(X.shape[0])
-        return self._forward(X, ws).copy()
+        a = self._forward(X, ws)
+        if not _all_finite(a):
+            self._check_parameters()
+        return a.copy()
 
     def loss(self, X, Y) -> float:
         """(1/m) sum of the per-example losses + (l2 / 2m) sum ||W||^2."""
@@ -339,7 +358,10 @@ class Network(TrainingMixin):
         ws = self._workspace_for(X.shape[0])
         Y = self._check_Y(Y, X.shape[0], ws)
         self._forward(X, ws)
-        return self._loss_value(Y, ws)
+        value = self._loss_value(Y, ws, X.shape[0], self.l2)
+        if not math.isfinite(value):
+            self._check_parameters()
+        return value
 
     def gradients(self, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
         """``(loss, [dW_l], [db_l])``: the cost and its exact gradients.
@@ -351,28 +373,42 @@ class Network(TrainingMixin):
         m = X.shape[0]
         ws = self._workspace_for(m)
         Y = self._check_Y(Y, m, ws)
-        out = self._output
-        # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
-        if out.fused is not None:  # a^L, the loss and the delta in one pass
-            self._forward(X, ws, output=False)
-            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1], ws.scratch[-1],
-                                   ws.rows, ws.units, ws.transposed)) / m
-            if self.l2:
-                loss += self._l2_penalty(m)
-            dz = ws.dz[-1]
-        else:
-            self._forward(X, ws)
-            loss = self._loss_value(Y, ws)
-            dz = out.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
-
         # The returned arrays, allocated together rather than one after each
         # GEMM, where every call runs with cold caches.
         dW = [np.empty_like(w) for w in self.weights]
         db = [np.empty_like(b) for b in self.biases]
+        loss = self._pass(X, Y, ws, dW, db, m, self.l2)
+        if not math.isfinite(loss):
+            self._check_parameters()  # a NaN written in place makes the loss NaN
+        return loss, dW, db
+
+    def _pass(self, X: np.ndarray, Y: np.ndarray, ws: _Workspace, dW: list[np.ndarray],
+              db: list[np.ndarray], m: float, lam: float, *, check_X: bool = True) -> float:
+        """Forward and backward pass on checked X and Y: returns the loss, writes dW and db.
+
+        ``m`` divides the summed loss and ``lam`` is the L2 strength: `gradients`
+        passes the batch size and ``l2``. `fit` passes m / lr and l2 m / n
+        (n examples in all), which makes the result lr J and its gradient, so
+        that a step is one subtraction (see training.py).
+        """
+        out = self._output
+        # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
+        if out.fused is not None:  # a^L, the loss and the delta in one pass
+            self._forward(X, ws, output=False, check_X=check_X)
+            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1], ws.scratch[-1],
+                                   ws.rows, ws.units, ws.transposed)) / m
+            if lam:
+                loss += self._l2_penalty(m, lam)
+            dz = ws.dz[-1]
+        else:
+            self._forward(X, ws, check_X=check_X)
+            loss = self._loss_value(Y, ws, m, lam)
+            dz = out.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
+
         for l in range(len(self._acts) - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
-            if self.l2:
-                layers.weight_gradient_l2(dz, a_prev, self.weights[l], self.l2 / m, dW[l])
+            if lam:
+                layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam / m, dW[l])
             else:
                 layers.weight_gradient(dz, a_prev, dW[l])  # (BP1)
             layers.bias_gradient(dz, ws.ones, db[l])  # (BP2)
@@ -381,4 +417,4 @@ class Network(TrainingMixin):
             da = layers.backpropagate(dz, self.weights[l], ws.da[l - 1])  # (BP3)
             act = self._acts[l - 1]
             dz = act.backward(da, ws.a[l - 1], ws.z[l - 1], ws.dz[l - 1], ws.scratch[l - 1])
-        return loss, dW, db
+        return loss

@@ -6,10 +6,15 @@ they are assigned, rather than on every forward or backward call, puts the
 error at the line that made the mistake and takes the check off the hot
 path (on a tiny net it was a tenth of a whole ``gradients`` call).
 
-In-place updates (``net.weights[0][...] = W``, ``net.weights[0] -= lr * dW``)
-never change an array's shape or dtype, so they need no check. Changing an
-assigned array's ``shape`` or ``dtype`` attribute in place is not detected
-here; NumPy then reports the mismatch at the first matrix product.
+An assigned array must have the layer's shape and the network's dtype and
+hold only finite numbers. In-place updates (``net.weights[0][...] = W``,
+``net.weights[0] -= lr * dW``) never change an array's shape or dtype, so they
+need no check of those. A NaN or inf written in place is not seen here; it
+makes the next loss non-finite, and only then does the network look for the
+array that holds it and name it (``Network._check_parameters``), so a call
+with good parameters pays nothing for that check. Changing an assigned
+array's ``shape`` or ``dtype`` attribute in place is not detected here;
+NumPy then reports the mismatch at the first matrix product.
 """
 
 from __future__ import annotations
@@ -68,3 +73,6 @@ def check_array(kind: str, layer: int, value: Any, shape: tuple[int, ...], dtype
     if not (isinstance(value, np.ndarray) and value.shape == shape and value.dtype == dtype):
         raise ValueError(f"{kind}[{layer}] must be a {dtype} array of shape {shape}, "
                          f"got {getattr(value, 'dtype', type(value))} {np.shape(value)}")
+    # Unlike any sum, a logical reduction of isfinite cannot overflow.
+    if not np.logical_and.reduce(np.isfinite(value), axis=None):
+        raise ValueError(f"{kind}[{layer}] contains NaN or inf")
