@@ -274,3 +274,36 @@ def test_the_runtime_never_imports_sympy():
             "assert 'sympy' not in sys.modules, 'sympy was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_parameters_are_refused_when_assigned(bad):
+    net = Network([3, 5, 4], ["tanh", "softmax"], seed=0)
+    W = np.zeros((4, 5))
+    W[2, 3] = bad
+    with pytest.raises(ValueError, match=r"weights\[1\] contains NaN or inf"):
+        net.weights[1] = W
+    with pytest.raises(ValueError, match=r"biases\[0\] contains NaN or inf"):
+        net.biases = [np.full(5, bad), np.zeros(4)]
+    assert all(np.isfinite(p).all() for p in [*net.weights, *net.biases])
+
+
+@pytest.mark.parametrize(("kind", "layer"), [("weights", 0), ("biases", 0), ("weights", 2),
+                                             ("biases", 2)])
+def test_a_nan_written_in_place_is_named_by_the_next_call(kind, layer):
+    net = Network([3, 5, 4, 2], ["tanh", "sigmoid", "softmax"], seed=0)
+    X, y = np.ones((3, 3)), np.array([0, 1, 1])
+    getattr(net, kind)[layer][-1] = np.nan  # in place: no assignment check sees it
+    message = rf"{kind}\[{layer}\] contains NaN or inf \(written in place"
+    for call in (lambda: net.gradients(X, y), lambda: net.loss(X, y), lambda: net.forward(X),
+                 lambda: net.fit(X, y, epochs=1, progress=False)):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_an_inf_written_in_place_is_named_where_it_reaches_the_loss():
+    # +inf into a relu layer passes through to an identity output: the loss is inf.
+    net = Network([2, 3, 1], ["relu", "identity"], loss="squared_error", seed=0)
+    net.biases[0][1] = np.inf
+    with pytest.raises(ValueError, match=r"biases\[0\] contains NaN or inf"):
+        net.gradients(np.ones((2, 2)), np.zeros((2, 1)))

@@ -1,5 +1,7 @@
 """fit / predict / score, initialization and the zero-initialization symmetry."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -31,7 +33,13 @@ BAD_FIT_ARGUMENTS = [
     ({"optimizer": "adam"}, "unknown optimizer 'adam'"),
     ({"momentum": 1.0}, "momentum"),
     ({"learning_rate": "0.1"}, "learning_rate"),
-    ({"max_iter": 0}, "max_iter"),
+    ({"max_iter": 0, "optimizer": "lbfgs"}, "max_iter"),
+    # settings of the other optimizer are refused, not silently ignored
+    ({"optimizer": "lbfgs", "epochs": 3}, "epochs set for optimizer='lbfgs'"),
+    ({"optimizer": "lbfgs", "learning_rate": 0.5, "seed": 1},
+     "learning_rate, seed set for optimizer='lbfgs', which would ignore them"),
+    ({"optimizer": "lbfgs", "batch_size": 8}, "batch_size set for optimizer='lbfgs'"),
+    ({"max_iter": 50}, "max_iter is a setting of optimizer='lbfgs'"),
     ({"validation_data": np.zeros((3, 2))}, "validation_data"),
 ]
 
@@ -94,11 +102,76 @@ def test_fit_lowers_the_loss(options):
     X, y = blobs()
     net = classifier(l2=0.1)
     start = net.loss(X, y)
-    history = net.fit(X, y, seed=0, progress=False, **options)
-    assert history.initial_loss == pytest.approx(start)
-    assert history.loss[-1] == pytest.approx(net.loss(X, y))  # the history reports the final net
+    seed = {"seed": 0} if options["optimizer"] == "sgd" else {}
+    history = net.fit(X, y, progress=False, **seed, **options)
+    if options["optimizer"] == "lbfgs" or options["batch_size"] is None:
+        # J itself: at the initial weights, and (L-BFGS) at the final iterate
+        assert history.initial_loss == pytest.approx(start, rel=1e-12)
+    if options["optimizer"] == "lbfgs":
+        assert history.loss[-1] == pytest.approx(net.loss(X, y), rel=1e-12)
     assert net.loss(X, y) < 0.5 * start
     assert net.score(X, y) > 0.9
+
+
+def replay_sgd(net, X, y, epochs, batch_size, learning_rate, momentum, seed):
+    """fit's SGD written plainly on the public API, one net.gradients call per minibatch.
+
+    Returns the mean minibatch cost of each epoch, History.loss's definition.
+    """
+    rng = np.random.default_rng(seed)
+    m = len(X)
+    params = [*net.weights, *net.biases]
+    velocity = [np.zeros_like(p) for p in params]
+    means = []
+    for _ in range(epochs):
+        order = rng.permutation(m)
+        total = 0.0
+        for start in range(0, m, batch_size):
+            rows = order[start : start + batch_size]
+            n = len(rows)
+            loss, dW, db = net.gradients(X[rows], y[rows])
+            # J regularizes with (l2 / 2m) ||W||^2, the batch's own cost with l2 / 2n.
+            loss += (net.l2 / (2 * m) - net.l2 / (2 * n)) * sum(np.sum(W**2) for W in net.weights)
+            for W, g in zip(net.weights, dW, strict=True):
+                g += (net.l2 / m - net.l2 / n) * W
+            total += n * loss
+            for p, v, g in zip(params, velocity, [*dW, *db], strict=True):
+                v[...] = momentum * v - learning_rate * g
+                p += v
+        means.append(total / m)
+    return means
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.8])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fit_is_the_plain_loop_and_history_is_the_mean_minibatch_cost(dtype, momentum):
+    # 60 examples in batches of 7: eight of 7 and a last one of 4, with l2 on.
+    X, y = blobs()
+    settings = dict(epochs=3, batch_size=7, learning_rate=0.3, momentum=momentum, seed=4)
+    fitted, replayed = classifier(l2=0.5, dtype=dtype), classifier(l2=0.5, dtype=dtype)
+    history = fitted.fit(X, y, progress=False, **settings)
+    means = replay_sgd(replayed, X.astype(dtype), y, **settings)
+    rtol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(get_parameters(fitted), get_parameters(replayed), rtol=rtol,
+                               atol=rtol * 1e-2)
+    np.testing.assert_allclose(history.loss, means, rtol=rtol)
+    assert history.epochs == 3
+
+
+def test_full_batch_history_is_J_before_each_step():
+    X, y = blobs(m=30)
+    net = classifier(l2=0.2)
+    expected = []
+    probe = classifier(l2=0.2)
+    for _ in range(4):  # J, then one full-batch gradient step, by hand on the public API
+        J, dW, db = probe.gradients(X, y)
+        expected.append(J)
+        for p, g in zip([*probe.weights, *probe.biases], [*dW, *db], strict=True):
+            p -= 0.5 * g
+    history = net.fit(X, y, epochs=4, batch_size=None, learning_rate=0.5, progress=False)
+    np.testing.assert_allclose(history.loss, expected, rtol=1e-12)
+    assert history.initial_loss == pytest.approx(expected[0], rel=1e-12)
+    np.testing.assert_allclose(get_parameters(net), get_parameters(probe), rtol=1e-12)
 
 
 def test_history_with_validation_data():
@@ -135,15 +208,52 @@ def test_shuffling_is_reproducible_with_seed():
     assert not np.array_equal(runs["a"], runs["c"])
 
 
-def test_progress_goes_to_stderr_one_line_per_epoch(capsys):
+def test_progress_is_one_bar_on_stderr_and_nothing_without_it(capsys):
     X, y = blobs()
-    classifier().fit(X, y, epochs=4, progress=True, validation_data=(X, y))
+    history = classifier().fit(X, y, epochs=40, progress=True, validation_data=(X, y), seed=0)
     captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert captured.out == "" and len(lines) == 4
-    assert lines[0].startswith("epoch 1/4  loss") and "val_accuracy" in lines[0]
-    classifier().fit(X, y, epochs=4, progress=False)
-    assert capsys.readouterr().err == ""
+    assert captured.out == ""
+    # one tqdm bar redrawn in place ("\r"), ended by one newline: no line per epoch
+    assert captured.err.count("\n") == 1, captured.err
+    final = captured.err.rsplit("\r", 1)[-1]
+    assert "40/40" in final and "epoch" in final
+    assert f"loss={history.loss[-1]:.4g}" in final
+    assert f"val_accuracy={history.val_accuracy[-1]:.4g}" in final
+    classifier().fit(X, y, epochs=4, progress=False, validation_data=(X, y))
+    classifier().fit(X, y, optimizer="lbfgs", max_iter=5, progress=False)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_fit_draws_the_bar_tqdm_auto_chooses(monkeypatch):
+    # In Jupyter tqdm.auto is the notebook widget; fit must go through it.
+    import tqdm.auto
+
+    drawn = []
+
+    class Recorder:
+        def __init__(self, **kwargs):
+            drawn.append(kwargs)
+            self.updates, self.postfix, self.closed = 0, None, False
+
+        def set_postfix(self, postfix, refresh=True):
+            self.postfix = postfix
+
+        def update(self, n=1):
+            self.updates += n
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    monkeypatch.setattr(tqdm.auto, "tqdm", lambda **kw: bars.append(Recorder(**kw)) or bars[-1])
+    X, y = blobs()
+    history = classifier().fit(X, y, epochs=3, seed=0)  # progress defaults to on
+    (bar,) = bars
+    assert drawn[0]["total"] == 3 and drawn[0]["unit"] == "epoch"
+    assert bar.updates == 3 and bar.closed
+    assert bar.postfix == {"loss": f"{history.loss[-1]:.4g}"}
+    classifier().fit(X, y, optimizer="lbfgs", max_iter=4)
+    assert bars[1].closed and drawn[1]["unit"] == "iteration" and 1 <= bars[1].updates <= 4
 
 
 def test_float32_stays_float32():
@@ -178,27 +288,28 @@ def test_divergence_stops_with_the_epoch_and_keeps_finite_weights():
         net.fit(X, Y, epochs=200, batch_size=5, learning_rate=10.0, seed=0, progress=False)
     error = info.value
     assert isinstance(error, ArithmeticError)
-    assert error.epoch >= 1 and "learning_rate" in str(error)
+    assert error.epoch >= 2 and "learning_rate" in str(error)
     assert all(np.all(np.isfinite(p)) for p in [*net.weights, *net.biases])
-    # restored to the end of the last epoch with a finite loss, the one the history ends with
+    # restored to the end of the last epoch whose minibatch costs were all finite:
+    # the weights a fit of that many epochs ends with
     assert len(error.history.loss) == error.epoch - 1
-    last = error.history.loss[-1] if error.history.loss else error.history.initial_loss
-    assert net.loss(X, Y) == pytest.approx(last, rel=1e-12)
+    shorter = Network([3, 4, 1], ["identity", "identity"], loss="squared_error", seed=0)
+    shorter.fit(X, Y, epochs=error.epoch - 1, batch_size=5, learning_rate=10.0, seed=0,
+                progress=False)
+    assert np.array_equal(get_parameters(net), get_parameters(shorter))
     assert f"epoch {error.epoch}" in str(error)
 
 
 class BreaksAfter(Network):
-    """A network whose gradient turns NaN after a number of calls (a stand-in for an
+    """A network whose loss turns NaN after a number of passes (a stand-in for an
     overflow deep into training), to see that the epochs before it are kept."""
 
     calls_left = 0
 
-    def gradients(self, X, Y):
+    def _pass(self, *args, **kwargs):
         self.calls_left -= 1
-        J, dW, db = super().gradients(X, Y)
-        if self.calls_left < 0:
-            dW[0] = dW[0] * np.nan
-        return J, dW, db
+        loss = super()._pass(*args, **kwargs)
+        return math.nan if self.calls_left < 0 else loss
 
 
 def test_divergence_late_in_training_keeps_what_was_learned():
@@ -209,7 +320,9 @@ def test_divergence_late_in_training_keeps_what_was_learned():
         net.fit(X, y, epochs=10, batch_size=10, learning_rate=0.5, seed=0, progress=False)
     history = info.value.history
     assert len(history.loss) == 4
-    assert net.loss(X, y) == pytest.approx(history.loss[-1], rel=1e-12)
+    intact = classifier()
+    intact.fit(X, y, epochs=4, batch_size=10, learning_rate=0.5, seed=0, progress=False)
+    assert np.array_equal(get_parameters(net), get_parameters(intact))
     assert history.loss[-1] < 0.5 * history.initial_loss
 
 
@@ -282,13 +395,8 @@ def xor_classifier(init="uniform"):
 
 
 FIT = {
-    "epochs": 100,
-    "batch_size": 10,
-    "learning_rate": 0.5,
-    "momentum": 0.9,
-    "max_iter": 100,
-    "seed": 0,
-    "progress": False,
+    "sgd": {"epochs": 100, "batch_size": 10, "learning_rate": 0.5, "momentum": 0.9, "seed": 0},
+    "lbfgs": {"max_iter": 100},
 }
 
 
@@ -299,7 +407,7 @@ def test_zero_initialization_keeps_hidden_units_identical(optimizer):
     X, Y = xor_clusters()
     net = xor_classifier(init="zeros")
     assert not np.any(get_parameters(net))
-    net.fit(X, Y, optimizer=optimizer, **FIT)
+    net.fit(X, Y, optimizer=optimizer, progress=False, **FIT[optimizer])
     W1, b1, W2 = net.weights[0], net.biases[0], net.weights[1]
     scale = np.abs(W1).max()
     assert scale > 0.1, "the hidden weights must have moved for the test to mean anything"
@@ -317,7 +425,7 @@ def test_zero_initialization_keeps_hidden_units_identical(optimizer):
 def test_random_initialization_breaks_the_symmetry():
     X, Y = xor_clusters()
     net = xor_classifier()
-    net.fit(X, Y, **FIT)
+    net.fit(X, Y, progress=False, **FIT["sgd"])
     W1 = net.weights[0]
     assert min(np.abs(W1[i] - W1[j]).max() for i in range(5) for j in range(i)) > 1e-2
     assert net.score(X, Y) > 0.95

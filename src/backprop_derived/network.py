@@ -347,7 +347,11 @@ class Network(TrainingMixin):
         """Output activations, shape (m, nL), for inputs X of shape (m, n0)."""
         X = self._check_X(X)
         ws = self._workspace_for(X.shape[0])
-        a = self._forward(X, ws)
+        try:
+            a = self._forward(X, ws)
+        except (RuntimeWarning, FloatingPointError):
+            self._check_parameters()  # an inf written in place can warn before it shows
+            raise
         if not _all_finite(a):
             self._check_parameters()
         return a.copy()
@@ -357,8 +361,12 @@ class Network(TrainingMixin):
         X = self._check_X(X)
         ws = self._workspace_for(X.shape[0])
         Y = self._check_Y(Y, X.shape[0], ws)
-        self._forward(X, ws)
-        value = self._loss_value(Y, ws, X.shape[0], self.l2)
+        try:
+            self._forward(X, ws)
+            value = self._loss_value(Y, ws, X.shape[0], self.l2)
+        except (RuntimeWarning, FloatingPointError):
+            self._check_parameters()  # an inf written in place can warn before it shows
+            raise
         if not math.isfinite(value):
             self._check_parameters()
         return value
@@ -377,7 +385,11 @@ class Network(TrainingMixin):
         # GEMM, where every call runs with cold caches.
         dW = [np.empty_like(w) for w in self.weights]
         db = [np.empty_like(b) for b in self.biases]
-        loss = self._pass(X, Y, ws, dW, db, m, self.l2)
+        try:
+            loss = self._pass(X, Y, ws, dW, db, m, self.l2)
+        except (RuntimeWarning, FloatingPointError):
+            self._check_parameters()  # an inf written in place can warn before it shows
+            raise
         if not math.isfinite(loss):
             self._check_parameters()  # a NaN written in place makes the loss NaN
         return loss, dW, db

@@ -1,8 +1,14 @@
 """Training workflow of the Coursera notes: fit, predict, score.
 
-`Network` inherits `TrainingMixin`, so these are methods of the network. They
-use only the public runtime (``forward``, ``loss``, ``gradients``, ``weights``,
-``biases``, ``layer_sizes``, ``activations``, ``loss_name``, ``l2``, ``dtype``).
+`Network` inherits `TrainingMixin`, so these are methods of the network.
+
+Checked once, then fast: `fit` checks its arguments, its data and the
+network's parameters once, before any work, and then runs the network's
+internal pass (``Network._pass``) on every minibatch without the per-call
+checks of `Network.gradients`. Each step does what a careful hand-written
+loop does and nothing more (the Performance page measures it against one):
+copy the minibatch's rows, one forward and backward pass, one in-place
+subtraction per parameter array (three ufunc passes with momentum).
 
 Two optimizers, as in the notes' step 6 ("use gradient descent or a built-in
 optimization function"):
@@ -18,15 +24,32 @@ optimization function"):
 
 from __future__ import annotations
 
-import sys
+import math
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
 from backprop_derived.unrolling import get_parameters, set_parameters, unroll
 
 OPTIMIZERS = ("sgd", "lbfgs")
+
+
+class _Default:
+    """A setting left at its default. Shown as the value itself in the signature;
+    `fit` tells it from a value passed on purpose (an SGD setting given to L-BFGS)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+SGD_SETTINGS = ("epochs", "batch_size", "learning_rate", "momentum", "seed")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -46,12 +69,24 @@ class TrainingDivergedError(FloatingPointError):
 class History:
     """What `fit` returns: one entry per epoch (per iteration for L-BFGS).
 
-    ``loss`` is the full training loss J at the end of each epoch (none for an
-    L-BFGS run that starts at a stationary point); ``val_loss``
-    and ``val_score`` are filled when ``validation_data`` is given, where
-    ``val_score`` is `score` on the validation set: an accuracy for the
-    classification losses, a mean squared error for squared_error
-    (``score_name`` says which).
+    The training cost J is (1/m) sum of the per-example losses + (l2/2m) sum ||W||^2
+    over all m training examples.
+
+    ``loss``
+        SGD: the mean of the epoch's minibatch costs, each taken at the weights
+        the step starts from and weighted by the minibatch's size (the L2 term
+        is J's, l2/2m, at those weights). It is what the passes compute anyway,
+        so recording it is free; it lags the end-of-epoch J by about half an
+        epoch of training. With ``batch_size=None`` (full batch) it is exactly J
+        at the start of the epoch. L-BFGS: J at the end of each iteration.
+    ``initial_loss``
+        SGD: the cost of the first minibatch at the initial weights (J itself
+        for full batch); L-BFGS: J at the initial weights.
+    ``val_loss``, ``val_score``
+        filled when ``validation_data`` is given, at the end of each epoch:
+        the validation cost and `score` on the validation set, an accuracy for
+        the classification losses, a mean squared error for squared_error
+        (``score_name`` says which).
     """
 
     optimizer: str
@@ -84,6 +119,22 @@ def _score_name(loss_name: str) -> str:
     return "mean_squared_error" if loss_name == "squared_error" else "accuracy"
 
 
+def _all_finite(x: np.ndarray) -> bool:
+    # The extremes: a NaN makes the minimum NaN, an inf is the minimum or the
+    # maximum. No temporary array, unlike isfinite, and no overflow, unlike a sum.
+    return bool(-math.inf < np.minimum.reduce(x, axis=None) and np.maximum.reduce(x, axis=None)
+                < math.inf)
+
+
+def _progress_bar(enabled: bool, total: int, unit: str, delay: float = 0.0):
+    """A tqdm bar (the notebook widget in Jupyter), or None when progress is off."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm  # imported only when a bar is wanted
+
+    return tqdm(total=total, unit=unit, delay=delay, dynamic_ncols=True)
+
+
 class TrainingMixin:
     # ---------------------------------------------------------------- checks
     def _check_data(self, X, Y, what: str = "training data"):
@@ -109,17 +160,49 @@ class TrainingMixin:
             real = np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
             if not real or np.issubdtype(arr.dtype, np.complexfloating):
                 raise ValueError(f"{what}: {name} must hold real numbers, got dtype {arr.dtype}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"{what}: {name} contains NaN or inf")
         return X, Y
+
+    def _prepare_data(self, X, Y, what: str):
+        """X and dense targets, in the network's dtype and checked, for the internal pass.
+
+        Integer labels become one-hot rows here, once, rather than once per
+        minibatch. The checks of Y are the network's own (`Network._check_Y`).
+        """
+        X, Y = self._check_data(X, Y, what)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not _all_finite(X):
+            raise ValueError(f"{what}: X contains NaN or inf")
+        m = X.shape[0]
+        onehot = SimpleNamespace(targets=np.empty((m, self.layer_sizes[-1]), self.dtype),
+                                 examples=np.arange(m))
+        try:
+            Y = self._check_Y(Y, m, onehot)
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
+        return X, np.ascontiguousarray(Y)
+
+    @staticmethod
+    def _resolve_settings(optimizer, settings: dict) -> dict:
+        """Values of the settings; an error for one that the optimizer would ignore."""
+        given = [name for name, value in settings.items()
+                 if not isinstance(value, _Default) and not (name == "seed" and value is None)]
+        if optimizer == "lbfgs":
+            ignored = [name for name in given if name in SGD_SETTINGS]
+            if ignored:
+                raise ValueError(
+                    f"{', '.join(ignored)} set for optimizer='lbfgs', which would ignore "
+                    f"{'it' if len(ignored) == 1 else 'them'}: L-BFGS runs on the full batch "
+                    "for at most max_iter iterations"
+                )
+        elif optimizer == "sgd" and "max_iter" in given:
+            raise ValueError("max_iter is a setting of optimizer='lbfgs'; "
+                             "SGD runs for `epochs` epochs")
+        return {name: value.value if isinstance(value, _Default) else value
+                for name, value in settings.items()}
 
     def _check_fit_arguments(
         self, epochs, batch_size, learning_rate, momentum, optimizer, max_iter
     ):
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
-            )
         for name, value in (("epochs", epochs), ("max_iter", max_iter)):
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -142,126 +225,150 @@ class TrainingMixin:
         X,
         Y,
         *,
-        epochs: int = 10,
-        batch_size: int | None = 32,
-        learning_rate: float = 0.1,
-        momentum: float = 0.0,
+        epochs: int = _Default(10),
+        batch_size: int | None = _Default(32),
+        learning_rate: float = _Default(0.1),
+        momentum: float = _Default(0.0),
         optimizer: str = "sgd",
         validation_data=None,
         seed=None,
         progress: bool = True,
-        max_iter: int = 200,
+        max_iter: int = _Default(200),
     ) -> History:
-        """Minimize ``self.loss(X, Y)`` and return a `History`.
+        """Minimize the training cost J on (X, Y) and return a `History`.
 
-        ``epochs``, ``batch_size`` (None = full batch), ``learning_rate`` and
-        ``momentum`` drive "sgd"; ``max_iter`` drives "lbfgs". With ``progress``
-        one line per epoch goes to stderr. A non-finite loss raises
-        `TrainingDivergedError` after restoring the last weights whose loss was
-        finite. Every argument is checked before any work is done. L-BFGS runs on
-        the full batch and ignores the SGD settings (``epochs``, ``batch_size``,
-        ``learning_rate``, ``momentum``, ``seed``), though they are still checked.
+        ``epochs``, ``batch_size`` (None = full batch), ``learning_rate``,
+        ``momentum`` and ``seed`` (of the shuffling) drive "sgd"; ``max_iter``
+        drives "lbfgs". Setting one for the other optimizer is a ValueError,
+        not silently ignored. With ``progress`` a tqdm bar (a widget in Jupyter)
+        shows the epochs and the loss; nothing is printed without it.
+
+        Every argument, the data and the parameters are checked once, before
+        any work; the minibatches then run without per-call checks. A
+        non-finite loss raises `TrainingDivergedError` after restoring the
+        weights of the end of the last epoch (the initial weights in the
+        first). `History` says what each recorded loss is.
         """
-        self._check_fit_arguments(epochs, batch_size, learning_rate, momentum, optimizer, max_iter)
-        X, Y = self._check_data(X, Y)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {optimizer!r}; valid optimizers: {', '.join(OPTIMIZERS)}"
+            )
+        settings = self._resolve_settings(optimizer, {
+            "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+            "momentum": momentum, "seed": seed, "max_iter": max_iter,
+        })
+        self._check_fit_arguments(
+            settings["epochs"], settings["batch_size"], settings["learning_rate"],
+            settings["momentum"], optimizer, settings["max_iter"],
+        )
+        validation = None
         if validation_data is not None:
             try:
                 X_val, Y_val = validation_data
             except (TypeError, ValueError):
                 raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-            X_val, Y_val = self._check_data(X_val, Y_val, what="validation_data")
-            self.loss(X_val, Y_val)  # the network's own checks (labels, columns of Y)
-        initial_loss = float(self.loss(X, Y))  # also runs the network's own checks
-        history = History(optimizer, _score_name(self.loss_name), initial_loss)
-        if not np.isfinite(initial_loss):
-            raise TrainingDivergedError(
-                f"the loss is already {initial_loss} at the initial weights; nothing was trained",
-                0,
-                history,
-            )
-        validation = None if validation_data is None else (X_val, Y_val)
-        state = _Progress(self, history, validation, progress)
-        # Convert once, not once per minibatch (integer labels stay integers).
-        X = X.astype(self.dtype, copy=False)
-        if np.issubdtype(Y.dtype, np.floating):
-            Y = Y.astype(self.dtype, copy=False)
+            # Y_val also as given: score reads labels or one-hot rows as they came.
+            validation = (*self._prepare_data(X_val, Y_val, "validation_data"), Y_val)
+        X, Y = self._prepare_data(X, Y, "training data")
+        self._check_parameters()  # a NaN written in place before fit
+
+        history = History(optimizer, _score_name(self.loss_name), math.nan)
+        watch = _Epochs(self, history, validation)
         start = time.perf_counter()
         try:
-            # A diverging fit overflows; the non-finite values are detected explicitly
-            # below and turned into TrainingDivergedError, so NumPy need not warn.
+            # A diverging fit overflows; the non-finite loss is detected explicitly
+            # and turned into TrainingDivergedError, so NumPy need not warn.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 if optimizer == "sgd":
-                    self._fit_sgd(X, Y, epochs, batch_size, learning_rate, momentum, seed, state)
+                    watch.bar = _progress_bar(progress, settings["epochs"], "epoch")
+                    self._fit_sgd(X, Y, settings, watch)
                 else:
-                    state.unit = "iteration"
-                    self._fit_lbfgs(X, Y, max_iter, state)
+                    watch.bar = _progress_bar(progress, settings["max_iter"], "iteration")
+                    self._fit_lbfgs(X, Y, settings["max_iter"], watch)
         finally:
             history.seconds = time.perf_counter() - start
+            if watch.bar is not None:
+                watch.bar.close()
         return history
 
-    def _fit_sgd(self, X, Y, epochs, batch_size, learning_rate, momentum, seed, state):
-        m = X.shape[0]
-        b = m if batch_size is None else min(batch_size, m)
-        rng = np.random.default_rng(seed)
-        params = [*self.weights, *self.biases]
-        velocity = [np.zeros_like(p) for p in params]
-        # The weights at the end of the last epoch whose training loss was finite
-        # (at first the initial weights): what a divergence falls back to.
-        checkpoint = [p.copy() for p in params]
-        n_batches = -(-m // b)
+    def _fit_sgd(self, X, Y, settings, watch):
+        from .network import _Workspace
 
-        def diverged(epoch, where, loss):
-            for p, saved in zip(params, checkpoint, strict=True):
-                np.copyto(p, saved)
-            history = state.history
-            kept = f"end of epoch {epoch - 1}" if epoch > 1 else "initial weights"
-            kept_loss = history.loss[epoch - 2] if epoch > 1 else history.initial_loss
-            return TrainingDivergedError(
-                f"training diverged in epoch {epoch}{where}: the loss became {loss}. The weights "
-                f"were restored to the {kept} (training loss {kept_loss:.6g}). "
-                f"Try a smaller learning_rate (was {learning_rate}).",
-                epoch,
-                history,
-            )
+        m = X.shape[0]
+        epochs, lr, momentum = settings["epochs"], settings["learning_rate"], settings["momentum"]
+        b = m if settings["batch_size"] is None else min(settings["batch_size"], m)
+        n_batches = -(-m // b)
+        rng = np.random.default_rng(settings["seed"])
+        params = [*self.weights, *self.biases]
+        # The pass returns lr J_batch and writes lr dJ_batch/dtheta here: it is
+        # given m_batch / lr where it divides by m_batch. So the step is one
+        # subtraction, and no pass over the parameters scales the gradient.
+        steps = [np.empty_like(p) for p in params]
+        dW, db = steps[: len(self.weights)], steps[len(self.weights) :]
+        velocity = [np.zeros_like(p) for p in params] if momentum else None
+        # The weights at the end of the last epoch (at first the initial weights):
+        # what a divergence falls back to. One copy per epoch, not per step.
+        checkpoint = [p.copy() for p in params]
+        # A workspace and an X buffer per batch size (the last batch may be short).
+        buffers = {n: (_Workspace(self, n), np.empty((n, X.shape[1]), self.dtype))
+                   for n in {b, m - (n_batches - 1) * b}}
 
         for epoch in range(1, epochs + 1):
             order = rng.permutation(m)
+            total = 0.0
             for k in range(n_batches):
                 rows = order[k * b : (k + 1) * b]
-                loss, dW, db = self.gradients(X[rows], Y[rows])
-                grads = [*dW, *db]
-                if not (np.isfinite(loss) and all(np.all(np.isfinite(g)) for g in grads)):
-                    raise diverged(epoch, f" (minibatch {k + 1} of {n_batches})", loss)
-                # The runtime regularizes a batch of n examples with (l2 / n) W; the full
-                # objective J has (l2 / m) W, so correct the batch gradient to match J.
-                if self.l2 and len(rows) != m:
-                    for W, g in zip(self.weights, dW, strict=True):
-                        g += (self.l2 / m - self.l2 / len(rows)) * W
-                for p, v, g in zip(params, velocity, grads, strict=True):
-                    v *= momentum  # heavy ball: v := mu v - alpha dJ/dtheta; theta := theta + v
-                    v -= learning_rate * g
-                    p += v
-            loss = state.end_epoch(X, Y, epoch, epochs)
-            if not np.isfinite(loss):
-                raise diverged(epoch, "", loss)
+                n = len(rows)
+                ws, X_batch = buffers[n]
+                # mode="clip" lets take write straight into out (rows are in range).
+                np.take(X, rows, axis=0, out=X_batch, mode="clip")
+                np.take(Y, rows, axis=0, out=ws.targets, mode="clip")
+                # lam = l2 n / m: the batch's L2 term is J's (l2 / 2m) ||W||^2, so the
+                # steps of an epoch add up to the gradient of J, whatever the batch size.
+                loss = self._pass(X_batch, ws.targets, ws, dW, db, n / lr, self.l2 * n / m,
+                                  check_X=False)
+                if not math.isfinite(loss):
+                    watch.restore(params, checkpoint)
+                    raise watch.diverged(epoch, f" (minibatch {k + 1} of {n_batches})",
+                                         loss / lr, lr)
+                total += loss * n
+                if k == 0 and epoch == 1:
+                    watch.history.initial_loss = loss / lr
+                if velocity is None:
+                    for p, step in zip(params, steps, strict=True):
+                        np.subtract(p, step, out=p)
+                else:  # heavy ball: v := mu v - lr dJ/dtheta; theta := theta + v
+                    for p, v, step in zip(params, velocity, steps, strict=True):
+                        np.multiply(v, momentum, out=v)
+                        np.subtract(v, step, out=v)
+                        np.add(p, v, out=p)
+            watch.end_epoch(total / (lr * m))
             for p, saved in zip(params, checkpoint, strict=True):
                 np.copyto(saved, p)
 
-    def _fit_lbfgs(self, X, Y, max_iter, state):
+    def _fit_lbfgs(self, X, Y, max_iter, watch):
         from scipy.optimize import minimize  # optional dependency (extra "train")
 
+        from .network import _Workspace
+
+        m = X.shape[0]
+        ws = _Workspace(self, m)
+        dW = [np.empty_like(w) for w in self.weights]
+        db = [np.empty_like(b) for b in self.biases]
         theta0 = get_parameters(self).astype(np.float64)
         last_finite = theta0.copy()
+        history = watch.history
 
         def cost_and_gradient(theta):
             # Everything goes through the network: J and the unrolled (dJ/dW, dJ/db).
             set_parameters(self, theta)
-            loss, dW, db = self.gradients(X, Y)
-            grad = unroll(dW, db).astype(np.float64)
-            if not (np.isfinite(loss) and np.all(np.isfinite(grad))):
+            loss = self._pass(X, Y, ws, dW, db, m, self.l2, check_X=False)
+            if math.isnan(history.initial_loss):
+                history.initial_loss = loss
+            if not math.isfinite(loss):
                 # Tell the line search this point is unusable instead of failing inside scipy.
                 return np.inf, np.zeros_like(theta)
-            return float(loss), grad
+            return loss, unroll(dW, db).astype(np.float64)
 
         iteration = 0
 
@@ -269,20 +376,25 @@ class TrainingMixin:
             set_parameters(self, last_finite)
             return TrainingDivergedError(
                 f"L-BFGS diverged {where}: the loss is not finite. The weights were restored to "
-                f"the last iterate with a finite loss (iteration {len(state.history.loss)}).",
+                f"the last iterate with a finite loss (iteration {len(history.loss)}).",
                 iteration,
-                state.history,
+                history,
             )
 
         def callback(intermediate_result):
-            # Called once per L-BFGS iteration: our "epoch".
+            # Called once per L-BFGS iteration, our "epoch", with J at the new iterate.
             nonlocal iteration
             iteration += 1
-            set_parameters(self, intermediate_result.x)
-            if not np.isfinite(state.end_epoch(X, Y, iteration, max_iter)):
+            if not np.isfinite(intermediate_result.fun):
                 raise diverged(f"at iteration {iteration}")
+            set_parameters(self, intermediate_result.x)
+            watch.end_epoch(float(intermediate_result.fun))
             last_finite[...] = intermediate_result.x
 
+        if not math.isfinite(cost_and_gradient(theta0)[0]):
+            raise TrainingDivergedError(
+                f"the loss is already {history.initial_loss} at the initial weights; "
+                "nothing was trained", 0, history)
         result = minimize(
             cost_and_gradient,
             theta0,
@@ -292,29 +404,24 @@ class TrainingMixin:
             options={"maxiter": max_iter},
         )
         set_parameters(self, result.x)
-        if not (np.all(np.isfinite(result.x)) and np.isfinite(self.loss(X, Y))):
+        if not (np.all(np.isfinite(result.x)) and np.isfinite(result.fun)):
             raise diverged(f"after {iteration} iterations")
-        state.history.message = str(result.message)
+        history.message = str(result.message)
 
     # ------------------------------------------------------ predict / score
-    def predict(self, X) -> np.ndarray:
-        """Class indices (m,) for cross_entropy; 0/1 (m, K) for binary_cross_entropy
-        (output >= 0.5); the raw outputs (m, K) for squared_error."""
-        A = self.forward(X)
+    def _predictions(self, A: np.ndarray) -> np.ndarray:
         if self.loss_name == "cross_entropy":
             return np.argmax(A, axis=1)
         if self.loss_name == "binary_cross_entropy":
             return (A >= 0.5).astype(np.int64)
         return A
 
-    def score(self, X, Y) -> float:
-        """Accuracy (fraction correct) for the classification losses, mean squared
-        error over every output for squared_error (lower is better there).
+    def predict(self, X) -> np.ndarray:
+        """Class indices (m,) for cross_entropy; 0/1 (m, K) for binary_cross_entropy
+        (output >= 0.5); the raw outputs (m, K) for squared_error."""
+        return self._predictions(self.forward(X))
 
-        For cross_entropy Y may be integer labels (m,) or one-hot rows (m, K); for
-        binary_cross_entropy with one output, (m,) works as well as (m, 1)."""
-        X, Y = self._check_data(X, Y, what="score")
-        predicted = self.predict(X)
+    def _score_predictions(self, predicted: np.ndarray, Y: np.ndarray) -> float:
         K = self.layer_sizes[-1]
         if self.loss_name == "cross_entropy":
             labels = Y if Y.ndim == 1 else np.argmax(Y, axis=1)
@@ -326,34 +433,62 @@ class TrainingMixin:
             return float(np.mean(predicted == Y))
         return float(np.mean((predicted - Y) ** 2))
 
+    def score(self, X, Y) -> float:
+        """Accuracy (fraction correct) for the classification losses, mean squared
+        error over every output for squared_error (lower is better there).
 
-class _Progress:
-    """Bookkeeping at the end of an epoch: history, validation, one line to stderr."""
+        For cross_entropy Y may be integer labels (m,) or one-hot rows (m, K); for
+        binary_cross_entropy with one output, (m,) works as well as (m, 1)."""
+        X, Y = self._check_data(X, Y, what="score")
+        for name, values in (("X", X), ("Y", Y)):
+            if not _all_finite(values):
+                raise ValueError(f"score: {name} contains NaN or inf")
+        return self._score_predictions(self.predict(X), Y)
 
-    def __init__(self, net, history: History, validation, progress: bool):
+
+class _Epochs:
+    """End-of-epoch bookkeeping: history, validation, the progress bar, divergence."""
+
+    def __init__(self, net, history: History, validation):
         self.net = net
         self.history = history
-        self.validation = validation
-        self.progress = progress
-        self.unit = "epoch"
-        self.start = time.perf_counter()
+        self.bar = None
+        self.validation = None
+        if validation is not None:
+            from .network import _Workspace
 
-    def end_epoch(self, X, Y, epoch: int, total: int) -> float:
-        """Record epoch ``epoch`` and return its training loss (recorded only if finite)."""
-        loss = float(self.net.loss(X, Y))
-        if not np.isfinite(loss):
-            return loss
-        self.history.loss.append(loss)
-        line = f"{self.unit} {epoch:>{len(str(total))}}/{total}  loss {loss:.6g}"
-        if self.validation:
-            X_val, Y_val = self.validation
-            self.history.val_loss.append(float(self.net.loss(X_val, Y_val)))
-            self.history.val_score.append(self.net.score(X_val, Y_val))
-            line += (
-                f"  val_loss {self.history.val_loss[-1]:.6g}"
-                f"  val_{self.history.score_name} {self.history.val_score[-1]:.4g}"
-            )
-        if self.progress:
-            elapsed = time.perf_counter() - self.start
-            print(f"{line}  ({elapsed:.1f} s)", file=sys.stderr, flush=True)
-        return loss
+            X_val, Y_val, Y_given = validation
+            self.validation = (X_val, Y_val, np.asarray(Y_given), _Workspace(net, len(X_val)))
+
+    def end_epoch(self, loss: float) -> None:
+        net, history = self.net, self.history
+        history.loss.append(loss)
+        postfix = {"loss": f"{loss:.4g}"}
+        if self.validation is not None:
+            X_val, Y_val, Y_given, ws = self.validation
+            A = net._forward(X_val, ws, check_X=False)
+            history.val_loss.append(net._loss_value(Y_val, ws, len(X_val), net.l2))
+            history.val_score.append(net._score_predictions(net._predictions(A), Y_given))
+            postfix["val_loss"] = f"{history.val_loss[-1]:.4g}"
+            postfix[f"val_{history.score_name}"] = f"{history.val_score[-1]:.4g}"
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update()
+
+    @staticmethod
+    def restore(params, saved) -> None:
+        for p, s in zip(params, saved, strict=True):
+            np.copyto(p, s)
+
+    def diverged(self, epoch: int, where: str, loss: float, lr: float) -> TrainingDivergedError:
+        history = self.history
+        if epoch > 1:
+            kept = f"end of epoch {epoch - 1} (mean minibatch loss {history.loss[-1]:.6g})"
+        else:
+            kept = "initial weights"
+        return TrainingDivergedError(
+            f"training diverged in epoch {epoch}{where}: the loss became {loss}. The weights "
+            f"were restored to the {kept}. Try a smaller learning_rate (was {lr}).",
+            epoch,
+            history,
+        )
