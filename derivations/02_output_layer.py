@@ -93,3 +93,33 @@ show(dE_dbk)
 # A bias is a weight on an input that is always 1, so its gradient is the
 # error signal alone. The generated kernels compute these two results, for
 # each (activation, loss) pair, on the *Losses × activations* page.
+
+# %% [markdown]
+# ## The same result, vectorized
+#
+# The code runs the *Vectorized* page's (BP1) and (BP2), which the derivation
+# engine obtains from the catalog's dense layer. Read example $i$ of a batch:
+# $\delta_k = m\,dZ_{ik}$ (the cost is the mean over the batch, so $dZ$
+# carries a $1/m$), $a_j = A_{ij}$, and the weight $w_{jk}$ from unit $j$ to
+# unit $k$ is the runtime's $W_{kj}$. SymPy proves that the mean of this
+# page's results over the batch is the engine's gradient, for any batch size
+# and width:
+
+# %%
+from backprop_derived.symbolic import catalog  # noqa: E402
+from backprop_derived.symbolic.agreement import batch_mean  # noqa: E402
+from backprop_derived.symbolic.engine import backward  # noqa: E402
+from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+
+grads = backward(catalog.DENSE, [catalog.W, catalog.b])
+dZ = next(x.base for x in grads[catalog.b].expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
+example = {delta_out: lambda unit: catalog.m * dZ[catalog.i, unit],
+           a_hid: lambda unit: catalog.A[catalog.i, unit]}
+show(batch_mean(sp.Symbol("dW_{kj}"), dE_dwjk.result, example, grads[catalog.W], (k, j),
+                "(BP1) from the engine"),
+     batch_mean(sp.Symbol("db_k"), dE_dbk.result, example, grads[catalog.b], (k,),
+                "(BP2) from the engine"))
+EXPORTS = [Agreement("layers.weight_gradient", "derivations/02_output_layer.py",
+                     "the weight gradient of the scalar derivation"),
+           Agreement("layers.bias_gradient", "derivations/02_output_layer.py",
+                     "the bias gradient of the scalar derivation")]

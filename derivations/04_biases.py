@@ -74,5 +74,29 @@ show(dzk_dbj, dE_dbj)
 
 # %% [markdown]
 # In every layer the bias gradient is that layer's $\delta$. For a minibatch it
-# is the sum of $\delta$ over the examples (BP2), which the generated
-# `layers.bias_gradient` computes as one `numpy.sum(dz, axis=0)`.
+# is the sum of $\delta$ over the examples (BP2); the generated
+# `layers.bias_gradient` computes that sum as the product $\mathbf 1^\top dZ$
+# with a vector of $m$ ones, one matrix-vector product.
+
+# %% [markdown]
+# ## The same result, vectorized
+#
+# The code runs the *Vectorized* page's (BP2), which the derivation engine
+# obtains from the catalog's dense layer. Read example $i$ of a batch,
+# $\delta_k = m\,dZ_{ik}$ (the cost is the mean over the batch, so $dZ$
+# carries a $1/m$). SymPy proves that the mean of this page's result over the
+# batch is the engine's bias gradient, for any batch size and width:
+
+# %%
+from backprop_derived.symbolic import catalog  # noqa: E402
+from backprop_derived.symbolic.agreement import batch_mean  # noqa: E402
+from backprop_derived.symbolic.engine import backward  # noqa: E402
+from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+
+db = backward(catalog.DENSE, [catalog.b])[catalog.b]
+dZ = next(x.base for x in db.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
+show(batch_mean(sp.Symbol("db_k"), dE_dbk.result,
+                {delta_out: lambda unit: catalog.m * dZ[catalog.i, unit]},
+                db, (k,), "(BP2) from the engine"))
+EXPORTS = [Agreement("layers.bias_gradient", "derivations/04_biases.py",
+                     "the bias gradient of the scalar derivation")]

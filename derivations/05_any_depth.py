@@ -39,7 +39,6 @@
 
 # %%
 import itertools
-import time
 
 import sympy as sp
 from sympy import Function, IndexedBase, Sum, oo
@@ -153,10 +152,9 @@ def confirm(sizes, acts, seed_names="xtw"):
 
 
 for sizes, acts in (([2, 2, 2], [S, S]), ([1, 2, 2, 1], [T, T, S]), ([2, 2, 2, 2], [S, T, S])):
-    start = time.perf_counter()
     n = confirm(sizes, acts)
     print(f"{'-'.join(map(str, sizes))} ({', '.join(f.__name__ for f in acts)}): "
-          f"{n} derivatives equal exactly ({time.perf_counter() - start:.1f} s)")
+          f"{n} derivatives equal exactly")
 
 # %% [markdown]
 # Exact expansion grows fast with depth and width. Here, a 2-3-3-3-2 sigmoid
@@ -164,3 +162,55 @@ for sizes, acts in (([2, 2, 2], [S, S]), ([1, 2, 2, 1], [T, T, S]), ([2, 2, 2, 2
 # and the induction above carries the result to every depth. The generated
 # code is tested numerically on networks up to four layers deep, against these
 # formulas and against finite differences (`tests/test_catalog_gradients.py`).
+
+# %% [markdown]
+# ## The same recurrence, vectorized
+#
+# The generated code does not run the recurrence of this page; it runs the
+# matrix forms of the *Vectorized* page, which the derivation engine obtains
+# from the catalog's definition of a dense layer. The two must agree. Take
+# the activation $A_{it} = g(Z^{(l)}_{it})$ of layer $l$ followed by the dense
+# layer $l+1$, differentiate both with the engine, and write example $i$ of
+# the result in this page's notation: $z^{(l)}_j = Z^{(l)}_{ij}$, the weight
+# $w_{jk}$ from unit $j$ to unit $k$ is $W_{kj}$ (the runtime stores $W$ as
+# $(n_\text{out}, n_\text{in})$), and $\delta^{(l+1)}_k = m\, dZ_{ik}$,
+# because $dZ$ is the derivative of the *mean* over the batch. SymPy proves the
+# recurrence above equal to $m$ times the engine's result, for any layer widths,
+# so a false step on this page, or a change to the layer's definition that the
+# recurrence does not follow, stops `backprop-derived regenerate`.
+
+# %%
+from backprop_derived.symbolic import catalog  # noqa: E402
+from backprop_derived.symbolic.engine import backward  # noqa: E402
+from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+
+i_, t_ = catalog.i, catalog.t
+Z_l = IndexedBase("Z^{(l)}", shape=catalog.A.shape, real=True)
+layers = ((catalog.A[i_, t_], catalog.g(Z_l[i_, t_])), *catalog.DENSE)
+grads = backward(layers, [Z_l])
+dA, dZl = grads[catalog.A], grads[Z_l]
+vectorized = dZl.expr.subs(dA.grad[dA.indices], dA.expr).xreplace(
+    dict(zip(dZl.indices, (i_, j), strict=True)))
+dZ = next(x.base for x in vectorized.atoms(sp.Indexed) if str(x.base.label) == "dZ")
+m = catalog.m
+
+
+def to_batch(e):
+    """This page's example-level symbols as entries of example i of the batch."""
+    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == dl,
+                  lambda x: m * dZ[i_, x.indices[0]])
+    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == wl,
+                  lambda x: catalog.W[x.indices[1], x.indices[0]])
+    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == zl,
+                  lambda x: Z_l[i_, x.indices[0]])
+    # the formal sum over the units of layer l+1 runs over its n_out units
+    return e.replace(lambda x: isinstance(x, Sum) and x.limits[0][1:] == (-oo, oo),
+                     lambda x: Sum(x.function, (x.limits[0][0], 0, catalog.n_out - 1)))
+
+
+agree = Chain(sp.Symbol(r"\delta^{(l)}_j"), step.result, "the recurrence, proven above",
+              definitions=to_batch)
+agree.step(m * vectorized, r"$m$ times the engine's $dZ^{(l)}_{ij}$ (BP3 and BP4)")
+show(agree)
+EXPORTS = [Agreement("layers.backpropagate", "derivations/05_any_depth.py",
+                     "the delta recurrence of the scalar derivation")]

@@ -14,161 +14,168 @@
 # %% [markdown]
 # # Vectorized: BP1–BP4 for a minibatch
 #
-# The earlier pages work one example and one unit at a time. Code works
-# one *layer* at a time, for a whole minibatch of $m$ examples, so that the
-# arithmetic happens in matrix products (GEMMs). This page derives those matrix
-# equations from the index form and lets SymPy turn index sums into
-# matrix expressions.
+# The earlier pages work one example and one unit at a time. Code works one
+# *layer* at a time, for a whole minibatch of $m$ examples, so that the
+# arithmetic happens in matrix products (GEMMs). This page starts from the
+# layer's definition in index form, lets the derivation engine differentiate
+# it, and lets SymPy turn the resulting index sums into matrix expressions.
+# Those matrix expressions, not anything typed on this page, are what the
+# code generator prints into `src/backprop_derived/_generated/layers.py`.
 #
-# **Layout.** The runtime stores examples in rows (batch-first). $A$ is
-# $(m, n_\text{in})$, $W$ is $(n_\text{out}, n_\text{in})$ as in the
-# vectorized seed, and $Z$ and $dZ$ are $(m, n_\text{out})$. The seed writes
-# $A^{[l]}$ with examples in columns, shape $(n_l, m)$. Every equation below is
-# its transpose, which is the whole answer to *why the transpose?*.
+# **Layout.** The runtime stores examples in rows (batch-first): $A$ is
+# $(m, n_\text{in})$, $W$ is $(n_\text{out}, n_\text{in})$, and $Z$ and $dZ$
+# are $(m, n_\text{out})$. Where a transpose lands in a formula depends on
+# this layout and on which index of $W$ a product sums over; the
+# *Intuition* page explains it with pictures. The vectorized seed writes
+# examples in columns, so each of its equations is the transpose of one here.
 #
-# **Cost and the $1/m$.** $J = \frac1m\sum_i \mathcal{L}^{(i)}$. We define
-# $dZ_{ir} = \partial J/\partial Z_{ir}$, *including* the $1/m$. The code
-# multiplies the small output delta by $1/m$ once, before any GEMM, and no
-# gradient needs rescaling afterwards.
+# **Cost and the $1/m$.** The cost is the mean of the per-example losses,
+# $J = \frac1m\sum_i L_i$ (plus the penalty of *Regularization*). We write
+# $dX$ for $\partial J/\partial X$, so $dZ$ already *includes* the $1/m$: it
+# comes out of differentiating the mean, on *Losses × activations*, and no
+# gradient below is rescaled afterwards.
 
-# %%
+# %% tags=["hide-input"]
 import sympy as sp
-from sympy import OneMatrix
-from sympy.tensor.array.expressions import convert_indexed_to_array
-from sympy.tensor.array.expressions.from_array_to_matrix import convert_array_to_matrix
 
-from backprop_derived.symbolic.checked import Chain, assert_clean
+from backprop_derived.symbolic.catalog import ACTIVATION_LAYER, DENSE, A, W, Z, b, i, r
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.engine import (
+    backward,
+    code_form,
+    gradient_chain,
+    matrix_chain,
+    to_elementwise,
+    to_matrix,
+)
 from backprop_derived.symbolic.kernels import Kernel
 from backprop_derived.symbolic.pages import show
 from backprop_derived.symbolic.printers import latex
 
 SOURCE = "derivations/06_vectorized.py"
-m, n_in, n_out = sp.symbols("m n_in n_out", integer=True, positive=True)
-i, r, s, t = sp.symbols("i r s t", integer=True)
+# How the generated code names each array of the layer.
+CODE = {"A": "a_prev", "W": "w", "b": "b", "Z": "z", "dZ": "dz", "dA": "da"}
 
 # %% [markdown]
-# ## The index form, differentiated
+# ## The definition
 #
-# One layer: $Z_{ir} = \sum_t A_{it} W_{rt} + b_r$. Its local derivatives come
-# from `sympy.diff` (formal index sums, as on the other pages):
+# One dense layer, as the catalog (`symbolic/catalog.py`) defines it: unit
+# $r$ of example $i$ adds up the previous layer's outputs $A_{it}$, weighted
+# by $W_{rt}$, and its bias $b_r$.
 
 # %%
-Ai, Wi, bi = sp.IndexedBase("A"), sp.IndexedBase("W"), sp.IndexedBase("b")
-Z_ir = sp.Sum(Ai[i, t] * Wi[r, t], (t, -sp.oo, sp.oo)) + bi[r]
-dZ_dW = sp.diff(Z_ir.subs(r, sp.Symbol("r'", integer=True)), Wi[r, s]).doit().doit()
-assert dZ_dW.has(sp.KroneckerDelta), dZ_dW  # only unit r of each example depends on W_rs
-dZ_db = sp.diff(Z_ir, bi[r]).doit()
-dZ_dA = assert_clean(sp.diff(Z_ir, Ai[i, s]).doit().doit(), "dZ/dA")
-show(
-    Chain(sp.Symbol(r"\partial Z_{ir'} / \partial W_{rs}"), dZ_dW, "sympy.diff"),
-    Chain(sp.Symbol(r"\partial Z_{ir} / \partial b_{r}"), dZ_db, "sympy.diff"),
-    Chain(sp.Symbol(r"\partial Z_{ir} / \partial A_{is}"), dZ_dA, "sympy.diff"),
-)
+(Z_ir, forward_index), = DENSE
+show(Chain(Z_ir, forward_index, "catalog definition"))
 
 # %% [markdown]
-# The Kronecker delta in $\partial Z_{ir'}/\partial W_{rs}$ says that a weight
-# of unit $r$ reaches only unit $r$ of each example. So the chain rule over all
-# $Z_{ir'}$ collapses to a sum over the examples $i$ (BP1, BP2). $A_{is}$,
-# in contrast, feeds every unit $r$ of its example, so its chain rule sums over
-# $r$ (BP3).
+# ## The chain rule, one array at a time
+#
+# The engine (`symbolic/engine.py`) treats every entry of every array as a
+# variable. The gradient of the cost with respect to $W_{uv}$ collects the
+# contribution of every $Z_{ir}$ that $W_{uv}$ feeds: the chain rule
+# $dW_{uv} = \sum_{i,r} dZ_{ir}\, \partial Z_{ir}/\partial W_{uv}$. SymPy
+# differentiates the definition, which leaves Kronecker deltas
+# ($\partial W_{rt}/\partial W_{uv} = \delta_{ru}\delta_{tv}$), and sums them
+# out. Each line is proven by SymPy evaluating the first one.
+
+# %%
+grads = backward(DENSE, [W, b, A])
+show(*(gradient_chain(grads[x], DENSE) for x in (W, b, A)))
+
+# %% [markdown]
+# Read the three results the way a textbook would. A weight $W_{uv}$ joins
+# input $v$ to unit $u$, so its gradient sums, over the examples, the error at
+# unit $u$ times what came in on input $v$ (**BP1**). A bias feeds only its own
+# unit, so its gradient is the error at that unit summed over the examples
+# (**BP2**). An input $A_{uv}$ feeds *every* unit of its example, so its
+# gradient sums over the units $r$, each weighted by the weight that carried
+# it forward (**BP3**). The numbering follows this site; Nielsen's
+# chapter 2 numbers the same four equations differently (the *Sources* page
+# gives the correspondence).
 #
 # ## From index sums to matrices
 #
 # SymPy's `convert_indexed_to_array` and `convert_array_to_matrix` turn each
-# contraction into a matrix expression. Each result is then checked entry by
-# entry on a concrete layer with $m = 2$, $n_\text{in} = 2$,
-# $n_\text{out} = 3$.
+# index sum into a matrix expression. A sum over the examples of a single
+# array becomes a product with a row of $m$ ones, $\mathbf 1^\top dZ$, which
+# BLAS does as one matrix-vector product. Each conversion is then proven
+# the other way: the generic entry of the matrix expression, expanded by SymPy,
+# equals the index form for every size (a ✓ marked *index sums*).
 
 # %%
-A = sp.MatrixSymbol("a_prev", m, n_in)
-W = sp.MatrixSymbol("w", n_out, n_in)
-dZ = sp.MatrixSymbol("dz", m, n_out)
-b = sp.MatrixSymbol("b", n_out, 1)
-SIZES = {m: 2, n_in: 2, n_out: 3}
-
-
-def to_matrix(index_expr, first):
-    return convert_array_to_matrix(convert_indexed_to_array(index_expr, first_indices=first))
-
-
-CONCRETE = {X: sp.MatrixSymbol(X.name, *(d.subs(SIZES) for d in X.shape)) for X in (A, W, dZ, b)}
-
-
-def concrete(expr):
-    """On the concrete layer; ``ones`` is what its name says."""
-    return expr.xreplace(CONCRETE).xreplace({ones: OneMatrix(1, m)}).subs(SIZES)
-
-
-def entrywise_equal(matrix_expr, entry, rows, cols):
-    """``matrix_expr[row, col] == entry(row, col)`` exactly on the concrete sizes."""
-    M = sp.Matrix(concrete(matrix_expr).as_explicit())
-    return all(sp.expand(M[x, y] - concrete(entry(x, y)).doit()) == 0
-               for x in range(rows) for y in range(cols))
-
-
-BP1 = to_matrix(sp.Sum(dZ[i, r] * A[i, s], (i, 0, m - 1)), [r, s])
-BP3 = to_matrix(sp.Sum(dZ[i, r] * W[r, s], (r, 0, n_out - 1)), [i, s])
-forward = to_matrix(sp.Sum(A[i, t] * W[r, t], (t, 0, n_in - 1)), [i, r]) + OneMatrix(m, 1) * b.T
-ones = sp.MatrixSymbol("ones", 1, m)  # the runtime keeps this vector of m ones
-BP2 = ones * dZ  # the sum over examples as a product (a GEMV, faster than a reduction)
-
-checks = {
-    "forward Z = A W^T + 1 b^T": entrywise_equal(
-        forward, lambda x, y: sp.Sum(A[x, t] * W[y, t], (t, 0, n_in - 1)) + b[y, 0], 2, 3),
-    "(BP1) dW = dZ^T A": entrywise_equal(
-        BP1, lambda x, y: sp.Sum(dZ[i, x] * A[i, y], (i, 0, m - 1)), 3, 2),
-    "(BP2) db = ones^T dZ": entrywise_equal(
-        BP2, lambda x, y: sp.Sum(dZ[i, y], (i, 0, m - 1)), 1, 3),
-    "(BP3) dA = dZ W": entrywise_equal(
-        BP3, lambda x, y: sp.Sum(dZ[x, r] * W[r, y], (r, 0, n_out - 1)), 2, 2),
-}
-for name, ok in checks.items():
-    if not ok:
-        raise AssertionError(f"{name}: matrix form differs from the index form")
-for name, expr in (("Z", forward), ("dW", BP1), ("db", BP2), ("dA_{prev}", BP3)):
-    show(Chain(sp.Symbol(name), expr, "index form, converted and checked entrywise"))
+forward = to_matrix(forward_index, (i, r))
+BP1, BP2, BP3 = (to_matrix(grads[x]) for x in (W, b, A))
+show(matrix_chain(Z_ir, forward_index, (i, r), forward, why="catalog definition"))
+for x, form in ((W, BP1), (b, BP2), (A, BP3)):
+    g = grads[x]
+    show(matrix_chain(g.lhs, g.expr, g.indices, form))
 
 # %% [markdown]
-# (BP4), $dZ = dA \odot g'(Z)$, is elementwise. It is generated per activation
-# on the *Activations* page, through the stored outputs where possible.
+# ## (BP4): through the activation
 #
+# The activation layer is the catalog's $A_{ir} = g(Z_{ir})$, with $g$ left
+# undefined. The same engine call gives (BP4): each pre-activation feeds only
+# its own output, so the chain rule leaves one term, an elementwise product.
+# The *Activations* page puts each catalog activation's $g'$ into it.
+
+# %%
+(act_lhs, _), = ACTIVATION_LAYER
+bp4 = backward(ACTIVATION_LAYER, [Z])[Z]
+show(gradient_chain(bp4, ACTIVATION_LAYER))
+BP4 = to_elementwise(bp4, names=CODE)
+
+# %% [markdown]
 # ## The Coursera form
 #
 # The Coursera notes keep the bias as column 0 of
-# $\Theta^{(l)} = [\,b \mid W\,]$ and prepend a 1 to each activation vector,
-# so that $\Theta^{(l)} [1; a] = W a + b$. They loop over examples and accumulate
-# $\Delta^{(l)} \mathrel{+}= \delta^{(l+1)} (a^{(l)})^T$. Then
-# $D = \frac1m(\Delta + \lambda\Theta)$ outside column 0. For the example
-# $t$, $\delta^{(t)}$ is row $t$ of $m\,dZ$, so the accumulated sum is exactly
-# $m\,[\,\mathbf 1^T dZ \mid dZ^T A\,]$. Hence $D$ equals the vectorized
-# gradients (BP2 | BP1), plus the L2 term of the *Regularization* page. SymPy
-# checks the accumulation on the concrete layer:
+# $\Theta^{(l)} = [\,b \mid W\,]$ and prepend a 1 to each activation vector, so
+# that $\Theta^{(l)} [1; a] = W a + b$. They loop over examples $t$ and
+# accumulate $\Delta^{(l)} \mathrel{+}= \delta^{(t)} (a^{(t)})^T$, then take
+# $D = \frac1m(\Delta + \lambda\Theta)$ outside column 0. Their
+# $\delta^{(t)}_r$ is the derivative of example $t$'s own loss, so
+# $\delta^{(t)}_r = m\,dZ_{tr}$, and $a^{(t)}_s = A_{ts}$. SymPy proves that
+# the accumulated sums are BP2 (column 0) and BP1 (the other columns), for any
+# batch size:
 
 # %%
-theta_rows = []
-Delta = sp.zeros(3, 3)
-for example in range(2):
-    delta_t = concrete(sp.Matrix(3, 1, lambda x, _, e=example: m * dZ[e, x]))
-    a_t = concrete(sp.Matrix([[1], [A[example, 0]], [A[example, 1]]]))
-    Delta += delta_t * a_t.T  # Coursera: Delta := Delta + delta a^T
-vectorized = sp.Matrix.hstack(concrete(BP2).as_explicit().T, concrete(BP1).as_explicit())
-if sp.expand(Delta / 2 - vectorized) != sp.zeros(3, 3):
-    raise AssertionError("Coursera's accumulated Delta/m differs from [db | dW]")
-show(Chain(sp.Symbol(r"\frac{1}{m}\Delta"), Delta / 2, "Coursera's accumulator, m = 2")
-     .step(vectorized, "equals [db | dW] of BP2 and BP1"))
+t_ = sp.Symbol("t", integer=True)
+m = A.shape[0]
+delta_c, a_c = sp.IndexedBase(r"\delta", real=True), sp.IndexedBase("a", real=True)
+dZ = grads[W].expr.atoms(sp.Indexed)
+dZ_base = next(x.base for x in dZ if str(x.base.label) == "dZ")
 
-# %%
+
+def coursera_to_batch(e):
+    """delta^(t)_r = m dZ_tr and a^(t)_s = A_ts."""
+    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == delta_c,
+                  lambda x: m * dZ_base[x.indices[0], x.indices[1]])
+    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == a_c,
+                     lambda x: A[x.indices[0], x.indices[1]])
+
+
+u, v = grads[W].indices
+column_0 = Chain(sp.Symbol(r"\frac1m \Delta_{u0}"),
+                 sp.Sum(delta_c[t_, u] * 1, (t_, 0, m - 1)) / m,
+                 "Coursera's accumulator, column 0", definitions=coursera_to_batch)
+column_0.step(grads[b].expr.xreplace({grads[b].indices[0]: u}), "(BP2)")
+columns = Chain(sp.Symbol(r"\frac1m \Delta_{u,v+1}"),
+                sp.Sum(delta_c[t_, u] * a_c[t_, v], (t_, 0, m - 1)) / m,
+                "Coursera's accumulator, column v + 1", definitions=coursera_to_batch)
+columns.step(grads[W].expr, "(BP1)")
+show(column_0, columns)
+
+# %% tags=["hide-input"]
 EXPORTS = [
-    Kernel("layers", "affine", ("a_prev", "w", "b", "out"), forward,
+    Kernel("layers", "affine", ("a_prev", "w", "b", "out"), code_form(forward, CODE),
            "Z = A W^T + 1 b^T: the pre-activations of a layer for a whole batch.",
            "Forward pass z_j = b_j + sum_i a_i w_ij, batch-first", SOURCE, style="matrix"),
-    Kernel("layers", "weight_gradient", ("dz", "a_prev", "out"), BP1,
+    Kernel("layers", "weight_gradient", ("dz", "a_prev", "out"), code_form(BP1, CODE),
            "dW = dZ^T A (the 1/m is already inside dZ).", "(BP1), eq. (5) and (11)",
            SOURCE, style="matrix"),
-    Kernel("layers", "bias_gradient", ("dz", "ones", "out"), BP2,
+    Kernel("layers", "bias_gradient", ("dz", "ones", "out"), code_form(BP2, CODE),
            "db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.",
            "(BP2), eq. (6) and (12)", SOURCE, style="matrix"),
-    Kernel("layers", "backpropagate", ("dz", "w", "out"), BP3,
+    Kernel("layers", "backpropagate", ("dz", "w", "out"), code_form(BP3, CODE),
            "dA_prev = dZ W: the error carried back to the previous layer's outputs.",
            "(BP3), the sum over k in eq. (11)", SOURCE, style="matrix"),
 ]

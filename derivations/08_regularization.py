@@ -15,33 +15,48 @@
 # # Regularization
 #
 # The Coursera notes add an L2 penalty on every weight, but not on the biases
-# (Coursera's column 0 of $\Theta$):
+# (Coursera's column 0 of $\Theta$). The catalog writes the penalty of one
+# layer as one expression, and the cost adds it for every layer:
 #
-# $$J = \frac1m \sum_{t=1}^m E^{(t)} + \frac{\lambda}{2m} \sum_l \sum_{r,s} \left(W^{(l)}_{rs}\right)^2 .$$
-#
-# SymPy differentiates the penalty with respect to a weight and to a bias:
+# $$J = \frac1m \sum_{i} L_i + \sum_l P^{(l)} .$$
 
-# %%
+# %% tags=["hide-input"]
 import sympy as sp
 
-from backprop_derived.symbolic.checked import Chain, assert_clean
+from backprop_derived.symbolic.catalog import DENSE, PENALTY, A, W, b, lam, m
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.engine import (
+    backward,
+    code_form,
+    gradient_chain,
+    matrix_chain,
+    to_matrix,
+    to_total,
+)
 from backprop_derived.symbolic.kernels import Kernel
 from backprop_derived.symbolic.pages import show
 
 SOURCE = "derivations/08_regularization.py"
-lam, m = sp.symbols("lambda m", positive=True)
-l, r, s, u, p, q = sp.symbols("l r s u p q", integer=True)
-W, b = sp.IndexedBase("W"), sp.IndexedBase("b")
-penalty = lam / (2 * m) * sp.Sum(W[u, p, q] ** 2, (u, -sp.oo, sp.oo), (p, -sp.oo, sp.oo),
-                                 (q, -sp.oo, sp.oo))
-d_weight = assert_clean(sp.diff(penalty, W[l, r, s]).doit().doit(), "dpenalty/dW")
-d_bias = sp.diff(penalty, b[l, r]).doit()
-show(
-    Chain(sp.Symbol(r"\partial P / \partial W^{(l)}_{rs}"), sp.Derivative(penalty, W[l, r, s]),
-          "the penalty P").step(d_weight, "sympy.diff"),
-    Chain(sp.Symbol(r"\partial P / \partial b^{(l)}_{r}"), d_bias, "biases are not penalized"),
-)
-assert d_bias == 0
+CODE = {"A": "a_prev", "W": "w", "dZ": "dz"}
+SCALARS = {"lambda": "lam"}  # `lambda` is a Python keyword
+P = sp.Symbol("P", real=True)
+
+# %%
+show(Chain(P, PENALTY, "catalog definition"))
+
+# %% [markdown]
+# The regularized layer is the dense layer's equation plus the penalty, a
+# scalar that feeds the cost directly ($\partial J/\partial P = 1$). The same
+# engine call as on the *Vectorized* page now finds two paths from $W$ to the
+# cost, and the chain rule adds them; $b$ appears in the penalty nowhere, so its
+# gradient is (BP2) unchanged:
+
+# %%
+LAYER = (*DENSE, (P, PENALTY))
+grads = backward(LAYER, [W, b, A], upstream={P: sp.Integer(1)})
+show(*(gradient_chain(grads[x], LAYER, upstream={P: sp.Integer(1)}) for x in (W, b)))
+dW = to_matrix(grads[W], symbols=SCALARS)
+show(matrix_chain(grads[W].lhs, grads[W].expr, grads[W].indices, dW, symbols=SCALARS))
 
 # %% [markdown]
 # The penalty adds $\frac{\lambda}{m} W$ to each weight gradient (BP1) and
@@ -60,16 +75,13 @@ show(Chain(sp.Symbol("D_{slide} - D"), slide - correct, "slide minus notes")
      .step(difference, "factor"))
 assert difference != 0 and difference.subs(m, 1) == 0
 
-# %%
-a_prev, dz, w = (sp.MatrixSymbol(n, sp.Symbol("n"), sp.Symbol("n"))
-                 for n in ("a_prev", "dz", "w"))
-w_elem, half_scale = sp.symbols("w l2_scale", real=True)
+# %% tags=["hide-input"]
 EXPORTS = [
-    Kernel("layers", "l2_penalty", ("w", "l2_scale"), half_scale * w_elem ** 2,
-           "l2_scale * sum(W**2), with l2_scale = lambda / (2m); biases excluded.",
+    Kernel("layers", "l2_penalty", ("w", "lam", "m"), to_total(PENALTY, CODE, SCALARS),
+           "The L2 penalty of one layer, (lambda / 2m) sum(W**2); biases excluded.",
            "L2 penalty of the Coursera cost", SOURCE, style="scalar"),
-    Kernel("layers", "weight_gradient_l2", ("dz", "a_prev", "w", "l2_scale", "out"),
-           dz.T * a_prev + sp.Symbol("l2_scale") * w,
-           "dW = dZ^T A + (lambda/m) W, with l2_scale = lambda / m.",
+    Kernel("layers", "weight_gradient_l2", ("dz", "a_prev", "w", "lam", "m", "out"),
+           code_form(dW, CODE),
+           "dW = dZ^T A + (lambda/m) W: (BP1) plus the gradient of the penalty.",
            "(BP1) plus the L2 term", SOURCE, style="matrix"),
 ]

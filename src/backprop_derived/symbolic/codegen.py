@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import sympy as sp
 
-from .kernels import ActivationEntry, Kernel, OutputEntry
+from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"
@@ -42,10 +42,14 @@ def markdown_header(sources: list[str]) -> str:
     )
 
 
-def render_kernel(kernel: Kernel) -> tuple[str, int, int]:
+def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int]:
     """Source of one kernel function and the numbers of full and row buffers it uses."""
     params = ", ".join(kernel.params)
-    doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.\n"""'
+    unknown = sorted(str(s) for s in _free_names(kernel) if s not in kernel.params)
+    if unknown:
+        raise ValueError(f"{kernel.name}: the formula uses {unknown}, which are not parameters")
+    agreed = "".join(f"\nAgrees with {a.statement} ({a.source})." for a in agreements)
+    doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.{agreed}\n"""'
     body: list[str] = []
     scratch = rows = 0
     shown = (str(kernel.expr) if kernel.style in ("matrix", "fused")
@@ -78,15 +82,35 @@ def render_kernel(kernel: Kernel) -> tuple[str, int, int]:
     return text, scratch, rows
 
 
+def _free_names(kernel: Kernel) -> set[str]:
+    """Names of the arrays and scalars a kernel's formula reads (not its shapes)."""
+    exprs = kernel.expr if kernel.style == "fused" else ((None, kernel.expr),)
+    names = set()
+    for _, e in exprs:
+        arrays = e.atoms(sp.MatrixSymbol)
+        shapes = set().union(*(sp.Tuple(*x.shape).free_symbols for x in arrays))
+        names |= {x.name for x in arrays if not isinstance(x, sp.OneMatrix)}
+        names |= {s.name for s in e.free_symbols
+                  if isinstance(s, sp.Symbol) and s not in shapes}
+    return names
+
+
 def render_modules(
     kernels: list[Kernel],
     activations: list[ActivationEntry],
     outputs: list[OutputEntry],
+    agreements: list[Agreement] = (),
 ) -> dict[str, str]:
     """``{relative path: text}`` for every generated Python file."""
     by_module: dict[str, list[Kernel]] = defaultdict(list)
     for k in kernels:
         by_module[k.module].append(k)
+    agreed: dict[str, list[Agreement]] = defaultdict(list)
+    known = {f"{k.module}.{k.name}" for k in kernels}
+    for a in agreements:
+        if a.kernel not in known:
+            raise ValueError(f"{a.source} agrees with {a.kernel}, which is not generated")
+        agreed[a.kernel].append(a)
     files: dict[str, str] = {}
     scratch: dict[str, int] = {}
     rows: dict[str, int] = {}
@@ -98,7 +122,8 @@ def render_modules(
         parts = [python_header([k.source for k in ks])]
         parts.append(f'"""{MODULE_DOCS.get(module, module)}"""\n\nimport numpy\n')
         for k in ks:
-            text, n, n_rows = render_kernel(k)
+            text, n, n_rows = render_kernel(
+                k, tuple(sorted(agreed[f"{module}.{k.name}"], key=lambda a: a.source)))
             scratch[k.name] = n
             rows[k.name] = n_rows
             parts.append("\n" + text)
@@ -177,14 +202,13 @@ def render_latex(
     }
 
 
-def split_exports(exports: list) -> tuple[list[Kernel], list[ActivationEntry], list[OutputEntry]]:
-    kernels = [e for e in exports if isinstance(e, Kernel)]
-    acts = [e for e in exports if isinstance(e, ActivationEntry)]
-    outs = [e for e in exports if isinstance(e, OutputEntry)]
-    unknown = [e for e in exports if not isinstance(e, Kernel | ActivationEntry | OutputEntry)]
+def split_exports(exports: list):
+    """``(kernels, activations, outputs, agreements)`` from the pages' EXPORTS."""
+    kinds = (Kernel, ActivationEntry, OutputEntry, Agreement)
+    unknown = [e for e in exports if not isinstance(e, kinds)]
     if unknown:
         raise TypeError(f"unknown exports: {unknown!r}")
-    return kernels, acts, outs
+    return tuple([e for e in exports if isinstance(e, kind)] for kind in kinds)
 
 
 __all__ = ["render_kernel", "render_latex", "render_modules", "split_exports"]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-__all__ = ["ActivationEntry", "Kernel", "OutputEntry"]
+__all__ = ["ActivationEntry", "Agreement", "Kernel", "OutputEntry"]
 
 
 @dataclass(frozen=True)
@@ -68,3 +68,17 @@ class OutputEntry:
     needs_z: bool
     latex: str = ""
     fused: str | None = None
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """A scalar derivation's result, proven equal to the formula a kernel runs.
+
+    ``kernel`` is ``"module.name"`` of a generated function; the page named by
+    ``source`` proved the agreement when it ran (a failed proof stops
+    ``regenerate``), and the kernel's docstring names that page.
+    """
+
+    kernel: str
+    source: str
+    statement: str

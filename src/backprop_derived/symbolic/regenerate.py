@@ -50,8 +50,8 @@ def collect(root: Path, *, log=None) -> list:
 
 
 def render_all(root: Path, *, log=None) -> dict[str, str]:
-    kernels, acts, outs = split_exports(collect(root, log=log))
-    files = render_modules(kernels, acts, outs)
+    kernels, acts, outs, agreements = split_exports(collect(root, log=log))
+    files = render_modules(kernels, acts, outs, agreements)
     sources = sorted({k.source for k in kernels})
     files.update(render_latex(acts, outs, sources))
     return files

@@ -1,0 +1,653 @@
+"""The derivation engine: reverse-mode differentiation of index-form layers.
+
+A layer is written as a few equations, one per named node, in index form over
+``IndexedBase`` objects that carry their shapes (batch norm would be
+``mu[r] = ...``, ``var[r] = ...``, ``xhat[i, r] = ...``, ``y[i, r] = ...``):
+
+    Z[i, r] = Sum(A[i, t] * W[r, t], (t, 0, n_in - 1)) + b[r]
+
+:func:`backward` applies the chain rule node by node, last equation first, as
+a textbook does. For every variable ``V`` on a right-hand side it forms
+
+    dV[u, v] += Sum_{lhs indices} dLHS[lhs indices] * d(rhs)/d(V[u, v]),
+
+differentiating with SymPy and collapsing the Kronecker deltas against the
+sums, with the index ranges that the shapes give (``u`` ranges over the
+same values as the summed index it replaces, so no range condition is left
+behind). A variable used by several equations accumulates (``+=``): the
+residual branch and repeated ids come out of this one rule. The 1/m of a mean
+and the lambda of a penalty are factors of the definitions, so they come out
+of the differentiation too.
+
+:func:`to_matrix` turns an index-form result into a matrix expression with
+SymPy's ``convert_indexed_to_array`` / ``convert_array_to_matrix`` and then
+*proves* the conversion: the generic entry of the matrix expression must be
+equal to the index form, for symbolic sizes (:func:`.checked.prove_equal`,
+index sums). :func:`to_elementwise` does the same for results that are
+elementwise over their indices (BP4), and :func:`to_total` for a full sum
+(a penalty's value).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import sympy as sp
+from sympy import Indexed, IndexedBase, KroneckerDelta, Sum
+from sympy.matrices.expressions.matexpr import MatrixElement
+from sympy.tensor.array.expressions import convert_indexed_to_array
+from sympy.tensor.array.expressions.from_array_to_matrix import convert_array_to_matrix
+
+from .checked import StepNotVerified, _derivatives_as_functions, prove_equal
+
+__all__ = [
+    "Gradient",
+    "backward",
+    "collapse",
+    "gradient_name",
+    "to_elementwise",
+    "to_matrix",
+    "to_total",
+]
+
+# Letters for the indices of a gradient dV[u, v, ...]: never used by a
+# definition, so they cannot be captured by a sum.
+_GRADIENT_INDICES = ("u", "v", "w", "x", "y", "q")
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """``grad[indices] = expr``: the derivative of the cost with respect to ``wrt``."""
+
+    wrt: IndexedBase | sp.Symbol
+    grad: IndexedBase | sp.Symbol
+    indices: tuple[sp.Symbol, ...]
+    expr: sp.Expr
+    ranges: Mapping[sp.Symbol, tuple[sp.Expr, sp.Expr]] = field(default_factory=dict)
+
+    @property
+    def lhs(self) -> sp.Basic:
+        return self.grad[self.indices] if self.indices else self.grad
+
+
+def gradient_name(var: IndexedBase | sp.Symbol) -> str:
+    return "d" + _label(var)
+
+
+def _label(var) -> str:
+    return str(var.label) if isinstance(var, IndexedBase) else str(var)
+
+
+def _shape(var) -> tuple:
+    if isinstance(var, sp.Symbol):
+        return ()
+    if var.shape is None:
+        raise ValueError(f"{var} needs a shape: IndexedBase('{var}', shape=(...))")
+    return tuple(var.shape)
+
+
+def _gradient_base(var, shape) -> IndexedBase | sp.Symbol:
+    name = gradient_name(var)
+    if not shape:
+        return sp.Symbol(name, real=True)
+    return IndexedBase(name, shape=shape, real=True)
+
+
+def _occurrences(expr, var) -> set:
+    if isinstance(var, sp.Symbol):
+        return {var} if expr.has(var) else set()
+    return {x for x in expr.atoms(Indexed) if x.base == var}
+
+
+def _fresh_indices(shape, taken: set) -> tuple[sp.Symbol, ...]:
+    names = [n for n in _GRADIENT_INDICES if n not in {str(s) for s in taken}]
+    if len(names) < len(shape):
+        raise ValueError(f"no free letters left for an index of rank {len(shape)}")
+    return tuple(sp.Symbol(n, integer=True) for n in names[: len(shape)])
+
+
+def _derivative(expr: sp.Expr, var, idx: tuple) -> sp.Expr:
+    """d(expr)/d(var[idx]) with Kronecker deltas, not yet collapsed.
+
+    Indexed occurrences of ``var`` and sums containing it are the leaves: each
+    is replaced by a dummy, SymPy differentiates the rest, and the chain rule
+    multiplies by the leaf's own derivative (recursing into sums).
+    """
+    if not expr.has(var):
+        return sp.Integer(0)
+    if isinstance(var, sp.Symbol) and expr == var:
+        return sp.Integer(1)
+    if isinstance(expr, Indexed):
+        if expr.base != var:
+            return sp.Integer(0)
+        return sp.Mul(*[KroneckerDelta(a, b) for a, b in zip(expr.indices, idx, strict=True)])
+    if isinstance(expr, Sum):
+        return Sum(_derivative(expr.function, var, idx), *expr.limits)
+    leaves: dict = {}
+
+    def collect(e):
+        if not e.has(var):
+            return
+        if isinstance(e, Indexed | Sum) or e == var:
+            leaves.setdefault(e, sp.Dummy("leaf", real=True))
+            return
+        for arg in e.args:
+            collect(arg)
+
+    collect(expr)
+    inner = expr.xreplace(leaves)
+    back = {d: leaf for leaf, d in leaves.items()}
+    total = sp.Integer(0)
+    for leaf, dummy in leaves.items():
+        outer = _named_derivatives(sp.diff(inner, dummy)).xreplace(back)
+        total += outer * _derivative(leaf, var, idx)
+    return total
+
+
+def _named_derivatives(e: sp.Expr) -> sp.Expr:
+    """``Derivative(g(x), x)`` of an undefined ``g`` -> the function ``g'(x)``."""
+    return e.replace(
+        lambda x: isinstance(x, sp.Derivative) and len(x.variables) == 1
+        and isinstance(x.expr, sp.core.function.AppliedUndef) and x.expr.args == x.variables,
+        lambda x: sp.Function(f"{x.expr.func.__name__}'")(x.variables[0]),
+    )
+
+
+# -- collapsing sums against Kronecker deltas ---------------------------------
+
+def _terms(expr: sp.Expr) -> list[tuple[sp.Expr, list, list]]:
+    """``expr`` as a sum of ``coeff * prod(factors)`` summed over ``limits``.
+
+    Nested and multiplied sums are merged into one set of limits (their bound
+    indices are distinct by construction), so each term is one flat sum.
+    """
+    out = []
+    for term in sp.Add.make_args(sp.expand(expr)):
+        out.extend(_flatten_term(term))
+    return out
+
+
+def _flatten_term(term) -> list[tuple[sp.Expr, list, list]]:
+    if isinstance(term, Sum):
+        inner = []
+        for coeff, factors, limits in _terms(term.function):
+            inner.append((coeff, factors, list(term.limits) + limits))
+        return inner
+    if isinstance(term, sp.Mul):
+        results = [(sp.Integer(1), [], [])]
+        for factor in term.args:
+            if isinstance(factor, Sum) or (isinstance(factor, sp.Add) and factor.has(Sum)):
+                parts = _terms(factor)
+                results = [_merge((c1, f1, l1), (c2, f2, l2), term)
+                           for c1, f1, l1 in results for c2, f2, l2 in parts]
+            elif factor.has(Indexed) or factor.has(KroneckerDelta):
+                results = [(c, f + [factor], lim) for c, f, lim in results]
+            else:
+                results = [(c * factor, f, lim) for c, f, lim in results]
+        return results
+    if term.has(Indexed) or term.has(KroneckerDelta):
+        return [(sp.Integer(1), [term], [])]
+    return [(term, [], [])]
+
+
+def _merge(left, right, context):
+    """The product of two flat sums; the right one's bound indices are renamed
+    (with primes) where they would clash with anything on the left."""
+    (c1, f1, l1), (c2, f2, l2) = left, right
+    taken = {str(x) for x in context.free_symbols} | {str(v) for v, _, _ in l1}
+    taken |= {str(x) for f in f1 for x in f.free_symbols}
+    renames = {}
+    for v, _, _ in l2:
+        if str(v) in taken:
+            name = str(v)
+            while name in taken:
+                name += "'"
+            renames[v] = sp.Symbol(name, integer=True)
+            taken.add(name)
+    if renames:
+        f2 = [f.subs(renames) for f in f2]
+        l2 = [(renames.get(v, v), lo.subs(renames), hi.subs(renames)) for v, lo, hi in l2]
+    return c1 * c2, f1 + f2, l1 + l2
+
+
+def _solve_linear(expr: sp.Expr, var: sp.Symbol):
+    """``var = value`` from ``expr = 0`` if ``expr`` is ``±var + rest``, else None."""
+    coeff = expr.coeff(var)
+    if coeff not in (1, -1) or (expr - coeff * var).has(var):
+        return None
+    return sp.expand(-(expr - coeff * var) / coeff)
+
+
+def collapse(expr: sp.Expr, ranges: Mapping[sp.Symbol, tuple]) -> sp.Expr:
+    """Sum out every Kronecker delta that meets a summed index.
+
+    ``ranges`` gives each free index its range ``(lo, hi)``. A delta
+    ``δ(s + c, u)`` under a sum over ``s`` sets ``s = u - c``; when that value
+    is a free index with the same range as ``s`` (or a bound index of another
+    sum with the same range) the sum simply disappears, otherwise the range
+    condition is kept as a ``Piecewise`` (a shifted index: convolution).
+    """
+    result = sp.Integer(0)
+    for coeff, factors, limits in _terms(expr):
+        factors, limits = list(factors), list(limits)
+        changed = True
+        while changed:
+            changed = False
+            for n, f in enumerate(factors):
+                if not isinstance(f, KroneckerDelta):
+                    continue
+                for k, (s, lo, hi) in enumerate(limits):
+                    value = _solve_linear(f.args[0] - f.args[1], s)
+                    if value is None:
+                        continue
+                    rest = factors[:n] + factors[n + 1:]
+                    # subs, not xreplace: a sum inside a factor may bind its own `s`
+                    factors = [x.subs(s, value) for x in rest]
+                    del limits[k]
+                    limits = [(v, a.subs(s, value), b.subs(s, value)) for v, a, b in limits]
+                    if not _within(value, lo, hi, ranges, limits):
+                        factors.append(sp.Piecewise((1, (value >= lo) & (value <= hi)),
+                                                    (0, True)))
+                    changed = True
+                    break
+                if changed:
+                    break
+        # A delta between two free indices with different ranges cannot be 1.
+        body = coeff * sp.Mul(*factors)
+        result += Sum(body, *limits) if limits else body
+    return result
+
+
+def _within(value, lo, hi, ranges, limits) -> bool:
+    if value in ranges:
+        vlo, vhi = ranges[value]
+        return sp.simplify(vlo - lo) == 0 and sp.simplify(vhi - hi) == 0
+    for v, a, b in limits:
+        if v == value:
+            return sp.simplify(a - lo) == 0 and sp.simplify(b - hi) == 0
+    return False
+
+
+# -- the chain rule over a list of equations --------------------------------
+
+def backward(
+    equations: Iterable[tuple[sp.Basic, sp.Expr]],
+    wrt: Iterable[IndexedBase | sp.Symbol],
+    upstream: Mapping | None = None,
+) -> dict:
+    """Gradients of every variable in ``wrt``, by the chain rule node by node.
+
+    ``equations`` are ``(lhs, rhs)`` in forward order: ``lhs`` an ``Indexed``
+    with distinct symbol indices (or a ``Symbol`` for a scalar). ``upstream``
+    maps an output variable to its given gradient (an ``IndexedBase`` of the
+    same shape, or ``1`` for a scalar cost); by default every output ``Y``
+    (a left-hand side used by no later equation) gets ``dY``. Intermediates
+    (left-hand sides used later) get gradients too, returned alongside.
+
+    Returns ``{variable: Gradient}`` for every variable in ``wrt`` and every
+    intermediate, in the order they were completed (the backward order).
+    """
+    equations = list(equations)
+    wrt = list(wrt)
+    if not equations:
+        raise ValueError("a layer needs at least one equation")
+    lhs_vars = []
+    for lhs, _ in equations:
+        var = lhs.base if isinstance(lhs, Indexed) else lhs
+        if not isinstance(lhs, Indexed | sp.Symbol):
+            raise ValueError(f"left-hand side must be X[i, ...] or a symbol, got {lhs}")
+        if isinstance(lhs, Indexed) and len(set(lhs.indices)) != len(lhs.indices):
+            raise ValueError(f"left-hand side indices must be distinct symbols: {lhs}")
+        if var in lhs_vars:
+            raise ValueError(f"{var} is defined twice")
+        lhs_vars.append(var)
+    used_later = {v for n, v in enumerate(lhs_vars)
+                  if any(_occurrences(rhs, v) for _, rhs in equations[n + 1:])}
+    outputs = [v for v in lhs_vars if v not in used_later]
+    upstream = dict(upstream or {})
+    for v in outputs:
+        upstream.setdefault(v, _gradient_base(v, _shape(v)))
+    for v in wrt:
+        if v in lhs_vars:
+            raise ValueError(f"{v} is defined by an equation; ask for an input or parameter")
+        if not any(_occurrences(rhs, v) for _, rhs in equations):
+            raise ValueError(f"{v} does not occur in the equations")
+
+    taken = set()
+    for lhs, rhs in equations:
+        taken |= lhs.free_symbols | rhs.free_symbols
+        taken |= {s for s in sp.preorder_traversal(rhs) if isinstance(s, sp.Symbol)}
+    # contributions[var] accumulates sum over consumers (the += of the chain rule)
+    contributions: dict = {v: [] for v in list(used_later) + wrt}
+    indices: dict = {}
+    for v in contributions:
+        indices[v] = _fresh_indices(_shape(v), taken)
+    results: dict = {}
+    for lhs, rhs in reversed(equations):
+        var = lhs.base if isinstance(lhs, Indexed) else lhs
+        grad = upstream.get(var)
+        if grad is None:  # an intermediate: its gradient is complete now
+            g = _finish(var, indices[var], contributions[var])
+            results[var] = g
+            grad = g.grad
+        lhs_idx = lhs.indices if isinstance(lhs, Indexed) else ()
+        lhs_limits = [(s, 0, d - 1) for s, d in zip(lhs_idx, _shape(var), strict=True)]
+        seed = grad[lhs_idx] if lhs_idx else grad
+        for v in contributions:
+            if not _occurrences(rhs, v):
+                continue
+            local = _derivative(rhs, v, indices[v])
+            contributions[v].append(Sum(seed * local, *lhs_limits) if lhs_limits else seed * local)
+    for v in wrt:
+        results[v] = _finish(v, indices[v], contributions[v])
+    return results
+
+
+def _finish(var, idx, parts) -> Gradient:
+    shape = _shape(var)
+    ranges = {s: (sp.Integer(0), d - 1) for s, d in zip(idx, shape, strict=True)}
+    expr = collapse(sp.Add(*parts), ranges)
+    expr = _tidy(expr)
+    if expr.has(KroneckerDelta):
+        raise StepNotVerified(f"d{var}: a Kronecker delta survived the sums: {expr}")
+    return Gradient(var, _gradient_base(var, shape), idx, expr, ranges)
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Group terms with equal sums and pull constant factors out of them."""
+    out = sp.Integer(0)
+    for coeff, factors, limits in _terms(expr):
+        body = sp.Mul(*factors)
+        out += coeff * (Sum(body, *limits) if limits else body)
+    return out
+
+
+# -- converting results to the forms the printers emit -----------------------
+
+def _matrix_symbol(base: IndexedBase, names: Mapping[str, str]):
+    shape = _shape(base)
+    name = names.get(str(base.label), str(base.label))
+    if len(shape) == 1:
+        return sp.MatrixSymbol(name, shape[0], 1)
+    if len(shape) == 2:
+        return sp.MatrixSymbol(name, *shape)
+    return None
+
+
+def to_matrix(
+    gradient_or_expr,
+    indices: tuple[sp.Symbol, ...] | None = None,
+    *,
+    names: Mapping[str, str] | None = None,
+    symbols: Mapping[str, str] | None = None,
+) -> sp.MatrixExpr:
+    """The matrix form of an index-form result, proven equal entry by entry.
+
+    ``names`` renames arrays for the generated code (``{"W": "w"}``),
+    ``symbols`` renames scalars (``{"lambda": "lam"}``). Sums over one index
+    of a lone factor become a product with the row of ones ``ones`` (a GEMV);
+    a term missing one of the result's indices is broadcast with a
+    ``OneMatrix``. Scalar factors are kept out of SymPy's array conversion
+    and multiplied back.
+    """
+    if isinstance(gradient_or_expr, Gradient):
+        expr, indices = gradient_or_expr.expr, gradient_or_expr.indices
+    else:
+        expr = gradient_or_expr
+    names = dict(names or {})
+    indices = tuple(indices)
+    if not 1 <= len(indices) <= 2:
+        raise NotImplementedError(f"no matrix form for a rank-{len(indices)} result")
+    bases = {x.base for x in expr.atoms(Indexed)}
+    mats = {b: _matrix_symbol(b, names) for b in bases}
+    if any(mat is None for mat in mats.values()):
+        raise NotImplementedError(f"arrays of rank > 2 in {expr}: use an einsum form")
+    ranges = _index_ranges(expr)
+    for s, d in zip(indices, _result_shape(expr, indices), strict=True):
+        ranges[s] = d
+
+    def as_element(e):
+        return e.replace(
+            lambda x: isinstance(x, Indexed),
+            lambda x: (mats[x.base][x.indices[0], 0] if len(x.indices) == 1
+                       else mats[x.base][x.indices]),
+        )
+
+    terms = []
+    for coeff, factors, limits in _terms(expr):
+        body = sp.Mul(*[as_element(f) for f in factors])
+        for s, _, hi in limits:
+            if sum(1 for f in factors if f.has(s)) == 1 and len(factors) == 1:
+                ones = sp.MatrixSymbol("ones", 1, hi + 1)
+                body = body * ones[0, s]
+        present = tuple(s for s in indices if body.has(s))
+        if len(present) < len(indices):
+            # broadcast along the missing index: 1 b^T (a row per example)
+            if len(present) != 1:
+                raise NotImplementedError(f"cannot broadcast {body} to {indices}")
+            summed = Sum(sp.Mul(*factors), *limits) if limits else sp.Mul(*factors)
+            row = to_matrix(coeff * summed, present, names=names, symbols=symbols)
+            if indices.index(present[0]) == 1:
+                terms.append(sp.OneMatrix(ranges[indices[0]], 1) * row)
+            else:
+                terms.append(sp.transpose(row) * sp.OneMatrix(1, ranges[indices[1]]))
+            continue
+        summed = Sum(body, *limits) if limits else body
+        array = convert_indexed_to_array(summed, first_indices=list(indices))
+        mat = convert_array_to_matrix(array)
+        if len(indices) == 1 and isinstance(mat, MatrixElement):
+            mat = mat.parent  # a vector comes back as entry [u, 0] of a column
+        if not isinstance(mat, sp.MatrixExpr):
+            raise NotImplementedError(f"no matrix form for {summed} (got {mat})")
+        if len(indices) == 1 and mat.shape[0] != 1:
+            mat = sp.transpose(mat).doit()  # a vector result is a row, (1, n)
+        terms.append(_scalar_names(coeff, symbols) * mat if coeff != 1 else mat)
+    result = sp.MatAdd(*terms) if len(terms) > 1 else terms[0]
+    _prove_entries(expr, indices, result, mats, symbols)
+    return result
+
+
+def matrix_chain(lhs, expr, indices, mat, *, names=None, symbols=None, why="derived above"):
+    """``lhs = expr = (matrix form)[indices]``, the last step proven entrywise."""
+    from .checked import Chain
+
+    bases = {x.base for x in expr.atoms(Indexed)}
+    mats = {b: _matrix_symbol(b, dict(names or {})) for b in bases}
+    chain = Chain(lhs, expr, why, definitions=_entry_as_index(mats, symbols))
+    return chain.step(_entry(mat, indices), "entry of the matrix form")
+
+
+def _scalar_names(coeff, symbols):
+    if not symbols:
+        return coeff
+    return coeff.xreplace({s: sp.Symbol(symbols[s.name], **s.assumptions0)
+                           for s in coeff.free_symbols if s.name in symbols})
+
+
+def _index_ranges(expr) -> dict:
+    ranges = {}
+    for x in expr.atoms(Indexed):
+        for s, d in zip(x.indices, _shape(x.base), strict=True):
+            if isinstance(s, sp.Symbol):
+                ranges[s] = d
+    return ranges
+
+
+def _result_shape(expr, indices):
+    ranges = _index_ranges(expr)
+    missing = [s for s in indices if s not in ranges]
+    if missing:
+        raise ValueError(f"cannot tell the range of {missing} in {expr}")
+    return tuple(ranges[s] for s in indices)
+
+
+def _entry(mat, indices):
+    """The generic entry, unevaluated: it prints as ``(dZ^T A)_{uv}``."""
+    return MatrixElement(mat, 0, indices[0]) if len(indices) == 1 else MatrixElement(mat, *indices)
+
+
+def code_form(mat: sp.MatrixExpr, names: Mapping[str, str]) -> sp.MatrixExpr:
+    """The matrix form with the arrays renamed as the generated code names them."""
+    return mat.xreplace({x: sp.MatrixSymbol(names[x.name], *x.shape)
+                         for x in mat.atoms(sp.MatrixSymbol) if x.name in names})
+
+
+def _entry_as_index(mats, symbols):
+    """Rewrite matrix entries back to the index form's arrays (a Chain definition)."""
+    back = {m: base for base, m in mats.items()}
+    renamed = {new: old for old, new in (symbols or {}).items()}
+
+    def element(x):
+        base = back[x.parent]
+        return base[x.i] if len(_shape(base)) == 1 else base[x.i, x.j]
+
+    def convert(e):
+        e = e.doit() if isinstance(e, MatrixElement) else e
+        e = e.replace(lambda x: isinstance(x, MatrixElement), lambda x: x.doit())
+        e = e.replace(
+            lambda x: isinstance(x, MatrixElement) and (
+                isinstance(x.parent, sp.OneMatrix) or getattr(x.parent, "name", "") == "ones"),
+            lambda x: sp.Integer(1))
+        e = e.replace(lambda x: isinstance(x, MatrixElement) and x.parent in back, element)
+        return e.xreplace({s: sp.Symbol(renamed[s.name], **s.assumptions0)
+                           for s in e.free_symbols if s.name in renamed})
+
+    return convert
+
+
+def _prove_entries(expr, indices, mat, mats, symbols) -> None:
+    """Entry ``[indices]`` of ``mat`` equals ``expr``, for every size."""
+    entry = _entry_as_index(mats, symbols)(_entry(mat, indices))
+    if prove_equal(expr, entry) is None:
+        raise StepNotVerified(f"matrix form {mat} differs from the index form {expr}")
+
+
+def to_elementwise(gradient: Gradient, names: Mapping[str, str] | None = None) -> sp.Expr:
+    """An elementwise result as an expression in whole-array symbols.
+
+    Every array in the result must be indexed by exactly the result's indices
+    (or a trailing subset of them, broadcast): ``dA[u, v] * g'(Z[u, v])``
+    becomes ``da * g'(z)``. Anything else (a sum, a shifted index) raises.
+    """
+    names = dict(names or {})
+    if gradient.expr.has(Sum):
+        raise NotImplementedError(f"not elementwise (it sums): {gradient.expr}")
+    idx = gradient.indices
+
+    def convert(x):
+        if x.indices != idx[len(idx) - len(x.indices):]:
+            raise NotImplementedError(f"{x} is not indexed elementwise by {idx}")
+        label = str(x.base.label)
+        return sp.Symbol(names.get(label, label.lower()), real=True)
+
+    return gradient.expr.replace(lambda x: isinstance(x, Indexed), convert)
+
+
+def to_total(expr: sp.Expr, names: Mapping[str, str] | None = None,
+             symbols: Mapping[str, str] | None = None) -> sp.Expr:
+    """``c * Sum(f(X[...]), over every index of X)`` -> ``c * f(x)``, summed by the kernel.
+
+    The kernel style ``"scalar"`` returns the sum of its expression over the
+    whole array, so the sum's limits must cover every index of every array in
+    the summand, each over its full range.
+    """
+    names = dict(names or {})
+    out = sp.Integer(0)
+    for coeff, factors, limits in _terms(expr):
+        body = sp.Mul(*factors)
+        bound = {s: (lo, hi) for s, lo, hi in limits}
+        for x in body.atoms(Indexed):
+            for s, d in zip(x.indices, _shape(x.base), strict=True):
+                if bound.get(s) != (0, d - 1):
+                    raise NotImplementedError(f"{x} is not summed over its whole range")
+        arrays = {x: sp.Symbol(names.get(str(x.base.label), str(x.base.label).lower()),
+                               real=True) for x in body.atoms(Indexed)}
+        out += _scalar_names(coeff, symbols) * body.xreplace(arrays)
+    return out
+
+
+def entries(shape: tuple[int, ...]) -> Iterable[tuple[int, ...]]:
+    return itertools.product(*(range(n) for n in shape))
+
+
+# -- showing a derivation ------------------------------------------------------
+
+def in_range(ranges: Mapping[sp.Symbol, tuple]):
+    """A ``Chain`` definition: evaluate sums, knowing each free index's range.
+
+    SymPy's own summation of a Kronecker delta over a finite range returns
+    ``Piecewise((value, lo <= u <= hi), (0, True))``; an index ``u`` of a
+    gradient ranges over exactly ``lo..hi``, so the condition is true. This
+    is the premise the engine's :func:`collapse` uses, applied by SymPy.
+    """
+    facts = []
+    for s, (lo, hi) in ranges.items():
+        facts += [sp.Ge(s, lo), sp.Le(s, hi), sp.Ge(hi, s), sp.Le(lo, s)]
+
+    def true_in_range(cond) -> bool:
+        atoms = sp.And.make_args(cond)
+        return all(a in facts or a.reversed in facts or a is sp.true for a in atoms)
+
+    def deltas_first(x):
+        # SymPy sums the first limit innermost: put the indices that meet a
+        # Kronecker delta there, so that its delta summation applies.
+        inside = {s for d in x.function.atoms(KroneckerDelta) for s in d.free_symbols}
+        limits = sorted(x.limits, key=lambda lim: lim[0] not in inside)
+        return Sum(x.function, *limits)
+
+    def resolve(e):
+        for _ in range(8):
+            before = e
+            e = e.doit().replace(lambda x: isinstance(x, Sum), deltas_first).doit()
+            e = _derivatives_as_functions(e)
+            e = e.replace(
+                lambda x: isinstance(x, sp.Piecewise) and true_in_range(x.args[0].cond),
+                lambda x: x.args[0].expr,
+            )
+            if e == before:
+                break
+        return e
+
+    return resolve
+
+
+def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = None):
+    """``dV = sum over the lhs of dY * dY/dV = collapsed result``, proven by SymPy.
+
+    The first line is the chain rule (given: the definition of the gradient
+    of the cost through this layer's outputs), with the local derivatives
+    unevaluated; SymPy evaluates them and sums the Kronecker deltas to prove
+    the engine's result.
+    """
+    from .checked import Chain
+
+    upstream = dict(upstream or {})
+    var = gradient.wrt
+    parts = []
+    for lhs, rhs in equations:
+        if not _occurrences(rhs, var):
+            continue
+        out = lhs.base if isinstance(lhs, Indexed) else lhs
+        grad = upstream.get(out, _gradient_base(out, _shape(out)))
+        idx = lhs.indices if isinstance(lhs, Indexed) else ()
+        seed = grad[idx] if idx else grad
+        local = sp.Derivative(lhs, _element(var, gradient.indices))
+        limits = [(s, 0, d - 1) for s, d in zip(idx, _shape(out), strict=True)]
+        term = seed * sp.Derivative(rhs, _element(var, gradient.indices))
+        parts.append((Sum(seed * local, *limits) if limits else seed * local,
+                      Sum(term, *limits) if limits else term))
+    shown = sp.Add(*[p for p, _ in parts])
+    defs = {p: t for p, t in parts}
+    resolve = in_range(gradient.ranges)
+
+    def definitions(e):
+        return resolve(e.xreplace(defs))
+
+    chain = Chain(gradient.lhs, shown, "chain rule", definitions=definitions)
+    return chain.step(gradient.expr, "Kronecker deltas summed")
+
+
+def _element(var, idx):
+    return var[idx] if idx else var
