@@ -429,3 +429,24 @@ def test_random_initialization_breaks_the_symmetry():
     W1 = net.weights[0]
     assert min(np.abs(W1[i] - W1[j]).max() for i in range(5) for j in range(i)) > 1e-2
     assert net.score(X, Y) > 0.95
+
+
+def test_fit_trains_the_arrays_the_caller_holds():
+    # fit works on one flat copy of the parameters; the network's own arrays and
+    # lists must come back holding the result, also after a divergence.
+    X, y = blobs()
+    net = classifier()
+    weights, W0, b1 = net.weights, net.weights[0], net.biases[1]
+    before = W0.copy()
+    net.fit(X, y, epochs=2, seed=0, progress=False)
+    assert net.weights is weights and net.weights[0] is W0 and net.biases[1] is b1
+    assert not np.array_equal(W0, before)
+    assert W0.flags.owndata and W0.flags.c_contiguous
+    unstable = Network([3, 4, 1], ["identity", "identity"], loss="squared_error", seed=0)
+    arrays = [*unstable.weights, *unstable.biases]
+    rng = np.random.default_rng(0)
+    with pytest.raises(TrainingDivergedError):
+        unstable.fit(rng.normal(size=(20, 3)) * 10, rng.normal(size=(20, 1)) * 10, epochs=200,
+                     batch_size=5, learning_rate=10.0, seed=0, progress=False)
+    assert all(a is b for a, b in zip(arrays, [*unstable.weights, *unstable.biases], strict=True))
+    assert all(np.isfinite(a).all() for a in arrays)

@@ -298,53 +298,51 @@ class TrainingMixin:
         epochs, lr, momentum = settings["epochs"], settings["learning_rate"], settings["momentum"]
         b = m if settings["batch_size"] is None else min(settings["batch_size"], m)
         n_batches = -(-m // b)
+        short = m - (n_batches - 1) * b  # size of the last minibatch
         rng = np.random.default_rng(settings["seed"])
-        params = [*self.weights, *self.biases]
-        # The pass returns lr J_batch and writes lr dJ_batch/dtheta here: it is
-        # given m_batch / lr where it divides by m_batch. So the step is one
-        # subtraction, and no pass over the parameters scales the gradient.
-        steps = [np.empty_like(p) for p in params]
-        dW, db = steps[: len(self.weights)], steps[len(self.weights) :]
-        velocity = [np.zeros_like(p) for p in params] if momentum else None
-        # The weights at the end of the last epoch (at first the initial weights):
-        # what a divergence falls back to. One copy per epoch, not per step.
-        checkpoint = [p.copy() for p in params]
-        # A workspace and an X buffer per batch size (the last batch may be short).
-        buffers = {n: (_Workspace(self, n), np.empty((n, X.shape[1]), self.dtype))
-                   for n in {b, m - (n_batches - 1) * b}}
+        # lr is folded into the pass: given m_batch / lr where it divides by
+        # m_batch, it returns lr J_batch and writes lr dJ_batch/dtheta into the
+        # steps. lam = l2 m_batch / m makes the batch's L2 term J's own, (l2 / 2m)
+        # ||W||^2, so the steps of an epoch follow J whatever the batch size.
+        # Per size: its workspace, its X rows, and those two arguments.
+        def sized(n, ws):
+            return ws, np.empty((n, X.shape[1]), self.dtype), n / lr, self.l2 * n / m
 
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(m)
-            total = 0.0
-            for k in range(n_batches):
-                rows = order[k * b : (k + 1) * b]
-                n = len(rows)
-                ws, X_batch = buffers[n]
-                # mode="clip" lets take write straight into out (rows are in range).
-                np.take(X, rows, axis=0, out=X_batch, mode="clip")
-                np.take(Y, rows, axis=0, out=ws.targets, mode="clip")
-                # lam = l2 n / m: the batch's L2 term is J's (l2 / 2m) ||W||^2, so the
-                # steps of an epoch add up to the gradient of J, whatever the batch size.
-                loss = self._pass(X_batch, ws.targets, ws, dW, db, n / lr, self.l2 * n / m,
-                                  check_X=False)
-                if not math.isfinite(loss):
-                    watch.restore(params, checkpoint)
-                    raise watch.diverged(epoch, f" (minibatch {k + 1} of {n_batches})",
-                                         loss / lr, lr)
-                total += loss * n
-                if k == 0 and epoch == 1:
-                    watch.history.initial_loss = loss / lr
-                if velocity is None:
-                    for p, step in zip(params, steps, strict=True):
-                        np.subtract(p, step, out=p)
-                else:  # heavy ball: v := mu v - lr dJ/dtheta; theta := theta + v
-                    for p, v, step in zip(params, velocity, steps, strict=True):
-                        np.multiply(v, momentum, out=v)
-                        np.subtract(v, step, out=v)
-                        np.add(p, v, out=p)
-            watch.end_epoch(total / (lr * m))
-            for p, saved in zip(params, checkpoint, strict=True):
-                np.copyto(saved, p)
+        batches = {b: sized(b, self._workspace_for(b))}
+        if short != b:
+            batches[short] = sized(short, _Workspace(self, short))
+        with _FlatParameters(self) as flat:
+            # The weights at the end of the last epoch (at first the initial weights):
+            # what a divergence falls back to. One copy per epoch, not per step.
+            checkpoint = flat.values.copy()
+            velocity = np.zeros_like(flat.values) if momentum else None
+            take_X, take_Y, run = X.take, Y.take, self._pass
+            for epoch in range(1, epochs + 1):
+                order = rng.permutation(m)
+                total = 0.0
+                for k in range(n_batches):
+                    rows = order[k * b : (k + 1) * b]
+                    ws, X_batch, m_arg, lam_arg = batches[len(rows)]
+                    # mode="clip" lets take write straight into out (rows are in range).
+                    take_X(rows, 0, X_batch, "clip")
+                    take_Y(rows, 0, ws.targets, "clip")
+                    loss = run(X_batch, ws.targets, ws, flat.dW, flat.db, m_arg, lam_arg,
+                               check_X=False)
+                    if not math.isfinite(loss):
+                        np.copyto(flat.values, checkpoint)
+                        raise watch.diverged(epoch, f" (minibatch {k + 1} of {n_batches})",
+                                             loss / lr, lr)
+                    total += loss * len(rows)
+                    if velocity is None:
+                        np.subtract(flat.values, flat.steps, out=flat.values)
+                    else:  # heavy ball: v := mu v - lr dJ/dtheta; theta := theta + v
+                        np.multiply(velocity, momentum, out=velocity)
+                        np.subtract(velocity, flat.steps, out=velocity)
+                        np.add(flat.values, velocity, out=flat.values)
+                    if epoch == 1 and k == 0:
+                        watch.history.initial_loss = loss / lr
+                watch.end_epoch(total / (lr * m))
+                np.copyto(checkpoint, flat.values)
 
     def _fit_lbfgs(self, X, Y, max_iter, watch):
         from scipy.optimize import minimize  # optional dependency (extra "train")
@@ -444,6 +442,48 @@ class TrainingMixin:
             if not _all_finite(values):
                 raise ValueError(f"score: {name} contains NaN or inf")
         return self._score_predictions(self.predict(X), Y)
+
+
+class _FlatParameters:
+    """The network's weights and biases as views of one vector, for the length of a fit.
+
+    A step is then one ufunc call over every parameter instead of one per
+    array, which is what decides the speed of a small network. On entry the
+    values are copied into the vector and its views are assigned to the
+    network; on exit (also after an error) the final values are copied back
+    into the network's own arrays and its own lists are put back, so that
+    references a caller holds to them stay valid and see the training. ``steps`` is a vector of
+    the same layout, with ``dW`` and ``db`` its views, for the pass to write.
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.arrays = [*net.weights, *net.biases]
+        self.values = np.concatenate([p.ravel() for p in self.arrays])
+        self.steps = np.empty_like(self.values)
+        L = len(net.weights)
+        value_views, step_views = self._views(self.values), self._views(self.steps)
+        self.W, self.b = value_views[:L], value_views[L:]
+        self.dW, self.db = step_views[:L], step_views[L:]
+
+    def _views(self, vector: np.ndarray) -> list[np.ndarray]:
+        views, start = [], 0
+        for p in self.arrays:
+            views.append(vector[start : start + p.size].reshape(p.shape))
+            start += p.size
+        return views
+
+    def __enter__(self):
+        self.lists = self.net.weights, self.net.biases
+        self.net.weights, self.net.biases = self.W, self.b  # checked assignments
+        return self
+
+    def __exit__(self, *exc_info):
+        for p, view in zip(self.arrays, [*self.W, *self.b], strict=True):
+            np.copyto(p, view)
+        # The lists themselves, not an assignment: nothing here may raise over
+        # the error that is leaving the block.
+        self.net._weights, self.net._biases = self.lists
 
 
 class _Epochs:
