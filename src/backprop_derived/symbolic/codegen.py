@@ -12,6 +12,7 @@ from collections import defaultdict
 import sympy as sp
 
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
+from .index_printer import IndexPrinter
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"
@@ -65,6 +66,10 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         printer = UfuncPrinter()
         body += printer.fused_statements(kernel.expr, dict(kernel.kinds))
         scratch, rows = printer.scratch_used, printer.rows_used
+    elif kernel.style == "index":
+        printer = IndexPrinter()
+        body += printer.statements(kernel.expr)
+        body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
     elif kernel.style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))
@@ -84,6 +89,17 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
 
 def _free_names(kernel: Kernel) -> set[str]:
     """Names of the arrays and scalars a kernel's formula reads (not its shapes)."""
+    if kernel.style == "index":
+        printer = IndexPrinter()
+        assigned = {a.target for a in kernel.expr}
+        names = set()
+        for a in kernel.expr:
+            names |= {printer.array_name(str(x.base.label)) for x in a.expr.atoms(sp.Indexed)
+                      if str(x.base.label) not in assigned}
+            plain = a.expr.replace(lambda x: isinstance(x, sp.Indexed), lambda x: sp.Integer(1))
+            names |= {s.name for s in plain.free_symbols
+                      if not (s.is_integer and s.is_positive)}  # sizes come from shapes
+        return names - {"None"}
     exprs = kernel.expr if kernel.style == "fused" else ((None, kernel.expr),)
     names = set()
     for _, e in exprs:
@@ -127,6 +143,8 @@ def render_modules(
             scratch[k.name] = n
             rows[k.name] = n_rows
             parts.append("\n" + text)
+        if any("scipy.special." in text for text in parts[2:]):  # erf: no NumPy ufunc
+            parts[1] += "import scipy.special\n"
         files[f"{GENERATED_PACKAGE}/{module}.py"] = "\n".join(parts)
     files[f"{GENERATED_PACKAGE}/__init__.py"] = _render_registry(
         sorted(by_module), activations, outputs, scratch, rows, kernels

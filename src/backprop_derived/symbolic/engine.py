@@ -164,7 +164,7 @@ def _terms(expr: sp.Expr) -> list[tuple[sp.Expr, list, list]]:
     indices are distinct by construction), so each term is one flat sum.
     """
     out = []
-    for term in sp.Add.make_args(sp.expand(expr)):
+    for term in sp.Add.make_args(sp.expand_mul(expr)):
         out.extend(_flatten_term(term))
     return out
 
@@ -360,7 +360,13 @@ def _tidy(expr: sp.Expr) -> sp.Expr:
     out = sp.Integer(0)
     for coeff, factors, limits in _terms(expr):
         body = sp.Mul(*factors)
-        out += coeff * (Sum(body, *limits) if limits else body)
+        kept = []
+        for v, lo, hi in limits:
+            if body.has(v):
+                kept.append((v, lo, hi))
+            else:
+                coeff *= hi - lo + 1  # a sum of a term free of its index
+        out += coeff * (Sum(body, *kept) if kept else body)
     return out
 
 

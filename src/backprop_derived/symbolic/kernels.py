@@ -25,6 +25,9 @@ class Kernel:
         over the few output units, where a temporary costs nothing);
       * ``"scalar"`` returns the sum of the expression over the whole batch;
       * ``"matrix"`` BLAS products of the vectorized form, ``out=`` given;
+      * ``"index"``  ``expr`` is a tuple of :class:`.index_printer.Assignment`,
+        index-form equations of any rank printed with broadcasting, reductions
+        and ``einsum``; the kernel returns the arrays named in ``returns``;
       * ``"fused"``  ``expr`` is ``((target, expression), ...)``: several results
         of one pass with shared subexpressions; a ``"return"`` target is summed
         over the batch and returned. In-place ufuncs like ``"ufunc"``, with
@@ -42,6 +45,8 @@ class Kernel:
     style: str = "ufunc"
     # "fused" only: the shape of each input, ((name, "full" | "row" | "scalar"), ...)
     kinds: tuple[tuple[str, str], ...] = ()
+    # "index" only: the arrays the kernel returns, in order
+    returns: tuple[str, ...] = ()
 
     def symbols(self) -> dict[str, sp.Symbol]:
         return {s.name: s for s in self.expr.free_symbols if isinstance(s, sp.Symbol)}
