@@ -4,9 +4,11 @@ For each configuration, in one process: build the problem, check that every
 contender computes the same loss and gradients as a float64 reference (abort
 if not), calibrate, then time all contenders interleaved round by round and
 report the median of the per-round ratios to the bare GEMMs and to the
-hand-written NumPy. Then peak memory of one ``Network.gradients`` call, the
-elementwise breakdown (``benchmarks.micro``), and, in the full run, the wall
-time of ``make regenerate`` and ``make site``. Everything goes to one JSON
+hand-written NumPy. Then the training loop (``benchmarks.loops``: one epoch
+of ``Network.fit`` against a hand-written NumPy loop and a PyTorch loop),
+peak memory of one ``Network.gradients`` call, the elementwise breakdown
+(``benchmarks.micro``), and, in the full run, the wall time of ``make
+regenerate`` and ``make site``. Everything goes to one JSON
 file (``benchmarks/results.json`` by default) that docs/performance.py plots.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from . import micro
+from . import loops, micro
 from .contenders import (
     Config,
     Problem,
@@ -429,8 +431,8 @@ def validate(results: dict[str, Any]) -> None:
     """The keys docs/performance.py reads; raise ValueError naming what is missing."""
     if results.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"schema {results.get('schema')!r}, expected {SCHEMA_VERSION}")
-    for key in ("created", "command", "machine", "configs", "elementwise", "overheads",
-                "cold_calls", "tooling"):
+    for key in ("created", "command", "machine", "configs", "training", "elementwise",
+                "overheads", "cold_calls", "tooling"):
         if key not in results:
             raise ValueError(f"results lack {key!r}")
     for key in ("cpu", "cores", "numpy", "python", "torch", "blas_threads"):
@@ -453,6 +455,18 @@ def validate(results: dict[str, Any]) -> None:
         for name, c in cfg["contenders"].items():
             if c["status"] == "measured":
                 for key in ("median_s", "ratio_to_gemms", "ratio_to_numpy", "rounds"):
+                    if key not in c:
+                        raise ValueError(f"{cfg['name']} / {name} lacks {key!r}")
+    for cfg in results["training"]:
+        for key in ("name", "dtype", "batch", "examples", "contenders"):
+            if key not in cfg:
+                raise ValueError(f"training config {cfg.get('name')!r} lacks {key!r}")
+        if set(cfg["contenders"]) != set(loops.LOOP_LABELS):
+            raise ValueError(f"{cfg['name']}: contenders {sorted(cfg['contenders'])}")
+        for name, c in cfg["contenders"].items():
+            if c["status"] == "measured":
+                for key in ("median_epoch_s", "ratio_to_numpy", "ratio_to_pytorch", "rounds",
+                            "check"):
                     if key not in c:
                         raise ValueError(f"{cfg['name']} / {name} lacks {key!r}")
 
@@ -495,6 +509,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.target_s, args.min_rounds, args.max_rounds = (
         (1e-4, 3, 5) if args.quick else (2e-3, 30, 2000)
     )
+    # An epoch is 2-40 ms here; a sample of a few epochs keeps the timer's and
+    # the reset's share small, and 20 rounds is the least for a stable median.
+    args.loop_target_s, args.loop_min_rounds = (1e-4, 3) if args.quick else (3e-2, 20)
     args.micro_rounds = 3 if args.quick else 200
     args.settle_s = 0.0 if args.quick else SETTLE_S
     if args.wait_quiet is None:
@@ -530,6 +547,23 @@ def main(argv: list[str] | None = None) -> int:
         res = run_config(config, args)
         results["configs"].append(res)
         print(format_config(res), flush=True)
+    results["training"] = []
+    for loop_config in loops.QUICK_LOOP_CONFIGS if args.quick else loops.LOOP_CONFIGS:
+        others_before = wait_for_quiet(args.wait_quiet) if args.wait_quiet > 0 else None
+        load = OtherLoad()
+        res = loops.run_loop_config(
+            loop_config,
+            use_torch=not args.no_torch,
+            threads=blas_threads(),
+            target_s=args.loop_target_s,
+            budget_s=args.budget_s,
+            min_rounds=args.loop_min_rounds,
+            max_rounds=args.max_rounds,
+            settle_s=args.settle_s,
+        )
+        res["other_load"] = {"before": others_before, "during": load.fraction()}
+        results["training"].append(res)
+        print(loops.format_loop(res), flush=True)
     results["elementwise"] = [
         micro.run(dtype, args.micro_rounds, target_s=args.target_s / 4)
         for dtype in ("float32", "float64")

@@ -177,6 +177,82 @@ if results:
     show("\n".join(rows))
 
 # %% [markdown]
+# ## Training: one epoch of `fit` against the loops people write
+#
+# `Network.gradients` checks its input on every call; that is its contract.
+# `Network.fit` checks its data and the parameters once, then runs the same
+# generated kernels on every minibatch without those checks, with the
+# learning rate folded into the $1/m$ the output delta already carries, so
+# that a step is one subtraction over all the parameters. Here one epoch of
+# plain minibatch SGD (no momentum, no L2) is timed three ways, on the same
+# data, from the same weights, with the same shuffling:
+#
+# - `net.fit(X, Y, epochs=1, batch_size=..., progress=False)`, with all it does
+#   once per call (checking the data and the parameters, setting up its
+#   buffers) counted in every epoch;
+# - the **hand-written NumPy loop** of a careful tutorial: `X[rows]`, the
+#   hand-written pass above, `W -= lr * dW`;
+# - the idiomatic **PyTorch CPU loop**: `nn.Linear` and `nn.Tanh` layers,
+#   `nn.CrossEntropyLoss`, `optim.SGD`.
+#
+# Before timing, one epoch of each must end with the weights of the
+# hand-written loop (to 1e-4 of the largest weight in float32, 1e-10 in
+# float64). Each bar is the median over rounds of the per-round ratio of
+# `fit`'s epoch to the other loop's; 1 is parity and lower is better for `fit`.
+
+# %%
+training = results.get("training") if results else None
+if results and not training:
+    show("**No training-loop figures in these results**: rerun `make bench`.")
+if training:
+    fig, ax = plt.subplots(figsize=(8, 0.9 * len(training) + 1.2))
+    labels, offsets = [], {"ratio_to_numpy": -0.18, "ratio_to_pytorch": 0.18}
+    colors = {"ratio_to_numpy": "tab:orange", "ratio_to_pytorch": "tab:red"}
+    names = {"ratio_to_numpy": "fit / hand-written NumPy loop",
+             "ratio_to_pytorch": "fit / PyTorch CPU loop"}
+    for y, cfg in enumerate(training[::-1]):
+        fit = cfg["contenders"]["fit"]
+        labels.append(cfg["name"])
+        for key, dy in offsets.items():
+            r = fit.get(key) if fit["status"] == "measured" else None
+            if r is None:
+                continue
+            ax.barh(y + dy, r["median"], height=0.34, color=colors[key],
+                    xerr=[[r["median"] - r["q25"]], [r["q75"] - r["median"]]], capsize=2,
+                    label=names[key] if y == 0 else None)
+            ax.text(r["q75"] * 1.02, y + dy, f"{r['median']:.2f}x", va="center", fontsize=8)
+    ax.axvline(1.0, color="k", linestyle="--", linewidth=0.8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlabel("epoch time of fit / epoch time of the other loop (median of per-round ratios)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+
+# %%
+if training:
+    rows = [
+        ("| configuration | loop | epoch | x NumPy loop [IQR] | x PyTorch loop [IQR] "
+         "| same weights (max rel. diff.) |"),
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+
+    def iqr(r):
+        return "" if r is None else f"{r['median']:.3g} [{r['q25']:.3g}-{r['q75']:.3g}]"
+
+    for cfg in training:
+        where = f"{cfg['name']}, {cfg['examples']} examples"
+        for c in cfg["contenders"].values():
+            if c["status"] != "measured":
+                rows.append(f"| {where} | {c['label']} | {c['status']} | | | |")
+                continue
+            check = c["check"]
+            same = "reference" if check is None else f"{check['max_rel_err']:.1e}"
+            rows.append(
+                f"| {where} | {c['label']} | {c['median_epoch_s'] * 1e3:.3g} ms "
+                f"| {iqr(c['ratio_to_numpy'])} | {iqr(c['ratio_to_pytorch'])} | {same} |"
+            )
+    show("\n".join(rows))
+
+# %% [markdown]
 # ## Memory of one call
 #
 # Extra memory NumPy allocates during one `gradients` call, measured with

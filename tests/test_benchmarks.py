@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import contenders as bc
-from benchmarks import harness
+from benchmarks import harness, loops
 from benchmarks.prototype import PrototypePass
 
 SMALL = [
@@ -109,6 +109,40 @@ def test_compare_catches_wrong_gradients_and_upcasts():
     assert not bc.compare((loss, nan, db), reference, problem.dtype)["ok"]
 
 
+LOOPS = [
+    loops.LoopConfig("5-4-3 f64", (5, 4, 3), "float64", 4, 18),  # a short last batch of 2
+    loops.LoopConfig("6-5-4-3 f32", (6, 5, 4, 3), "float32", 8, 32),
+]
+
+
+@pytest.mark.parametrize("config", LOOPS, ids=lambda c: c.name)
+def test_training_loops_end_with_the_same_weights(config):
+    problem = loops.make_loop_problem(config)
+    initial = [p.copy() for p in (*problem.weights, *problem.biases)]
+    reference = loops._copy(loops.numpy_loop(problem)())
+    # the epoch really trained: the hand-written loop moved every weight matrix
+    assert all(not np.array_equal(a, b) for a, b in zip(reference[0], initial, strict=False))
+    fns = {"fit": loops.network_fit(problem)}
+    if bc.torch_version() is not None:
+        fns["pytorch"] = loops.pytorch_loop(problem, num_threads=1)
+    for name, fn in fns.items():
+        for _ in range(2):  # every call starts again from the initial weights
+            check = loops.same_weights(fn(), reference, problem.dtype)
+            assert check["ok"], (name, check)
+
+
+def test_same_weights_catches_a_different_epoch():
+    config = LOOPS[0]
+    problem = loops.make_loop_problem(config)
+    reference = loops._copy(loops.numpy_loop(problem)())
+    shuffled = loops.make_loop_problem(loops.LoopConfig(**{**config.__dict__, "seed": 1}))
+    # different data and shuffling: the weights must not pass as the same
+    assert not loops.same_weights(loops.numpy_loop(shuffled)(), reference, problem.dtype)["ok"]
+    W, b = reference
+    nudged = ([W[0] * (1 + 1e-6), *W[1:]], b)
+    assert not loops.same_weights(nudged, reference, problem.dtype)["ok"]
+
+
 def test_gemm_flops_counts_each_product_once():
     # 784-256-128-10: forward and dW products 784*256 + 256*128 + 128*10 each,
     # dA products for the two layers above the input only; 2 flops per multiply-add.
@@ -157,6 +191,15 @@ def test_quick_run_writes_valid_results(quick_results):
             assert contenders["network"]["check"]["ok"]
             assert cfg["memory"]["network"]["peak"] >= 0
     assert results["tooling"]["regenerate"].startswith("skipped")
+    assert [c["name"] for c in results["training"]] == [c.name for c in loops.QUICK_LOOP_CONFIGS]
+    for cfg in results["training"]:
+        contenders = cfg["contenders"]
+        assert contenders["numpy"]["ratio_to_numpy"]["median"] == 1.0
+        if network_importable():
+            assert contenders["fit"]["status"] == "measured"
+            assert contenders["fit"]["check"]["ok"]
+        torch_status = contenders["pytorch"]["status"]
+        assert torch_status == ("not installed" if bc.torch_version() is None else "measured")
 
 
 def test_no_torch_flag_records_the_skip(tmp_path):
@@ -169,6 +212,9 @@ def test_no_torch_flag_records_the_skip(tmp_path):
             "label": harness.LABELS["pytorch"],
             "status": "skipped (--no-torch)",
         }
+    for cfg in results["training"]:
+        assert cfg["contenders"]["pytorch"]["status"] == "skipped (--no-torch)"
+        assert cfg["contenders"]["fit"]["ratio_to_pytorch"] is None
 
 
 def run_page(results_path: Path) -> subprocess.CompletedProcess:
@@ -188,6 +234,7 @@ def test_page_reads_what_the_harness_writes(quick_results):
     proc = run_page(quick_results)
     assert proc.returncode == 0, proc.stderr
     assert "Network.gradients (derived)" in proc.stdout
+    assert "Network.fit (derived)" in proc.stdout and "hand-written NumPy loop" in proc.stdout
     assert "No benchmark results" not in proc.stdout
 
 
@@ -196,3 +243,4 @@ def test_committed_results_are_a_full_valid_run():
     harness.validate(results)
     assert results["quick"] is False
     assert [c["name"] for c in results["configs"]] == [c.name for c in harness.CONFIGS]
+    assert [c["name"] for c in results["training"]] == [c.name for c in loops.LOOP_CONFIGS]

@@ -304,13 +304,14 @@ class TrainingMixin:
         # m_batch, it returns lr J_batch and writes lr dJ_batch/dtheta into the
         # steps. lam = l2 m_batch / m makes the batch's L2 term J's own, (l2 / 2m)
         # ||W||^2, so the steps of an epoch follow J whatever the batch size.
-        # Per size: its workspace, its X rows, and those two arguments.
-        def sized(n, ws):
-            return ws, np.empty((n, X.shape[1]), self.dtype), n / lr, self.l2 * n / m
-
-        batches = {b: sized(b, self._workspace_for(b))}
-        if short != b:
-            batches[short] = sized(short, _Workspace(self, short))
+        # Per size: its workspace and its X rows (kept for the next fit with the
+        # same sizes, like the workspace of `gradients`), and those two arguments.
+        kept = getattr(self, "_fit_buffers", {})
+        self._fit_buffers = {n: kept.get(n) or (_Workspace(self, n), np.empty((n, X.shape[1]),
+                                                                               self.dtype))
+                             for n in {b, short}}
+        batches = {n: (*buffers, n / lr, self.l2 * n / m)
+                   for n, buffers in self._fit_buffers.items()}
         with _FlatParameters(self) as flat:
             # The weights at the end of the last epoch (at first the initial weights):
             # what a divergence falls back to. One copy per epoch, not per step.
