@@ -6,6 +6,30 @@ Every layer has ``params`` (a dict of arrays, updated in place by training),
 keys and shapes as ``params``).
 """
 
+from importlib import import_module
+
 from .base import Layer
 
-__all__ = ["Layer"]
+# name -> submodule that defines it (imported on first use)
+_WHERE = {
+    "Dense": "dense",
+    "Activation": "dense",
+    "BatchNorm": "norm",
+    "LayerNorm": "norm",
+    "Dropout": "simple",
+    "Embedding": "simple",
+    "Residual": "simple",
+    "SelfAttention": "attention",
+    "Conv1d": "conv",
+    "Conv2d": "conv",
+    "RNN": "recurrent",
+    "Sequential": "sequential",
+}
+
+__all__ = ["Layer", *sorted(_WHERE)]
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        return getattr(import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
