@@ -113,8 +113,8 @@ from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
 
 grads = backward(catalog.DENSE, [catalog.W, catalog.b])
 dZ = next(x.base for x in grads[catalog.b].expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
-example = {delta_out: lambda unit: catalog.m * dZ[catalog.i, unit],
-           a_hid: lambda unit: catalog.A[catalog.i, unit]}
+example = {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit],
+           a_hid: lambda ex, unit: catalog.A[ex, unit]}
 show(batch_mean(sp.Symbol("dW_{kj}"), dE_dwjk.result, example, grads[catalog.W], (k, j),
                 "(BP1) from the engine"),
      batch_mean(sp.Symbol("db_k"), dE_dbk.result, example, grads[catalog.b], (k,),

@@ -96,7 +96,7 @@ from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
 db = backward(catalog.DENSE, [catalog.b])[catalog.b]
 dZ = next(x.base for x in db.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
 show(batch_mean(sp.Symbol("db_k"), dE_dbk.result,
-                {delta_out: lambda unit: catalog.m * dZ[catalog.i, unit]},
+                {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit]},
                 db, (k,), "(BP2) from the engine"))
 EXPORTS = [Agreement("layers.bias_gradient", "derivations/04_biases.py",
                      "the bias gradient of the scalar derivation")]

@@ -172,3 +172,34 @@ def test_bad_layers_are_rejected_with_a_reason():
         backward(((Y[i], 2 * X2[i]),), [IndexedBase("Q", shape=(m,))])
     with pytest.raises(ValueError, match="defined twice"):
         backward(((Y[i], X2[i]), (Y[i], X2[i])), [X2])
+
+
+@pytest.mark.parametrize("scalar, at", [
+    ("right", ("j", "i")),
+    ("transposed", ("i", "j")),
+    ("swapped units", ("j", "i")),
+    ("doubled", ("j", "i")),
+])
+def test_scalar_pages_must_agree_with_the_engine(scalar, at):
+    """Page 03's result dE/dw_ij = delta_j a_i, read per example, is the engine's dW_ji."""
+    from backprop_derived.symbolic.agreement import batch_mean
+    from backprop_derived.symbolic.checked import StepNotVerified
+    from backprop_derived.symbolic.scalar_net import a_in, delta_hid
+    from backprop_derived.symbolic.scalar_net import i as unit_i
+    from backprop_derived.symbolic.scalar_net import j as unit_j
+
+    results = {"right": delta_hid[unit_j] * a_in[unit_i],
+               "transposed": delta_hid[unit_j] * a_in[unit_i],
+               "swapped units": delta_hid[unit_i] * a_in[unit_j],
+               "doubled": 2 * delta_hid[unit_j] * a_in[unit_i]}
+    units = {"i": unit_i, "j": unit_j}
+    dW = backward(catalog.DENSE, [catalog.W])[catalog.W]
+    dZ = next(x.base for x in dW.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
+    example = {delta_hid: lambda e, u: catalog.m * dZ[e, u],
+               a_in: lambda e, u: catalog.A[e, u]}
+    args = (sp.Symbol("dW"), results[scalar], example, dW, tuple(units[x] for x in at), "BP1")
+    if scalar == "right":
+        assert batch_mean(*args).steps[-1].proof == "index sums"
+    else:
+        with pytest.raises(StepNotVerified):
+            batch_mean(*args)

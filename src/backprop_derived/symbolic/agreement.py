@@ -33,10 +33,40 @@ def on_example(mapping: Mapping[sp.IndexedBase, Callable[..., sp.Expr]]):
     return rewrite
 
 
+def _unused(name: str, avoid: set) -> sp.Symbol:
+    names = {str(s) for s in avoid}
+    while name in names:
+        name += "'"
+    return sp.Symbol(name, integer=True)
+
+
+def _rename_bound(expr: sp.Expr, avoid: set) -> sp.Expr:
+    """Rename every summation index of ``expr`` that is in ``avoid`` (no capture)."""
+    def rename(s: sp.Sum):
+        new_limits, body = [], s.function
+        for v, lo, hi in s.limits:
+            if v in avoid:
+                fresh = _unused(str(v), avoid | s.free_symbols | body.free_symbols)
+                body = body.xreplace({v: fresh})
+                v = fresh
+            new_limits.append((v, lo, hi))
+        return sp.Sum(body, *new_limits)
+
+    return expr.replace(lambda x: isinstance(x, sp.Sum), rename)
+
+
 def batch_mean(lhs, scalar_result, mapping, gradient: Gradient, at: tuple, why: str) -> Chain:
-    """``lhs = (1/m) sum_i (scalar result of example i) = engine gradient[at]``."""
-    i, m = catalog.i, catalog.m
-    chain = Chain(lhs, sp.Sum(scalar_result, (i, 0, m - 1)) / m,
-                  r"the mean over the examples $i$ of the result above",
-                  definitions=on_example(mapping))
-    return chain.step(gradient.expr.xreplace(dict(zip(gradient.indices, at, strict=True))), why)
+    """``lhs = (1/m) sum_i (scalar result of example i) = engine gradient[at]``.
+
+    ``mapping`` gives each scalar array's entry as a function of its unit
+    indices *and* the example index (its first argument).
+    """
+    m = catalog.m
+    taken = scalar_result.free_symbols | set(at)
+    example = _unused("i", taken)
+    per_example = {base: (lambda *units, f=f: f(example, *units)) for base, f in mapping.items()}
+    chain = Chain(lhs, sp.Sum(scalar_result, (example, 0, m - 1)) / m,
+                  rf"the mean over the examples ${sp.latex(example)}$ of the result above",
+                  definitions=on_example(per_example))
+    engine = _rename_bound(gradient.expr, set(at))
+    return chain.step(engine.xreplace(dict(zip(gradient.indices, at, strict=True))), why)
