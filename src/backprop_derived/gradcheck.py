@@ -5,20 +5,34 @@ For every parameter theta_i (every entry of every ``net.weights[l]`` and
 
     gradApprox_i = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps)
 
-and compare with the analytic gradient from ``net.gradients``. The comparison is
-per entry, ``|analytic - numeric| / max(|analytic|, |numeric|, floor)``.
+and compare with the analytic gradient from ``net.gradients``.
+
+The error measure. An entry's error is measured against the scale of its
+block (one layer's weights, or its biases)::
+
+    error_i = |analytic_i - numeric_i| / max(largest |gradient| in the block, floor)
+
+rather than against the entry itself, because the central difference is not
+exact: its truncation error, about eps^2 |d^3J/dtheta^3| / 6, follows the
+size of the block's derivatives, not of the one entry. On correct code it
+was 1e-9 to 1e-8 of the block's largest gradient at eps = 1e-4 (float64) on
+every network measured, from 4-5-3 to 500-300-100-10; divided by an entry
+that happens to be near 0 it grows without bound, which is how
+``--layers 300,200,10 --batch 20`` used to fail on correct code (2.3e-5
+against a pass mark of 1e-5). A wrong derivative, on the other hand, is wrong
+on the scale of its block: a dropped transpose, a wrong sign, a missing 1/m
+or a wrong g' give errors of 1e-2 to 1 and more, a gradient 1 % too large
+gives 1e-2 (the tests check each). The pass mark, 1e-5, sits three orders of
+magnitude from either side.
 
 Why a ``floor``: J is only known to about u |J| (u = machine epsilon of the
-network's dtype), so the difference quotient cannot resolve a gradient entry
-better than about u |J| / eps in absolute terms (5e-12 for J ~ 2, eps = 1e-4 in
-float64). An entry smaller than that resolution divided by the tolerance cannot
-be checked to ``tolerance`` relative accuracy, so it is compared on the absolute
-scale ``floor = 10 u max(1, |J|) / (eps * tolerance)`` instead; with the
-defaults in float64 that is about 2e-6 max(1, |J|). A zero true gradient (a dead
-relu unit) then gives a small error instead of rounding noise over almost zero.
-The truncation error of the central difference, about eps^2 |J'''| / 6 ~ 1e-9,
-is up to ~1e-6 relative on small entries; hence the default tolerance 1e-5, far
-below the 1e-2 ... 1 that a wrong derivative produces.
+network's dtype), so the difference quotient cannot resolve a gradient
+better than about u |J| / eps in absolute terms (5e-12 for J ~ 2 at eps = 1e-4
+in float64). A block whose largest gradient is below that resolution divided
+by the tolerance cannot be checked to ``tolerance``, so it is measured
+against ``floor = 10 u max(1, |J|) / (eps * tolerance)`` instead, about
+2e-6 max(1, |J|) with the defaults in float64. In float32 the floor is so
+high that the report says the check means little.
 
 A relu is not differentiable at 0. When the two perturbed evaluations put some
 relu pre-activation on different sides of 0 for some example, the finite
@@ -86,7 +100,7 @@ class GradientCheckReport:
 
     @property
     def max_relative_error(self) -> float:
-        """Largest relative error over all parameters not on a kink."""
+        """Largest error (relative to its block's scale) over all parameters not on a kink."""
         return self._max(self.relative_error)
 
     @property
@@ -126,12 +140,12 @@ class GradientCheckReport:
         lines = [
             f"gradient check: {self.description}",
             (
-                f"central differences, eps = {self.eps:g}; relative error = "
-                f"|analytic - numeric| / max(|analytic|, |numeric|, {self.floor:.1e}); "
-                f"tolerance {self.tolerance:g}"
+                f"central differences, eps = {self.eps:g}; error = |analytic - numeric| / "
+                f"(largest |gradient| of the layer's weights or biases, at least "
+                f"{self.floor:.1e}); tolerance {self.tolerance:g}"
             ),
             "",
-            f"{'layer':<7}{'kind':<9}{'count':>6}  max rel. error",
+            f"{'layer':<7}{'kind':<9}{'count':>6}  max error",
         ]
         for l, kinds in self.by_layer.items():
             for kind in KINDS:
@@ -178,18 +192,41 @@ def _kinked_layers(net) -> list[int]:
     return [l for l, name in enumerate(net.activations) if name in KINKS]
 
 
-def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=None):
-    """Check ``net.gradients(X, Y)`` against central differences of ``net.loss(X, Y)``.
+def _loss_function(net, X, Y):
+    """J at the network's current parameters, as a function of nothing.
+
+    The data are checked once, by the network's own checks; the thousands of
+    evaluations that follow run its forward pass and loss without them.
+    """
+    from backprop_derived.network import _Workspace
+
+    X, Y = net._prepare_data(X, Y, "gradient_check")
+    m = X.shape[0]
+    ws = _Workspace(net, m)
+
+    def loss() -> float:
+        net._forward(X, ws, check_X=False)
+        return net._loss_value(Y, ws, m, net.l2)
+
+    return loss
+
+
+def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=None,
+                   progress: bool = False):
+    """Check ``net.gradients(X, Y)`` against central differences of the loss.
 
     Every parameter is perturbed in place and restored exactly afterwards, so
     the network is unchanged on return. ``floor=None`` picks the resolution-based
-    floor described in the module docstring. Returns a `GradientCheckReport`.
+    floor described in the module docstring. ``progress`` shows a tqdm bar
+    (after a second, so that short checks stay quiet). Returns a
+    `GradientCheckReport`.
     """
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
     if not tolerance > 0:
         raise ValueError(f"tolerance must be > 0, got {tolerance!r}")
     loss, dW, db = net.gradients(X, Y)
+    J = _loss_function(net, X, Y)
     kinked = _kinked_layers(net)
     if floor is None:
         u = float(np.finfo(np.dtype(net.dtype)).eps)
@@ -208,8 +245,40 @@ def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=
         relative_error={},
         on_kink={},
     )
+    from backprop_derived.training import _progress_bar
+
+    total = sum(p.size for p in [*net.weights, *net.biases])
+    bar = _progress_bar(progress, total, "parameter", delay=1.0)
+    try:
+        _differences(net, J, X, dW, db, eps, kinked, report, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    largest = max(float(np.abs(g).max()) for g in report.analytic.values() if g.size)
+    if report.floor > 0.01 * largest:
+        report.notes.append(
+            f"the finite differences resolve only gradients above ~{report.floor:.1e} "
+            f"(eps {eps:g} in {np.dtype(net.dtype).name}) while the largest is {largest:.1e}: "
+            "this check says little; use float64 or a larger eps"
+        )
+    # present layers in order, weights before biases
+    for name in ("analytic", "numerical", "relative_error", "on_kink"):
+        d = getattr(report, name)
+        setattr(report, name, {k: d[k] for k in sorted(d, key=lambda k: (k[0], KINDS.index(k[1])))})
+    report.kink_warnings.sort(key=lambda w: (w.layer, KINDS.index(w.kind), w.index))
+    return report
+
+
+def _differences(net, J, X, dW, db, eps, kinked, report, bar):
+    """Fill the report, block by block: numeric gradients, errors, kink warnings."""
+    worst = 0.0
     for kind, params, grads in (("weights", net.weights, dW), ("biases", net.biases, db)):
         for l, (p, g) in enumerate(zip(params, grads, strict=True)):
+            if np.shape(g) != p.shape:
+                raise ValueError(
+                    f"the analytic gradient of {kind}[{l}] has shape {np.shape(g)}, but "
+                    f"{kind}[{l}] has shape {p.shape}"
+                )
             numeric = np.zeros(p.shape, dtype=np.float64)
             on_kink = np.zeros(p.shape, dtype=bool)
             crossings = {}
@@ -217,13 +286,15 @@ def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=
                 original = p[idx]
                 p[idx] = original + eps
                 step_up = float(p[idx]) - float(original)  # the step actually taken in p's dtype
-                J_plus = float(net.loss(X, Y))
+                J_plus = J()
                 sides_plus = _kink_sides(net, X)
                 p[idx] = original - eps
                 step_down = float(original) - float(p[idx])
-                J_minus = float(net.loss(X, Y))
+                J_minus = J()
                 sides_minus = _kink_sides(net, X)
                 p[idx] = original
+                if bar is not None:
+                    bar.update()
                 if step_up + step_down == 0.0:
                     raise ValueError(
                         f"eps = {eps:g} is below the resolution of {p.dtype} at "
@@ -238,8 +309,12 @@ def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=
                         crossings[idx] = (rl, int(changed[0][0]), int(changed[0][1]))
                         break
             analytic = np.asarray(g, dtype=np.float64)
-            denominator = np.maximum(np.maximum(np.abs(analytic), np.abs(numeric)), floor)
-            rel = np.abs(analytic - numeric) / denominator
+            # The block's scale: its largest gradient (entries on a kink left out,
+            # their finite difference is meaningless), at least the floor.
+            counted = ~on_kink
+            scale = max(float(np.abs(analytic[counted]).max(initial=0.0)),
+                        float(np.abs(numeric[counted]).max(initial=0.0)), report.floor)
+            rel = np.abs(analytic - numeric) / scale
             key = (l, kind)
             report.analytic[key] = analytic
             report.numerical[key] = numeric
@@ -249,19 +324,11 @@ def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=
                 KinkWarning(l, kind, tuple(int(i) for i in idx), float(rel[idx]), crossing)
                 for idx, crossing in crossings.items()
             ]
-    largest = max(float(np.abs(g).max()) for g in report.analytic.values() if g.size)
-    if report.floor > 0.01 * largest:
-        report.notes.append(
-            f"the finite differences resolve only gradients above ~{report.floor:.1e} "
-            f"(eps {eps:g} in {np.dtype(net.dtype).name}) while the largest is {largest:.1e}: "
-            "this check says little; use float64 or a larger eps"
-        )
-    # present layers in order, weights before biases
-    for name in ("analytic", "numerical", "relative_error", "on_kink"):
-        d = getattr(report, name)
-        setattr(report, name, {k: d[k] for k in sorted(d, key=lambda k: (k[0], KINDS.index(k[1])))})
-    report.kink_warnings.sort(key=lambda w: (w.layer, KINDS.index(w.kind), w.index))
-    return report
+            if bar is not None:
+                if counted.any():
+                    worst = max(worst, float(rel[counted].max()))
+                bar.set_postfix({"loss": f"{report.loss:.4g}", "worst error": f"{worst:.1e}"},
+                                refresh=False)
 
 
 @dataclass
@@ -280,7 +347,7 @@ class EpsSweep:
 def eps_sweep(net, X, Y, eps_values=None, floor: float = 1e-12) -> EpsSweep:
     """`gradient_check` for eps = 1e-1, 1e-2, ..., 1e-10 (or ``eps_values``).
 
-    A fixed, tiny ``floor`` here: the point is to see the raw relative errors.
+    A fixed, tiny ``floor`` here: the point is to see the raw errors.
 
     An eps too small for the network's dtype (theta + eps == theta) gives NaN.
     """
@@ -345,7 +412,13 @@ def _configure(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--tolerance",
         type=float,
         default=1e-5,
-        help="largest accepted relative error per parameter (default 1e-5)",
+        help="largest accepted error of a parameter, relative to the largest gradient "
+        "of its layer's weights or biases (default 1e-5)",
+    )
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (by default one appears on stderr when the check takes over 1 s)",
     )
     parser.set_defaults(handler=run_gradcheck)
     return parser
@@ -393,7 +466,9 @@ def run_gradcheck(args: argparse.Namespace) -> int:
         net, X, Y = random_problem(
             args.layers, args.activations, args.loss, seed=args.seed, batch=args.batch, l2=args.l2
         )
-        report = gradient_check(net, X, Y, eps=args.eps, tolerance=args.tolerance)
+        report = gradient_check(
+            net, X, Y, eps=args.eps, tolerance=args.tolerance, progress=not args.no_progress
+        )
     except ValueError as error:
         print(f"gradcheck: {error}", file=sys.stderr)
         return 2
