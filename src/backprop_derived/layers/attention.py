@@ -1,0 +1,72 @@
+"""One self-attention head on the kernels generated from derivations/11_attention.py.
+
+``Y = SelfAttention(d_model, d_head).forward(X)`` for ``X`` of shape
+(batch, T, d_model): Q = X Wq^T, K = X Wk^T, V = X Wv^T,
+S = Q K^T / sqrt(d_head), P = softmax of S over the keys, O = P V, Y = O Wo^T.
+With ``causal=True`` the key s is hidden from the query t when s > t.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backprop_derived._generated import attention as kernels
+
+from .base import Layer, check_positive_int
+
+__all__ = ["SelfAttention"]
+
+
+class SelfAttention(Layer):
+    """A single attention head, no biases; ``params`` ``Wq``, ``Wk``, ``Wv`` (d_head, d_model)
+    and ``Wo`` (d_model, d_head)."""
+
+    def __init__(self, d_model: int, d_head: int, causal: bool = False, dtype=np.float64,
+                 seed=None) -> None:
+        super().__init__(dtype)
+        self.d_model = check_positive_int(d_model, "d_model")
+        self.d_head = check_positive_int(d_head, "d_head")
+        if not isinstance(causal, bool | np.bool_):
+            raise ValueError(f"causal must be True or False, got {causal!r}")
+        self.causal = bool(causal)
+        rng = np.random.default_rng(seed)
+        # variance 1/fan_in keeps the scores and the output of order 1
+        self._set_params({
+            "Wq": rng.normal(0.0, self.d_model ** -0.5, (self.d_head, self.d_model)),
+            "Wk": rng.normal(0.0, self.d_model ** -0.5, (self.d_head, self.d_model)),
+            "Wv": rng.normal(0.0, self.d_model ** -0.5, (self.d_head, self.d_model)),
+            "Wo": rng.normal(0.0, self.d_head ** -0.5, (self.d_model, self.d_head)),
+        })
+        # a number of the layer's dtype: a NumPy float64 scalar would promote float32 arrays
+        self._head = self.dtype.type(self.d_head)
+        self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _mask(self, T: int) -> tuple[np.ndarray, np.ndarray]:
+        """The catalog's M (1 visible, 0 hidden) in the layer's dtype, and as booleans."""
+        if T not in self._masks:
+            visible = np.tril(np.ones((T, T), dtype=bool)) if self.causal \
+                else np.ones((T, T), dtype=bool)
+            self._masks[T] = (visible.astype(self.dtype), visible)
+        return self._masks[T]
+
+    def forward(self, X, train: bool = True) -> np.ndarray:
+        X = self._check_input(X, ndim=3, last=self.d_model)
+        p = self.params
+        q, k, v, s = kernels.attention_scores(X, p["Wq"], p["Wk"], p["Wv"], self._head)
+        M, visible = self._mask(X.shape[1])
+        # Any shift c per row gives the same P (proven on the page); the largest
+        # visible score keeps every visible exponent <= 0 and the denominator >= 1.
+        c = np.max(s, axis=2, where=visible, initial=-np.inf)
+        P, o, y = kernels.attention_mix(s, c, M, v, p["Wo"])
+        self._cache = (X, q, k, v, P, o) if train else None
+        return y
+
+    def backward(self, dY) -> np.ndarray:
+        shape = None if self._cache is None else self._cache[0].shape
+        dY = self._check_upstream(dY, shape)
+        X, q, k, v, P, o = self._cache
+        p = self.params
+        dX, dWq, dWk, dWv, dWo = kernels.attention_backward(
+            dY, X, q, k, v, P, o, p["Wq"], p["Wk"], p["Wv"], p["Wo"], self._head)
+        self.grads = {"Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo}
+        return dX
