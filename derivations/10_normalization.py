@@ -65,7 +65,8 @@ m, n, eps = NORM_m, NORM_n, NORM_EPS
 # The arrays' names in the catalog are the generated code's names (xhat, var);
 # the page shows them as the textbook writes them.
 TEXTBOOK = {"xhat": r"\hat{x}", "var": r"\sigma^{2}", "dxhat": r"d\hat{x}",
-            "dvar": r"d\sigma^{2}", "dmu": r"d\mu", "dgamma": r"d\gamma", "dbeta": r"d\beta"}
+            "dvar": r"d\sigma^{2}", "dmu": r"d\mu", "dgamma": r"d\gamma", "dbeta": r"d\beta",
+            "dy_xhat": r"(dY\hat{x})"}
 
 
 def textbook(chain):
@@ -342,6 +343,55 @@ ln_dx = (
 show(ln_dx)
 LN_DX_COMPACT = ln_dx.result
 
+# %% [markdown]
+# ## In the kernels
+#
+# NumPy evaluates one operation at a time, each a pass over the whole
+# $(m, n)$ array, so the kernels gather everything that is per feature (batch
+# norm) or per row (layer norm) into three short vectors first: a *scale*
+# for the upstream gradient, a *slope* along $\hat x$ and an *offset*. Then
+# $dX$ costs four passes. The column sum $d\gamma$ is taken over the named
+# product $dY \odot \hat x$, one reduction. Each rewrite is proven equal to
+# the compact form above, with the new names replaced by their definitions:
+
+# %%
+scale, slope, offset = (IndexedBase(name, shape=(n,), real=True)
+                        for name in ("scale", "slope", "offset"))
+dy_xhat = IndexedBase("dy_xhat", shape=(m, n), real=True)
+BN_KERNEL = (
+    (dy_xhat[u, v], dY[u, v] * BN_XHAT[u, v]),
+    (d_gamma[v], Sum(dy_xhat[i, v], column)),
+    (d_beta[v], bn[BN_BETA].expr.xreplace({bn[BN_BETA].indices[0]: v})),
+    (scale[v], BN_GAMMA[v] / sigma),
+    (slope[v], scale[v] * d_gamma[v] / m),
+    (offset[v], scale[v] * d_beta[v] / m),
+    (bn[BN_X].lhs, scale[v] * dY[u, v] - slope[v] * BN_XHAT[u, v] - offset[v]),
+)
+show(Chain(d_gamma[v], bn[BN_GAMMA].expr.xreplace({bn[BN_GAMMA].indices[0]: v}),
+           "the engine's result", definitions=substituting(BN_KERNEL[0]))
+     .step(BN_KERNEL[1][1], "named product"))
+show(Chain(bn[BN_X].lhs, BN_DX_COMPACT, "compact form",
+           definitions=substituting(*BN_KERNEL[3:6]))
+     .step(BN_KERNEL[-1][1], "per-feature scale, slope, offset"))
+
+row_scale, row_slope, row_offset = (IndexedBase(name, shape=(m,), real=True)
+                                    for name in ("scale", "slope", "offset"))
+LN_KERNEL = (
+    (ln_dxhat[u_, v_], ln[LN_XHAT].expr),
+    (dy_xhat[u_, v_], dY[u_, v_] * LN_XHAT[u_, v_]),
+    (ln[LN_GAMMA].grad[v_], Sum(dy_xhat[i, v_], column)),
+    (ln[LN_BETA].lhs, ln[LN_BETA].expr),
+    (row_scale[u_], 1 / ln_sigma),
+    (row_slope[u_], row_scale[u_] * Sum(ln_dxhat[u_, NORM_t] * LN_XHAT[u_, NORM_t], row) / n),
+    (row_offset[u_], row_scale[u_] * Sum(ln_dxhat[u_, NORM_t], row) / n),
+    (ln[LN_X].lhs,
+     row_scale[u_] * ln_dxhat[u_, v_] - row_slope[u_] * LN_XHAT[u_, v_] - row_offset[u_]),
+)
+assert ln[LN_GAMMA].expr == bn[BN_GAMMA].expr  # the same d-gamma: the same named product
+show(Chain(ln[LN_X].lhs, LN_DX_COMPACT, "compact form",
+           definitions=substituting(*LN_KERNEL[4:7]))
+     .step(LN_KERNEL[-1][1], "per-row scale, slope, offset"))
+
 # %% tags=["hide-input"]
 def assignments(*pairs):
     """Index-form equations ``(lhs, rhs)`` as the printer's assignments."""
@@ -359,10 +409,10 @@ EXPORTS = [
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the batch", SOURCE,
            style="index", returns=("Y", "mu", "var", "xhat")),
     Kernel("norm", "batch_norm_backward", ("dy", "xhat", "var", "gamma", "epsilon"),
-           assignments(*gradients(bn, BN_GAMMA, BN_BETA), (bn[BN_X].lhs, BN_DX_COMPACT)),
+           assignments(*BN_KERNEL),
            "Batch norm backward, training mode: dgamma, dbeta, then dX in the compact form "
            "proven equal to the engine's node-by-node result.",
-           "dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma)", SOURCE,
+           "dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset", SOURCE,
            style="index", returns=("dX", "dgamma", "dbeta")),
     Kernel("norm", "batch_norm_eval_forward", ("x", "mu", "var", "gamma", "beta", "epsilon"),
            assignments(*BATCH_NORM_EVAL),
@@ -370,7 +420,7 @@ EXPORTS = [
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta, mu and var given", SOURCE,
            style="index", returns=("Y", "xhat")),
     Kernel("norm", "batch_norm_eval_backward", ("dy", "xhat", "var", "gamma", "epsilon"),
-           assignments(*gradients(bn_eval, BN_XHAT, BN_X, BN_GAMMA, BN_BETA)),
+           assignments(*gradients(bn_eval, BN_XHAT, BN_X), *BN_KERNEL[:3]),
            "Batch norm backward, evaluation mode: mu and var are constants.",
            "dX = gamma dY / sqrt(var + epsilon)", SOURCE,
            style="index", returns=("dX", "dgamma", "dbeta")),
@@ -380,10 +430,9 @@ EXPORTS = [
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the features", SOURCE,
            style="index", returns=("Y", "mu", "var", "xhat")),
     Kernel("norm", "layer_norm_backward", ("dy", "xhat", "var", "gamma", "epsilon"),
-           assignments(*gradients(ln, LN_XHAT, LN_GAMMA, LN_BETA),
-                       (ln[LN_X].lhs, LN_DX_COMPACT)),
+           assignments(*LN_KERNEL),
            "Layer norm backward: dgamma, dbeta, and dX in the compact form proven equal to "
            "the engine's node-by-node result.",
-           "dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma)", SOURCE,
+           "dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma) = scale dxhat - slope xhat - offset", SOURCE,
            style="index", returns=("dX", "dgamma", "dbeta")),
 ]

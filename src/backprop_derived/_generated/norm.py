@@ -10,12 +10,16 @@ import numpy
 def batch_norm_backward(dy, xhat, var, gamma, epsilon):
     """Batch norm backward, training mode: dgamma, dbeta, then dX in the compact form proven equal to the engine's node-by-node result.
 
-    dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma); derived in derivations/10_normalization.py.
+    dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
     m = dy.shape[0]
-    dgamma = (numpy.einsum('ab,ab->b', dy, xhat, optimize=True))
+    dy_xhat = dy*xhat
+    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
-    dx = gamma*(dy*m - dbeta - dgamma*xhat)/(m*numpy.sqrt(epsilon + var))
+    scale = gamma/numpy.sqrt(epsilon + var)
+    slope = dgamma*scale/m
+    offset = dbeta*scale/m
+    dx = dy*scale - offset - slope*xhat
     return dx, dgamma, dbeta
 
 
@@ -26,7 +30,8 @@ def batch_norm_eval_backward(dy, xhat, var, gamma, epsilon):
     """
     dxhat = dy*gamma
     dx = dxhat/numpy.sqrt(epsilon + var)
-    dgamma = (numpy.einsum('ab,ab->b', dy, xhat, optimize=True))
+    dy_xhat = dy*xhat
+    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
     return dx, dgamma, dbeta
 
@@ -57,13 +62,17 @@ def batch_norm_forward(x, gamma, beta, epsilon):
 def layer_norm_backward(dy, xhat, var, gamma, epsilon):
     """Layer norm backward: dgamma, dbeta, and dX in the compact form proven equal to the engine's node-by-node result.
 
-    dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma); derived in derivations/10_normalization.py.
+    dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma) = scale dxhat - slope xhat - offset; derived in derivations/10_normalization.py.
     """
     n = gamma.shape[0]
     dxhat = dy*gamma
-    dgamma = (numpy.einsum('ab,ab->b', dy, xhat, optimize=True))
+    dy_xhat = dy*xhat
+    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
-    dx = (dxhat*n - (numpy.add.reduce(dxhat, axis=1))[:, None] - (numpy.einsum('ab,ab->a', dxhat, xhat, optimize=True))[:, None]*xhat)/(n*numpy.sqrt(epsilon + var[:, None]))
+    scale = 1/numpy.sqrt(epsilon + var)
+    slope = (numpy.einsum('ab,ab->a', dxhat, xhat, optimize=True))*scale/n
+    offset = (numpy.add.reduce(dxhat, axis=1))*scale/n
+    dx = dxhat*scale[:, None] - offset[:, None] - slope[:, None]*xhat
     return dx, dgamma, dbeta
 
 
