@@ -60,7 +60,6 @@ class BatchNorm(Layer):
             raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
         self.momentum = float(momentum)
         self._set_params({"gamma": np.ones(self.n), "beta": np.zeros(self.n)})
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
         self.running_mean = np.zeros(self.n, dtype=self.dtype)
         self.running_var = np.ones(self.n, dtype=self.dtype)
 
@@ -91,8 +90,7 @@ class BatchNorm(Layer):
         dY = self._check_upstream(dY, shape)
         kernel, xhat, var, _ = self._cache
         dX, dgamma, dbeta = kernel(dY, xhat, var, self.params["gamma"], self.eps)
-        np.copyto(self.grads["gamma"], dgamma)
-        np.copyto(self.grads["beta"], dbeta)
+        self.grads = {"gamma": dgamma, "beta": dbeta}
         return dX
 
 
@@ -111,7 +109,6 @@ class LayerNorm(Layer):
         self.n = check_positive_int(n, "n")
         self.eps = _check_eps(eps)
         self._set_params({"gamma": np.ones(self.n), "beta": np.zeros(self.n)})
-        self.grads = {k: np.zeros_like(v) for k, v in self.params.items()}
 
     def forward(self, X, train: bool = True) -> np.ndarray:
         try:
@@ -133,6 +130,5 @@ class LayerNorm(Layer):
         xhat, var, _ = self._cache
         dX, dgamma, dbeta = norm.layer_norm_backward(dY.reshape(-1, self.n), xhat, var,
                                                      self.params["gamma"], self.eps)
-        np.copyto(self.grads["gamma"], dgamma)
-        np.copyto(self.grads["beta"], dbeta)
+        self.grads = {"gamma": dgamma, "beta": dbeta}
         return dX.reshape(shape)
