@@ -217,6 +217,14 @@ shift.step(dropped, r"$E_{nts} = M_{ts} e^{S_{nts} - C_{nt}}$, $P = E / \sum_{s'
 show(Chain(ATT_E[n, t, s], E_kernel, "the kernel's numerator"),
      Chain(ATT_P[n, t, s], P_kernel, "the kernel's weights"))
 
+# %% [markdown]
+# Without a mask every $M_{ts}$ is 1, and a second kernel skips the two
+# multiplications by the mask (the same formula with $M_{ts} = 1$ substituted):
+
+# %%
+E_unmasked = E_kernel.xreplace({ATT_M[t, s]: 1})
+show(Chain(ATT_E[n, t, s], E_unmasked, r"the kernel's numerator, $M_{ts} = 1$"))
+
 # %% tags=["hide-input"]
 # The kernels take d_head as a number of the layer's dtype, not read off an
 # array's shape: NumPy 2 promotes a float32 array divided by numpy.sqrt(<int>),
@@ -241,6 +249,9 @@ def gradient(x, expr=None):
 FORWARD_SCORES = IndexBody([assign(lhs, rhs) for lhs, rhs in LAYER[:4]])
 FORWARD_MIX = IndexBody([assign(ATT_E[n, t, s], E_kernel), assign(ATT_P[n, t, s], P_kernel),
                          *(assign(lhs, rhs) for lhs, rhs in LAYER[5:])])
+FORWARD_MIX_UNMASKED = IndexBody([assign(ATT_E[n, t, s], E_unmasked),
+                                  assign(ATT_P[n, t, s], P_kernel),
+                                  *(assign(lhs, rhs) for lhs, rhs in LAYER[5:])])
 BACKWARD = IndexBody([gradient(x, compact.result if x == ATT_S else None) for x in ORDER])
 
 EXPORTS = [
@@ -253,6 +264,10 @@ EXPORTS = [
            "O = P V, Y = O Wo^T.",
            "Self-attention forward, catalog equations P, O, Y (stable softmax)", SOURCE,
            style="index", returns=("P", "O", "Y")),
+    Kernel("attention", "attention_mix_unmasked", ("s", "c", "v", "wo"), FORWARD_MIX_UNMASKED,
+           "attention_mix without a mask (every key visible).",
+           "Self-attention forward, catalog equations P, O, Y with M = 1 (stable softmax)",
+           SOURCE, style="index", returns=("P", "O", "Y")),
     Kernel("attention", "attention_backward",
            ("dy", "x", "q", "k", "v", "p", "o", "wq", "wk", "wv", "wo", "d_head"), BACKWARD,
            "Gradients of X and of the four weight matrices, through dO, dP, dS (compact "

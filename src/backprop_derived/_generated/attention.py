@@ -38,6 +38,18 @@ def attention_mix(s, c, m, v, wo):
     return p, o, y
 
 
+def attention_mix_unmasked(s, c, v, wo):
+    """attention_mix without a mask (every key visible).
+
+    Self-attention forward, catalog equations P, O, Y with M = 1 (stable softmax); derived in derivations/11_attention.py.
+    """
+    e = numpy.exp(s - c[:, :, None])
+    p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
+    o = (numpy.einsum('abc,acd->abd', p, v, optimize=True))
+    y = (numpy.einsum('ab,cdb->cda', wo, o, optimize=True))
+    return p, o, y
+
+
 def attention_scores(x, wq, wk, wv, d_head):
     """Queries, keys, values and scores S = Q K^T / sqrt(d_head) of one attention head.
 

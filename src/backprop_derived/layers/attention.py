@@ -42,10 +42,9 @@ class SelfAttention(Layer):
         self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _mask(self, T: int) -> tuple[np.ndarray, np.ndarray]:
-        """The catalog's M (1 visible, 0 hidden) in the layer's dtype, and as booleans."""
+        """The catalog's causal M (1 visible, 0 hidden) in the layer's dtype, and as booleans."""
         if T not in self._masks:
-            visible = np.tril(np.ones((T, T), dtype=bool)) if self.causal \
-                else np.ones((T, T), dtype=bool)
+            visible = np.tril(np.ones((T, T), dtype=bool))
             self._masks[T] = (visible.astype(self.dtype), visible)
         return self._masks[T]
 
@@ -53,11 +52,14 @@ class SelfAttention(Layer):
         X = self._check_input(X, ndim=3, last=self.d_model)
         p = self.params
         q, k, v, s = kernels.attention_scores(X, p["Wq"], p["Wk"], p["Wv"], self._head)
-        M, visible = self._mask(X.shape[1])
         # Any shift c per row gives the same P (proven on the page); the largest
         # visible score keeps every visible exponent <= 0 and the denominator >= 1.
-        c = np.max(s, axis=2, where=visible, initial=-np.inf)
-        P, o, y = kernels.attention_mix(s, c, M, v, p["Wo"])
+        if self.causal:
+            M, visible = self._mask(X.shape[1])
+            c = np.max(s, axis=2, where=visible, initial=-np.inf)
+            P, o, y = kernels.attention_mix(s, c, M, v, p["Wo"])
+        else:  # M = 1 everywhere
+            P, o, y = kernels.attention_mix_unmasked(s, s.max(axis=2), v, p["Wo"])
         self._cache = (X, q, k, v, P, o) if train else None
         return y
 
