@@ -1,0 +1,483 @@
+"""``Sequential``: layers composed in order, with a catalog loss, and `Network`'s workflow.
+
+The loss is applied at the last layer's pre-activations with the generated
+output kernels of derivations/07_losses_x_activations.py (the ``OUTPUTS``
+registry): when the last layer is ``Activation(g)`` the pair (g, loss) gives
+the loss value and its delta dJ/dZ at the input of that activation (the
+fused one-pass kernel where one was generated, e.g. softmax with
+cross-entropy), so softmax needs no backward of its own and sigmoid with
+binary cross-entropy never divides by a' = a(1 - a). Any other last layer
+is an identity output.
+
+**Shapes.** The loss sees the output as rows of K units: a 2-D output
+(m, K) is m rows; an output of higher rank, e.g. (batch, T, K) for a batch
+of sequences, is flattened to batch * T rows. The cost is the **mean over
+all rows** of the per-row loss (for (batch, T, K): the mean over every
+position of every sequence, as PyTorch's losses do on flattened positions).
+``Y`` has the output's shape; for cross_entropy it may instead hold integer
+class labels of the output's shape without its last axis.
+
+**Training.** `fit` is `Network.fit`'s minibatch SGD (heavy-ball momentum
+optional) with the same argument names, checks and `History`; L-BFGS is
+`Network`'s only. Parameters are updated in place in every layer's
+``params``. Dropout layers draw their masks from their own generators.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
+from ..training import History, TrainingDivergedError
+from .base import Layer, check_dtype
+from .dense import Activation
+from .simple import _adopt_dtype, _declares_dtype, _fast
+
+__all__ = ["Sequential"]
+
+_CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+class _OutputKernels:
+    """The (activation, loss) pair's generated kernels behind one call signature.
+
+    The only place that knows their signatures: a kernel takes the number of
+    rows ``m`` (the 1/m of the mean is inside the generated code) or, in the
+    older form, ``scale`` = 1/m for the delta with a summed value. Both give
+    here the mean loss and the delta of the mean.
+    """
+
+    def __init__(self, activation: str, loss: str):
+        self.act = ACTIVATIONS[activation]
+        self.out = OUTPUTS[activation, loss]
+        self.takes_m = "m" in inspect.signature(self.out.delta).parameters
+        self.scratch = max(self.act.scratch, self.out.scratch)
+
+    def _arg(self, m: int) -> float:
+        return m if self.takes_m else 1.0 / m
+
+    def _mean(self, value, m: int) -> float:
+        return float(value) if self.takes_m else float(value) / m
+
+    def value(self, z, y, ws) -> float:
+        """Mean loss; writes the activations into ``ws.a``."""
+        self.act.forward(z, ws.a, ws.scratch[: self.act.scratch])
+        m = z.shape[0]
+        if self.takes_m:
+            return self._mean(self.out.value(ws.a, z, y, m), m)
+        return self._mean(self.out.value(ws.a, z, y), m)
+
+    def value_and_delta(self, z, y, ws) -> tuple[float, np.ndarray]:
+        """Mean loss and its delta dJ/dz (m rows, the 1/m included), into ``ws``."""
+        m = z.shape[0]
+        if self.out.fused is not None:  # a, the loss and the delta in one pass
+            loss = self.out.fused(z, y, self._arg(m), ws.a, ws.delta, ws.scratch, ws.rows,
+                                  ws.units, ws.transposed)
+            return self._mean(loss, m), ws.delta
+        loss = self.value(z, y, ws)
+        self.out.delta(ws.a, z, y, self._arg(m), ws.delta, ws.scratch)
+        return loss, ws.delta
+
+
+class _Workspace:
+    """Output-pass buffers for one (rows, units) shape, reused while it repeats."""
+
+    def __init__(self, kernels: _OutputKernels, m: int, K: int, dtype):
+        self.key = (m, K)
+        self.a = np.empty((m, K), dtype)
+        self.delta = np.empty((m, K), dtype)
+        self.scratch = [np.empty((m, K), dtype) for _ in range(kernels.scratch)]
+        self.rows = [np.empty((m, 1), dtype) for _ in range(kernels.out.rows)]
+        self.units = np.ones((K, 1), dtype)
+        self.transposed = np.empty((K, m), dtype)
+
+
+class Sequential:
+    """Layers applied in order, trained on a catalog loss.
+
+    Parameters
+    ----------
+    layers : the layers, first to last (`Dense`, `Activation`, `Dropout`,
+        `Embedding`, `Residual`, ... : anything with the `Layer` interface).
+        An `Activation` that is not elementwise (softmax) only as the last one.
+    loss : one of ``Sequential.LOSSES``; cross_entropy needs a last
+        ``Activation("softmax")``, binary_cross_entropy ``Activation("sigmoid")``.
+    dtype : float32 or float64; by default that of the layers with
+        parameters (they must agree). Layers without parameters whose dtype
+        was not given take it.
+
+    ``gradients(X, Y)`` returns ``(loss, grads)``: ``grads`` is a list with
+    one dict per layer, with the keys and shapes of that layer's ``params``
+    (empty for a layer without parameters), each array dJ/dparam of the mean
+    cost. See the module docstring for the shapes of X, Y and the output.
+    """
+
+    LOSSES = LOSSES
+
+    def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy", dtype=None):
+        if isinstance(layers, Layer):
+            raise ValueError("Sequential: layers must be a list of layers, got one layer")
+        self.layers = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential: needs at least one layer")
+        for k, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential: layer {k} is not a Layer: {layer!r}")
+        self.dtype = self._resolve_dtype(dtype)
+        last = self.layers[-1]
+        head = last.activation if isinstance(last, Activation) else "identity"
+        self._body = self.layers[:-1] if isinstance(last, Activation) else self.layers
+        for k, layer in enumerate(self._body):
+            if isinstance(layer, Activation) and not layer.elementwise:
+                raise ValueError(
+                    f"Sequential: layer {k}, Activation({layer.activation!r}), couples the units "
+                    "of a row and is allowed only as the last layer, where the loss's output "
+                    "pass differentiates it")
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"Sequential: unknown loss {loss!r}; valid names: "
+                             f"{', '.join(LOSSES)}")
+        if (head, loss) not in OUTPUTS:
+            needed = sorted(act for act, name in OUTPUTS if name == loss)
+            got = f"Activation({head!r})" if isinstance(last, Activation) else last.name
+            raise ValueError(f"Sequential: {loss} needs a last layer "
+                             f"{' or '.join(f'Activation({n!r})' for n in needed)}, got {got}")
+        self.loss_name = loss
+        self.output_activation = head
+        self._kernels = _OutputKernels(head, loss)
+        self._workspace: _Workspace | None = None
+
+    def _resolve_dtype(self, dtype) -> np.dtype:
+        declared = [(k, layer) for k, layer in enumerate(self.layers) if _declares_dtype(layer)]
+        if dtype is not None:
+            chosen = check_dtype(dtype)
+        elif declared:
+            chosen = declared[0][1].dtype
+        else:
+            chosen = np.dtype(np.float64)
+        for k, layer in declared:
+            if layer.dtype != chosen:
+                raise ValueError(f"Sequential: layer {k} ({layer.name}) is {layer.dtype.name}, "
+                                 f"the model is {chosen.name}; give every layer the same dtype")
+        for layer in self.layers:
+            if not _declares_dtype(layer):
+                _adopt_dtype(layer, chosen)
+        return chosen
+
+    def __repr__(self) -> str:
+        inner = ",\n    ".join(map(repr, self.layers))
+        return f"Sequential([\n    {inner},\n], loss={self.loss_name!r})"
+
+    @property
+    def params(self) -> list[dict[str, np.ndarray]]:
+        """Every layer's ``params`` dict, in order."""
+        return [layer.params for layer in self.layers]
+
+    # -- passes ------------------------------------------------------------
+    def _forward_body(self, X, train: bool, checked: bool) -> np.ndarray:
+        for k, layer in enumerate(self._body):
+            if checked:
+                try:
+                    X = layer.forward(X, train)
+                except ValueError as error:
+                    raise ValueError(f"Sequential layer {k}: {error}") from None
+            else:
+                X = _fast(layer, "_forward_unchecked", "forward")(X, train)
+        if not isinstance(X, np.ndarray) or X.dtype.kind != "f":
+            X = np.asarray(X, dtype=self.dtype)  # no layers: X is the output's input
+        return X
+
+    def _backward_body(self, dY: np.ndarray) -> None:
+        for k in range(len(self._body) - 1, -1, -1):
+            layer = self._body[k]
+            unchecked = getattr(layer, "_backward_unchecked", None)
+            if unchecked is not None:
+                dY = unchecked(dY, input_grad=k > 0)
+            else:
+                dY = layer.backward(dY)
+
+    def _workspace_for(self, m: int, K: int) -> _Workspace:
+        ws = self._workspace
+        if ws is None or ws.key != (m, K):
+            ws = self._workspace = _Workspace(self._kernels, m, K, self.dtype)
+        return ws
+
+    @staticmethod
+    def _as_rows(Z: np.ndarray) -> np.ndarray:
+        if Z.ndim < 2:
+            raise ValueError(f"Sequential: the output must have a last axis of units "
+                             f"(m, K) or (batch, T, K); got shape {Z.shape}")
+        return np.ascontiguousarray(Z.reshape(-1, Z.shape[-1]))
+
+    def _pass(self, X, Y: np.ndarray | None, Y_given, *, checked: bool) -> float:
+        """Forward (train mode), output pass and backward; fills every layer's grads.
+
+        ``Y`` is the prepared (rows, K) target array, or None to build it from
+        ``Y_given`` once the output's shape is known.
+        """
+        Z = self._forward_body(X, True, checked)
+        z = self._as_rows(Z)
+        if Y is None:
+            Y = self._targets(Y_given, Z.shape)
+        ws = self._workspace_for(*z.shape)
+        loss, delta = self._kernels.value_and_delta(z, Y, ws)
+        if self._body:
+            self._backward_body(delta.reshape(Z.shape))
+        return loss
+
+    # -- targets -------------------------------------------------------------
+    def _targets(self, Y, out_shape: tuple, what: str = "Y") -> np.ndarray:
+        """``Y`` as (rows, K) in the model's dtype; class labels one-hot."""
+        K, lead = out_shape[-1], tuple(out_shape[:-1])
+        rows = math.prod(lead)
+        try:
+            Y = np.asarray(Y)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"Sequential: {what} is not an array: {error}") from None
+        if Y.dtype.kind not in "biuf":
+            raise ValueError(f"Sequential: {what} must be numeric, got dtype {Y.dtype}")
+        if self.loss_name == "cross_entropy" and Y.shape == lead and Y.dtype.kind in "iu":
+            labels = Y.ravel()
+            if labels.min() < 0 or labels.max() >= K:
+                bad = labels[(labels < 0) | (labels >= K)][0]
+                raise ValueError(f"Sequential: {what} label {bad} out of range: {K} classes "
+                                 f"are 0..{K - 1}")
+            onehot = np.zeros((rows, K), self.dtype)
+            onehot[np.arange(rows), labels] = 1
+            return onehot
+        if K == 1 and Y.shape == lead:
+            Y = Y.reshape(*lead, 1)
+        if Y.shape != tuple(out_shape):
+            hint = (f" or integer labels of shape {lead}" if self.loss_name == "cross_entropy"
+                    else "")
+            raise ValueError(f"Sequential: {what} has shape {Y.shape}; the output has shape "
+                             f"{tuple(out_shape)}, so {what} must have that shape{hint}")
+        Y = np.ascontiguousarray(Y.reshape(rows, K), dtype=self.dtype)
+        lo, hi = np.minimum.reduce(Y, axis=None), np.maximum.reduce(Y, axis=None)
+        if not (-math.inf < lo and hi < math.inf):
+            raise ValueError(f"Sequential: {what} contains NaN or inf")
+        if self.loss_name == "binary_cross_entropy" and not (lo >= 0 and hi <= 1):
+            raise ValueError(f"Sequential: binary_cross_entropy targets {what} must lie in [0, 1]")
+        if self.loss_name == "cross_entropy" and lo < 0:
+            raise ValueError(f"Sequential: cross_entropy targets {what} must be non-negative "
+                             "(one-hot or probabilities)")
+        return Y
+
+    def _check_parameters(self) -> None:
+        """Name a parameter holding NaN or inf (written in place), if any."""
+        for k, layer in enumerate(self.layers):
+            for key, p in layer.params.items():
+                if not np.isfinite(p).all():
+                    raise ValueError(f"Sequential: layer {k} ({layer.name}) parameter {key!r} "
+                                     "contains NaN or inf")
+
+    # -- public passes ---------------------------------------------------------
+    def forward(self, X) -> np.ndarray:
+        """The model's output (inference mode: dropout off), shape (..., K)."""
+        Z = self._forward_body(X, False, True)
+        z = self._as_rows(Z)
+        ws = self._workspace_for(*z.shape)
+        act = self._kernels.act
+        act.forward(z, ws.a, ws.scratch[: act.scratch])
+        return ws.a.copy().reshape(Z.shape)
+
+    def loss(self, X, Y) -> float:
+        """The mean cost on (X, Y) in inference mode (dropout off)."""
+        Z = self._forward_body(X, False, True)
+        z = self._as_rows(Z)
+        y = self._targets(Y, Z.shape)
+        return self._kernels.value(z, y, self._workspace_for(*z.shape))
+
+    def gradients(self, X, Y) -> tuple[float, list[dict[str, np.ndarray]]]:
+        """``(loss, grads)`` in training mode: the mean cost and, per layer, a dict
+        ``{key: dJ/dparams[key]}`` with the keys and shapes of its ``params``.
+
+        The arrays are new on every call. Dropout layers draw a new mask.
+        """
+        try:
+            loss = self._pass(X, None, Y, checked=True)
+        except (RuntimeWarning, FloatingPointError):
+            self._check_parameters()  # a NaN or inf written in place can warn first
+            raise
+        if not math.isfinite(loss):
+            self._check_parameters()
+        return loss, [dict(layer.grads) if layer.params else {} for layer in self.layers]
+
+    # -- predict / score -------------------------------------------------------
+    def predict(self, X) -> np.ndarray:
+        """Class indices (...,) for cross_entropy (argmax over the last axis); 0/1
+        (..., K) for binary_cross_entropy (output >= 0.5); the raw outputs otherwise."""
+        A = self.forward(X)
+        if self.loss_name == "cross_entropy":
+            return np.argmax(A, axis=-1)
+        if self.loss_name == "binary_cross_entropy":
+            return (A >= 0.5).astype(np.int64)
+        return A
+
+    def score(self, X, Y) -> float:
+        """Accuracy for the classification losses, mean squared error over every
+        output otherwise (lower is better there). For cross_entropy Y may be
+        labels or one-hot rows; for one output unit, Y may omit the last axis."""
+        predicted = self.predict(X)
+        Y = np.asarray(Y)
+        if Y.dtype.kind not in "biuf":
+            raise ValueError(f"Sequential: score: Y must be numeric, got dtype {Y.dtype}")
+        if not np.isfinite(Y).all():
+            raise ValueError("Sequential: score: Y contains NaN or inf")
+        if self.loss_name == "cross_entropy":
+            labels = Y if Y.shape == predicted.shape else None
+            if labels is None:
+                if Y.shape[:-1] != predicted.shape:
+                    raise ValueError(f"Sequential: score: Y has shape {Y.shape}, expected labels "
+                                     f"{predicted.shape} or one-hot rows")
+                labels = np.argmax(Y, axis=-1)
+            return float(np.mean(predicted == labels))
+        if Y.shape == predicted.shape[:-1] and predicted.shape[-1] == 1:
+            Y = Y[..., None]
+        if Y.shape != predicted.shape:
+            raise ValueError(f"Sequential: score: Y has shape {Y.shape}, expected "
+                             f"{predicted.shape}")
+        if self.loss_name == "binary_cross_entropy":
+            return float(np.mean(predicted == Y))
+        return float(np.mean((predicted - Y) ** 2))
+
+    # -- fit ---------------------------------------------------------------------
+    @staticmethod
+    def _check_fit_arguments(epochs, batch_size, learning_rate, momentum) -> None:
+        if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
+                batch_size, int | np.integer) or batch_size < 1):
+            raise ValueError(
+                f"batch_size must be an integer >= 1 or None (full batch), got {batch_size!r}")
+        if not _is_real(learning_rate) or not (0.0 < learning_rate < np.inf):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        if not _is_real(momentum) or not (0.0 <= momentum < 1.0):
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+
+    def _prepare(self, X, Y, what: str):
+        """X in the first layer's form and Y as (examples, rows per example, K), checked once."""
+        try:
+            Z = self._forward_body(X, False, True)  # checks X through every layer
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
+        first = self.layers[0]
+        X = first._check_ids(X) if hasattr(first, "_check_ids") else np.ascontiguousarray(
+            X, dtype=self.dtype)
+        Y_rows = np.asarray(Y)
+        if Y_rows.ndim == 0 or Y_rows.shape[0] != X.shape[0]:
+            raise ValueError(f"{what}: X has {X.shape[0]} examples but Y has "
+                             f"{Y_rows.shape[0] if Y_rows.ndim else 'no'} rows")
+        try:
+            targets = self._targets(Y, Z.shape)
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
+        return X, targets.reshape(X.shape[0], -1, Z.shape[-1])
+
+    def fit(
+        self,
+        X,
+        Y,
+        *,
+        epochs: int = 10,
+        batch_size: int | None = 32,
+        learning_rate: float = 0.1,
+        momentum: float = 0.0,
+        validation_data=None,
+        seed=None,
+        progress: bool = False,
+    ) -> History:
+        """Minibatch SGD on the mean cost; returns a `History` (see `Network.fit`).
+
+        Examples (the first axis of X and Y) are reshuffled every epoch with
+        ``numpy.random.default_rng(seed)``; ``batch_size=None`` is full batch.
+        Arguments, data and targets are checked once, before any work. A
+        non-finite minibatch loss raises `TrainingDivergedError` after the
+        parameters are restored to the end of the last epoch (the initial
+        ones in the first). ``History.loss`` holds the mean minibatch cost of
+        each epoch, weighted by the minibatch sizes.
+        """
+        self._check_fit_arguments(epochs, batch_size, learning_rate, momentum)
+        validation = None
+        if validation_data is not None:
+            try:
+                X_val, Y_val = validation_data
+            except (TypeError, ValueError):
+                raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
+            self._prepare(X_val, Y_val, "validation_data")
+            validation = (X_val, Y_val)
+        X, Y = self._prepare(X, Y, "training data")
+        self._check_parameters()
+        score_name = "accuracy" if self.loss_name in _CLASSIFICATION else "mean_squared_error"
+        history = History("sgd", score_name, math.nan)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._fit_sgd(X, Y, epochs, batch_size, float(learning_rate), float(momentum),
+                              seed, history, validation, bar)
+        finally:
+            history.seconds = time.perf_counter() - start
+            if bar is not None:
+                bar.close()
+        return history
+
+    def _fit_sgd(self, X, Y, epochs, batch_size, lr, momentum, seed, history, validation, bar):
+        n = X.shape[0]
+        b = n if batch_size is None else min(int(batch_size), n)
+        n_batches = -(-n // b)
+        K = Y.shape[-1]
+        rng = np.random.default_rng(seed)
+        arrays = [(layer, key, p) for layer in self.layers for key, p in layer.params.items()]
+        velocity = [np.zeros_like(p) for _, _, p in arrays] if momentum else None
+        checkpoint = [p.copy() for _, _, p in arrays]
+        for epoch in range(1, epochs + 1):
+            order = rng.permutation(n)
+            total = 0.0
+            for k in range(n_batches):
+                rows = order[k * b : (k + 1) * b]
+                loss = self._pass(X.take(rows, axis=0), Y.take(rows, axis=0).reshape(-1, K),
+                                  None, checked=False)
+                if not math.isfinite(loss):
+                    for (_, _, p), saved in zip(arrays, checkpoint, strict=True):
+                        np.copyto(p, saved)
+                    kept = (f"end of epoch {epoch - 1}" if epoch > 1 else "initial parameters")
+                    raise TrainingDivergedError(
+                        f"training diverged in epoch {epoch} (minibatch {k + 1} of {n_batches}): "
+                        f"the loss became {loss}. The parameters were restored to the {kept}. "
+                        f"Try a smaller learning_rate (was {lr}).", epoch, history)
+                if epoch == 1 and k == 0:
+                    history.initial_loss = loss
+                total += loss * len(rows)
+                for j, (layer, key, p) in enumerate(arrays):
+                    g = layer.grads[key]
+                    if velocity is None:
+                        p -= lr * g
+                    else:  # heavy ball: v := mu v - lr g; p := p + v
+                        v = velocity[j]
+                        v *= momentum
+                        v -= lr * g
+                        p += v
+            history.loss.append(total / n)
+            postfix = {"loss": f"{history.loss[-1]:.4g}"}
+            if validation is not None:
+                history.val_loss.append(self.loss(*validation))
+                history.val_score.append(self.score(*validation))
+                postfix["val_loss"] = f"{history.val_loss[-1]:.4g}"
+            if bar is not None:
+                bar.set_postfix(postfix, refresh=False)
+                bar.update()
+            for (_, _, p), saved in zip(arrays, checkpoint, strict=True):
+                np.copyto(saved, p)
