@@ -61,13 +61,20 @@ class Dense(Layer):
         dY = self._check_upstream(dY, shape or (self.n_out,))
         return self._backward_unchecked(dY)
 
+    def _ones(self, m: int) -> np.ndarray:
+        """The batch-ones vector of (BP2), db = 1^T dZ, kept while the batch size repeats."""
+        ones = getattr(self, "_ones_m", None)
+        if ones is None or ones.shape[0] != m or ones.dtype != self.dtype:
+            ones = self._ones_m = np.ones(m, self.dtype)
+        return ones
+
     def _backward_unchecked(self, dY: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         A, shape = self._cache
         dZ = _rows(dY)
         W = self.params["W"]
         self.grads = {
             "W": layers.weight_gradient(dZ, A, np.empty_like(W)),  # (BP1)
-            "b": layers.bias_gradient(dZ, np.ones(dZ.shape[0], self.dtype),
+            "b": layers.bias_gradient(dZ, self._ones(dZ.shape[0]),
                                       np.empty_like(self.params["b"])),  # (BP2)
         }
         if not input_grad:
