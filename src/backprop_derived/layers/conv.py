@@ -1,0 +1,116 @@
+"""``Conv1d`` and ``Conv2d``: stride 1, no padding, cross-correlation (PyTorch's convention).
+
+``Y[n, o, p] = b[o] + sum_c sum_j X[n, c, p + j] W[o, c, j]`` (and the same
+with two shifted indices in 2-d). The kernels are generated from
+derivations/13_convolution.py into ``_generated/conv.py``: the forward map
+and the weight and bias gradients are the engine's results, the input
+gradient the full correlation of dY with the flipped kernel, proven equal
+to the engine's result there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._generated import conv
+from .base import Layer, check_positive_int
+
+__all__ = ["Conv1d", "Conv2d"]
+
+
+class _Conv(Layer):
+    """What the 1-d and 2-d layers share; ``kernel`` is the kernel's spatial shape."""
+
+    _kernels: dict  # "forward", "weight_gradient", "bias_gradient", "input_gradient"
+
+    def __init__(self, c_in, c_out, kernel: tuple, dtype, seed) -> None:
+        super().__init__(dtype)
+        self.c_in = check_positive_int(c_in, f"{self.name}: c_in")
+        self.c_out = check_positive_int(c_out, f"{self.name}: c_out")
+        self.kernel = tuple(check_positive_int(s, f"{self.name}: kernel size") for s in kernel)
+        # PyTorch's default: uniform in +-1/sqrt(fan_in), fan_in = c_in * kernel size
+        bound = 1.0 / math.sqrt(self.c_in * math.prod(self.kernel))
+        rng = np.random.default_rng(seed)
+        W = rng.uniform(-bound, bound, size=(self.c_out, self.c_in, *self.kernel))
+        b = rng.uniform(-bound, bound, size=self.c_out)
+        self._set_params({"W": W, "b": b})
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(map(str, self.kernel))
+        return f"{self.name}({self.c_in}, {self.c_out}, {sizes}, dtype={self.dtype.name})"
+
+    def _output_shape(self, shape: tuple) -> tuple:
+        return (shape[0], self.c_out, *(s - k + 1 for s, k in zip(shape[2:], self.kernel, strict=True)))
+
+    def forward(self, X, train: bool = True) -> np.ndarray:
+        rank = 2 + len(self.kernel)
+        if np.ndim(X) != rank:
+            raise ValueError(f"{self.name}: X must have {rank} dimensions (batch, channels, "
+                             f"{'length' if rank == 3 else 'height, width'}), "
+                             f"got shape {np.shape(X)}")
+        X = self._check_input(X, ndim=rank)
+        if X.shape[1] != self.c_in:
+            raise ValueError(f"{self.name}: X has {X.shape[1]} channels in axis 1, the layer "
+                             f"expects {self.c_in}")
+        if any(s < k for s, k in zip(X.shape[2:], self.kernel, strict=True)):
+            raise ValueError(f"{self.name}: the kernel {self.kernel} is larger than the input "
+                             f"{X.shape[2:]} (no padding: each size must be at least the "
+                             "kernel's)")
+        return self._forward_unchecked(X, train)
+
+    def _forward_unchecked(self, X: np.ndarray, train: bool = True) -> np.ndarray:
+        Y = np.empty(self._output_shape(X.shape), self.dtype)
+        self._kernels["forward"](X, self.params["W"], self.params["b"], Y)
+        self._cache = (X,) if train else None
+        return Y
+
+    def backward(self, dY) -> np.ndarray:
+        shape = (1,) if self._cache is None else self._output_shape(self._cache[0].shape)
+        dY = self._check_upstream(dY, shape)
+        return self._backward_unchecked(dY)
+
+    def _backward_unchecked(self, dY: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        (X,) = self._cache
+        W, b = self.params["W"], self.params["b"]
+        k = self._kernels
+        self.grads = {"W": k["weight_gradient"](X, dY, np.empty_like(W)),
+                      "b": k["bias_gradient"](dY, np.empty_like(b))}
+        if not input_grad:
+            return None
+        return k["input_gradient"](dY, W, np.empty_like(X))
+
+
+def _generated_kernels(prefix: str) -> dict:
+    return {name: getattr(conv, f"{prefix}_{name}")
+            for name in ("forward", "weight_gradient", "bias_gradient", "input_gradient")}
+
+
+class Conv1d(_Conv):
+    """A 1-d convolution: input (batch, c_in, L), output (batch, c_out, L - k + 1).
+
+    Parameters ``W`` of shape (c_out, c_in, k) and ``b`` of shape (c_out,),
+    initialized as PyTorch's ``nn.Conv1d`` does by default: uniform in
+    [-1/sqrt(c_in k), 1/sqrt(c_in k)], from ``numpy.random.default_rng(seed)``.
+    Stride 1, no padding; ``Y[n, o, p] = b[o] + sum_c sum_j X[n, c, p + j] W[o, c, j]``.
+    """
+
+    _kernels = _generated_kernels("conv1d")
+
+    def __init__(self, c_in: int, c_out: int, k: int, dtype=np.float64, seed=None):
+        super().__init__(c_in, c_out, (k,), dtype, seed)
+
+
+class Conv2d(_Conv):
+    """A 2-d convolution: input (batch, c_in, H, W), output (batch, c_out, H - kh + 1, W - kw + 1).
+
+    Parameters ``W`` of shape (c_out, c_in, kh, kw) and ``b`` of shape
+    (c_out,), initialized as PyTorch's ``nn.Conv2d`` does by default (uniform
+    in +-1/sqrt(c_in kh kw)). Stride 1, no padding, cross-correlation.
+    """
+
+    _kernels = _generated_kernels("conv2d")
+
+    def __init__(self, c_in: int, c_out: int, kh: int, kw: int, dtype=np.float64, seed=None):
+        super().__init__(c_in, c_out, (kh, kw), dtype, seed)

@@ -1,0 +1,248 @@
+"""Conv1d and Conv2d: generated kernels against plain loops and central differences.
+
+The reference forward maps below are the definition written as loops over
+output positions, independent of the generated code; the gradients are
+checked against central differences of ``sum(dY * Y)``, whose gradient with
+respect to any input or parameter is that input's gradient by definition.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from backprop_derived.layers import Conv1d, Conv2d
+
+EPS = 1e-6
+
+
+def conv1d_loops(X, W, b):
+    N, _, L = X.shape
+    C_out, _, k = W.shape
+    Y = np.empty((N, C_out, L - k + 1))
+    for n, o, p in itertools.product(range(N), range(C_out), range(L - k + 1)):
+        Y[n, o, p] = b[o] + np.sum(X[n, :, p:p + k] * W[o])
+    return Y
+
+
+def conv2d_loops(X, W, b):
+    N, _, H, Wd = X.shape
+    C_out, _, kh, kw = W.shape
+    Y = np.empty((N, C_out, H - kh + 1, Wd - kw + 1))
+    for n, o, p, q in itertools.product(range(N), range(C_out), range(H - kh + 1),
+                                        range(Wd - kw + 1)):
+        Y[n, o, p, q] = b[o] + np.sum(X[n, :, p:p + kh, q:q + kw] * W[o])
+    return Y
+
+
+def central_differences(f, array):
+    """d f / d array by central differences, entry by entry (``array`` is perturbed in place)."""
+    grad = np.empty_like(array)
+    for idx in np.ndindex(array.shape):
+        keep = array[idx]
+        array[idx] = keep + EPS
+        plus = f()
+        array[idx] = keep - EPS
+        minus = f()
+        array[idx] = keep
+        grad[idx] = (plus - minus) / (2 * EPS)
+    return grad
+
+
+def max_relative_error(got, want):
+    return float(np.max(np.abs(got - want)) / max(1.0, float(np.max(np.abs(want)))))
+
+
+def check_gradients(layer, X, reference, tol=1e-8):
+    rng = np.random.default_rng(1)
+    Y = layer.forward(X)
+    np.testing.assert_allclose(Y, reference(X, layer.params["W"], layer.params["b"]),
+                               rtol=1e-12, atol=1e-12)
+    dY = rng.normal(size=Y.shape)
+    dX = layer.backward(dY)
+    X = X.copy()
+
+    def objective():
+        return float(np.sum(dY * reference(X, layer.params["W"], layer.params["b"])))
+
+    errors = {"X": max_relative_error(dX, central_differences(objective, X))}
+    for key in ("W", "b"):
+        errors[key] = max_relative_error(layer.grads[key],
+                                         central_differences(objective, layer.params[key]))
+    assert max(errors.values()) < tol, errors
+    return errors
+
+
+CONV1D_CASES = [  # (N, C_in, C_out, L, k): k = 1 and k = L included
+    (2, 3, 4, 7, 3), (1, 1, 1, 5, 1), (3, 2, 2, 4, 4), (2, 1, 3, 6, 2), (1, 4, 1, 9, 5)]
+
+
+@pytest.mark.parametrize("N, C_in, C_out, L, k", CONV1D_CASES)
+def test_conv1d_gradients_match_central_differences(N, C_in, C_out, L, k):
+    layer = Conv1d(C_in, C_out, k, seed=N + L)
+    X = np.random.default_rng(L * k).normal(size=(N, C_in, L))
+    check_gradients(layer, X, conv1d_loops)
+
+
+CONV2D_CASES = [  # (N, C_in, C_out, H, W, kh, kw)
+    (2, 2, 3, 5, 4, 2, 3), (1, 1, 1, 3, 3, 1, 1), (1, 2, 2, 3, 4, 3, 4), (2, 1, 2, 4, 3, 4, 1)]
+
+
+@pytest.mark.parametrize("N, C_in, C_out, H, W, kh, kw", CONV2D_CASES)
+def test_conv2d_gradients_match_central_differences(N, C_in, C_out, H, W, kh, kw):
+    layer = Conv2d(C_in, C_out, kh, kw, seed=H * W)
+    X = np.random.default_rng(kh + kw).normal(size=(N, C_in, H, W))
+    check_gradients(layer, X, conv2d_loops)
+
+
+def test_random_shapes():
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        L = int(rng.integers(1, 9))
+        k = int(rng.integers(1, L + 1))
+        N, C_in, C_out = (int(v) for v in rng.integers(1, 4, size=3))
+        layer = Conv1d(C_in, C_out, k, seed=int(rng.integers(100)))
+        check_gradients(layer, rng.normal(size=(N, C_in, L)), conv1d_loops)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda dt: Conv1d(3, 2, 3, dtype=dt, seed=0), (4, 3, 10)),
+    (lambda dt: Conv2d(2, 3, 2, 3, dtype=dt, seed=0), (2, 2, 6, 5)),
+])
+def test_float32_stays_float32(make, shape):
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=shape)
+    single, double = make(np.float32), make(np.float64)
+    Y32, Y64 = single.forward(X.astype(np.float32)), double.forward(X)
+    dY = rng.normal(size=Y64.shape)
+    dX32, dX64 = single.backward(dY.astype(np.float32)), double.backward(dY)
+    assert Y32.dtype == dX32.dtype == np.float32
+    assert all(single.grads[k].dtype == np.float32 for k in ("W", "b"))
+    assert all(single.params[k].dtype == np.float32 for k in ("W", "b"))
+    np.testing.assert_allclose(Y32, Y64, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dX32, dX64, rtol=1e-4, atol=1e-5)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(single.grads[k], double.grads[k], rtol=1e-4, atol=1e-4)
+
+
+def test_parameters_shapes_and_initialization():
+    layer = Conv2d(3, 5, 2, 4, seed=0)
+    assert layer.params["W"].shape == (5, 3, 2, 4) and layer.params["b"].shape == (5,)
+    bound = 1 / np.sqrt(3 * 2 * 4)
+    assert np.abs(layer.params["W"]).max() <= bound and np.abs(layer.params["b"]).max() <= bound
+    again = Conv2d(3, 5, 2, 4, seed=0)
+    np.testing.assert_array_equal(layer.params["W"], again.params["W"])
+    assert Conv1d(2, 2, 3, seed=1).params["W"].shape == (2, 2, 3)
+
+
+@pytest.mark.parametrize("X, message", [
+    (np.zeros((2, 3)), "3 dimensions"),
+    (np.zeros((2, 3, 5, 1)), "3 dimensions"),
+    (np.zeros((2, 4, 5)), "4 channels"),
+    (np.zeros((2, 3, 2)), "larger than the input"),
+    (np.full((2, 3, 5), np.nan), "NaN or inf"),
+    (np.array([[[1.0, np.inf, 0, 0, 0]] * 3]), "NaN or inf"),
+    (np.zeros((2, 3, 5), dtype=object), "numeric"),
+])
+def test_conv1d_bad_inputs(X, message):
+    with pytest.raises(ValueError, match=message):
+        Conv1d(3, 2, 3).forward(X)
+
+
+def test_conv2d_bad_inputs_and_upstream():
+    layer = Conv2d(2, 2, 3, 2)
+    with pytest.raises(ValueError, match="4 dimensions"):
+        layer.forward(np.zeros((1, 2, 5)))
+    with pytest.raises(ValueError, match="larger than the input"):
+        layer.forward(np.zeros((1, 2, 2, 5)))
+    with pytest.raises(ValueError, match="forward"):
+        layer.backward(np.zeros((1, 2, 3, 4)))
+    layer.forward(np.zeros((1, 2, 5, 5)))
+    with pytest.raises(ValueError, match="shape"):
+        layer.backward(np.zeros((1, 2, 3, 3)))
+    with pytest.raises(ValueError, match="NaN or inf"):
+        layer.backward(np.full((1, 2, 3, 4), np.inf))
+
+
+@pytest.mark.parametrize("args", [(0, 2, 3), (2, 2, 0), (2, 2.5, 3), (True, 2, 3)])
+def test_bad_sizes(args):
+    with pytest.raises(ValueError, match="positive integer"):
+        Conv1d(*args)
+    with pytest.raises(ValueError, match="dtype"):
+        Conv1d(2, 2, 2, dtype=np.int32)
+
+
+def test_eval_mode_keeps_nothing():
+    layer = Conv1d(1, 1, 2)
+    layer.forward(np.ones((1, 1, 4)), train=False)
+    with pytest.raises(ValueError, match="forward"):
+        layer.backward(np.ones((1, 1, 3)))
+
+
+# -- the printer of symbolic/conv_forms.py against the plain index form -----------
+
+def _index_form_values(expr, indices, shape, arrays, sizes):
+    """Entries of ``expr`` evaluated by SymPy, for every value of ``indices``."""
+    out = np.empty(shape)
+    by_label = {str(k): v for k, v in arrays.items()}
+    for idx in np.ndindex(shape):
+        e = expr.xreplace(sizes).xreplace(dict(zip(indices, idx, strict=True))).doit()
+        e = e.replace(lambda x: isinstance(x, sp.Indexed),
+                      lambda x: sp.Float(by_label[str(x.base.label)][tuple(map(int, x.indices))]))
+        out[idx] = float(e)
+    return out
+
+
+def test_printed_contraction_matches_the_index_form():
+    from sympy import IndexedBase, Piecewise, Sum
+
+    from backprop_derived.symbolic.conv_forms import lower
+    from backprop_derived.symbolic.index_printer import Assignment
+    from backprop_derived.symbolic.printers import ArrayPrinter
+
+    N, C, L, k = sp.symbols("N C L k", integer=True, positive=True)
+    n, c, p, j, q = sp.symbols("n c p j q", integer=True)
+    X = IndexedBase("X", shape=(N, C, L))
+    V = IndexedBase("V", shape=(C, k))
+    P = IndexedBase("P", shape=(N, C, L + 2 * k - 2))
+    F = IndexedBase("F", shape=(C, k))
+    Y = IndexedBase("Y", shape=(N, L + k - 1))
+    pad = Assignment("P", (n, c, q), Piecewise(
+        (X[n, c, q - (k - 1)], (q >= k - 1) & (q <= L + k - 2)), (0, True)))
+    flip = Assignment("F", (c, j), V[c, k - 1 - j])
+    full = Assignment("Y", (n, p), 2 * Sum(P[n, c, p + j] * F[c, j], (c, 0, C - 1),
+                                             (j, 0, k - 1)))
+    code = ArrayPrinter().doprint(lower(full, Y.shape, [pad, flip]))
+    assert code == ("2*numpy.einsum('ab,caeb->ce', v[:, ::-1], "
+                    "numpy.lib.stride_tricks.sliding_window_view(numpy.pad(x, ((0, 0), (0, 0), "
+                    "(v.shape[1] - 1, v.shape[1] - 1))), v.shape[1], axis=2), optimize=True)")
+    rng = np.random.default_rng(0)
+    sizes = {N: 2, C: 2, L: 4, k: 3}
+    x, v = rng.normal(size=(2, 2, 4)), rng.normal(size=(2, 3))
+    got = eval(code, {"numpy": np, "x": x, "v": v})
+    plain = full.expr.xreplace({P[n, c, p + j]: pad.expr.xreplace({q: p + j}),
+                                F[c, j]: flip.expr})
+    want = _index_form_values(plain, (n, p), (2, 6), {"X": x, "V": v}, sizes)
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-13)
+
+
+def test_canonical_sums_prove_reindexing_and_refuse_a_shifted_range():
+    from sympy import IndexedBase, Piecewise, Sum
+
+    from backprop_derived.symbolic.conv_forms import prove_reindexed
+
+    L, k = sp.symbols("L k", integer=True, positive=True)
+    w, p, j = sp.symbols("w p j", integer=True)
+    A = IndexedBase("A", shape=(L - k + 1,))
+    B = IndexedBase("B", shape=(k,))
+    ranges = {w: (0, L - 1)}
+    by_p = Sum(Piecewise((A[p] * B[w - p], (w - p >= 0) & (w - p <= k - 1)), (0, True)),
+               (p, 0, L - k))
+    by_j = Sum(Piecewise((A[w - j] * B[j], (w - j >= 0) & (w - j <= L - k)), (0, True)),
+               (j, 0, k - 1))
+    assert prove_reindexed(by_p, by_j, ranges)
+    off_by_one = Sum(Piecewise((A[w - j] * B[j], (w - j >= 0) & (w - j < L - k)), (0, True)),
+                     (j, 0, k - 1))
+    assert not prove_reindexed(by_p, off_by_one, ranges)
+    assert not prove_reindexed(by_p, 2 * by_j, ranges)
