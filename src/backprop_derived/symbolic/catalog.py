@@ -15,12 +15,41 @@ Conventions
   Piecewise); pages and tests confirm results on finite instances.
 * Losses are per example, summed over the output units ``k``; the network's
   cost is their mean over the batch (plus the L2 term).
+
+Kinks
+-----
+Where a definition has a kink, the value its derivative takes there is
+stated once, here, and matches PyTorch's backward formulas:
+
+* ``Heaviside(0) = HEAVISIDE_AT_ZERO = 0``: ``Max(0, z)`` gives relu'(0) = 0;
+* a ``Piecewise`` takes the branch whose condition holds at the kink; written
+  ``z > 0`` as PyTorch's ``x > 0 ? 1 : slope`` does: leaky_relu'(0) = 0.01 and
+  elu'(0) = exp(0) = 1;
+* ``Abs`` differentiates to ``sign``, with ``sign(0) = 0`` (absolute error'(0) = 0);
+  Huber's branches meet with equal slopes at |a - y| = 1.
+
+:func:`kinks` lists where an expression has them, so that tests can keep
+finite differences away from them.
 """
 
 from __future__ import annotations
 
 import sympy as sp
-from sympy import Heaviside, IndexedBase, Max, Sum, exp, log, oo, tanh
+from sympy import (
+    Abs,
+    Heaviside,
+    IndexedBase,
+    Max,
+    Piecewise,
+    Sum,
+    erf,
+    exp,
+    log,
+    oo,
+    sin,
+    sqrt,
+    tanh,
+)
 
 z = sp.Symbol("z", real=True)
 j, k = sp.symbols("j k", integer=True)
@@ -39,6 +68,12 @@ ACTIVATIONS: dict[str, sp.Expr] = {
     "softmax": exp(zv[k]) / Sum(exp(zv[j]), (j, -oo, oo)),
     # Added after the others, to show that one line is all an activation needs.
     "swish": z / (1 + exp(-z)),
+    # The kinks of the next two take PyTorch's values at 0 (see Kinks above).
+    "elu": Piecewise((z, z > 0), (exp(z) - 1, True)),
+    "leaky_relu": Piecewise((z, z > 0), (z / 100, True)),
+    "mish": z * tanh(log(1 + exp(z))),
+    "gelu": z / 2 * (1 + erf(z / sqrt(2))),
+    "sin": sin(z),
 }
 
 HEAVISIDE_AT_ZERO = sp.Integer(0)  # value of relu'(0) and of every Heaviside(0)
@@ -50,11 +85,15 @@ LOSSES: dict[str, sp.Expr] = {
         y[k] * log(a[k]) + (1 - y[k]) * log(1 - a[k]), (k, -oo, oo)
     ),
     "cross_entropy": -Sum(y[k] * log(a[k]), (k, -oo, oo)),
+    # Two losses with kinks, one line each (see Kinks above); Huber with delta = 1.
+    "absolute_error": Sum(Abs(a[k] - y[k]), (k, -oo, oo)),
+    "huber": Sum(Piecewise(((a[k] - y[k]) ** 2 / 2, Abs(a[k] - y[k]) < 1),
+                           (Abs(a[k] - y[k]) - sp.S.Half, True)), (k, -oo, oo)),
 }
 
 # The output activation a loss needs for its logarithms to be defined:
 # binary cross-entropy takes a in (0, 1) per unit, cross-entropy a
-# probability vector. squared_error takes any output activation.
+# probability vector. Every other loss takes any output activation.
 REQUIRED_OUTPUT: dict[str, str] = {
     "binary_cross_entropy": "sigmoid",
     "cross_entropy": "softmax",
@@ -74,6 +113,26 @@ def fix_heaviside(expr: sp.Expr) -> sp.Expr:
     )
 
 
+def kinks(expr: sp.Basic) -> list[sp.Basic]:
+    """Expressions whose zeros are the kinks of ``expr``: where a derivative jumps.
+
+    The arguments of ``Abs``, ``sign`` and ``Heaviside``, the difference of the
+    two arguments of ``Max``/``Min``, and ``lhs - rhs`` of every ``Piecewise``
+    condition; sorted, without repeats.
+    """
+    found = set()
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, Abs | sp.sign | Heaviside):
+            found.add(node.args[0])
+        elif isinstance(node, Max | sp.Min) and len(node.args) == 2:
+            found.add(node.args[0] - node.args[1])
+        elif isinstance(node, Piecewise):
+            for cond in (ec.cond for ec in node.args):
+                for rel in cond.atoms(sp.core.relational.Relational):
+                    found.add(rel.lhs - rel.rhs)
+    return sorted(found, key=sp.default_sort_key)
+
+
 def output_pairs() -> list[tuple[str, str]]:
     """Every (output activation, loss) pair the runtime accepts, sorted."""
     pairs = []
@@ -82,3 +141,200 @@ def output_pairs() -> list[tuple[str, str]]:
             if REQUIRED_OUTPUT.get(loss, act) == act:
                 pairs.append((act, loss))
     return pairs
+
+
+# --- Layers and the cost, in index form -----------------------------------
+# A layer is a list of equations ``lhs[indices] = expression`` over
+# IndexedBase objects that carry their shapes; the derivation engine
+# (``symbolic/engine.py``) differentiates them. Batch-first, as the runtime
+# stores arrays: example i, unit r of this layer, unit t of the previous one.
+m = sp.Symbol("m", integer=True, positive=True)  # examples in the batch
+n_in, n_out = sp.symbols("n_in n_out", integer=True, positive=True)
+i, r, t = sp.symbols("i r t", integer=True)
+A = IndexedBase("A", shape=(m, n_in), real=True)  # the previous layer's outputs
+W = IndexedBase("W", shape=(n_out, n_in), real=True)
+b = IndexedBase("b", shape=(n_out,), real=True)
+Z = IndexedBase("Z", shape=(m, n_out), real=True)
+
+# The dense layer's forward map: Z = A W^T + 1 b^T.
+DENSE = ((Z[i, r], Sum(A[i, t] * W[r, t], (t, 0, n_in - 1)) + b[r]),)
+
+# An elementwise activation layer, a = g(z), for any activation g.
+g = sp.Function("g")
+A_out = IndexedBase("A", shape=(m, n_out), real=True)
+ACTIVATION_LAYER = ((A_out[i, r], g(Z[i, r])),)
+
+# The cost: the mean over the batch of the per-example losses L_i (each one
+# an entry of LOSSES), plus the L2 penalty of every layer's weights.
+L = IndexedBase("L", shape=(m,), real=True)
+COST = Sum(L[i], (i, 0, m - 1)) / m
+lam = sp.Symbol("lambda", nonnegative=True)
+# Coursera's penalty on one layer's weights; biases are not penalized.
+PENALTY = lam / (2 * m) * Sum(W[r, t] ** 2, (r, 0, n_out - 1), (t, 0, n_in - 1))
+
+
+# --- Normalization layers: batch norm and layer norm -----------------------
+# Both normalize with a mean and a biased variance, then scale and shift; one
+# equation per node, as a textbook draws the graph: mu, var, xhat, Y. Batch
+# norm normalizes each feature r over the batch (sums over the examples s);
+# layer norm normalizes each example i over its features (sums over the
+# features t; the leading axes of a (..., n) input are the m rows).
+NORM_m = sp.Symbol("m", integer=True, positive=True)  # examples (rows)
+NORM_n = sp.Symbol("n", integer=True, positive=True)  # features
+NORM_i, NORM_r = sp.symbols("i r", integer=True)  # an example, a feature
+NORM_s, NORM_t = sp.symbols("s t", integer=True)  # summed: an example, a feature
+NORM_EPS = sp.Symbol("epsilon", positive=True)
+
+
+def _norm_layer(axis: str):
+    """``(equations, X, mu, var, xhat, gamma, beta, Y)`` normalizing over ``axis``."""
+    m_, n_, i_, r_ = NORM_m, NORM_n, NORM_i, NORM_r
+    stat = (n_,) if axis == "batch" else (m_,)  # one statistic per feature / per row
+    X = IndexedBase("X", shape=(m_, n_), real=True)
+    mu = IndexedBase("mu", shape=stat, real=True)
+    var = IndexedBase("var", shape=stat, real=True)
+    xhat = IndexedBase("xhat", shape=(m_, n_), real=True)
+    gamma = IndexedBase("gamma", shape=(n_,), real=True)
+    beta = IndexedBase("beta", shape=(n_,), real=True)
+    Y = IndexedBase("Y", shape=(m_, n_), real=True)
+    if axis == "batch":
+        k, s = r_, NORM_s  # statistic of feature r, summed over examples s
+        entry, size, limit = (lambda q: X[q, r_]), m_, (NORM_s, 0, m_ - 1)
+    else:
+        k, s = i_, NORM_t  # statistic of example i, summed over features t
+        entry, size, limit = (lambda q: X[i_, q]), n_, (NORM_t, 0, n_ - 1)
+    equations = (
+        (mu[k], Sum(entry(s), limit) / size),
+        (var[k], Sum((entry(s) - mu[k]) ** 2, limit) / size),
+        (xhat[i_, r_], (X[i_, r_] - mu[k]) / sp.sqrt(var[k] + NORM_EPS)),
+        (Y[i_, r_], gamma[r_] * xhat[i_, r_] + beta[r_]),
+    )
+    return (equations, X, mu, var, xhat, gamma, beta, Y)
+
+
+(BATCH_NORM, BN_X, BN_MU, BN_VAR, BN_XHAT, BN_GAMMA, BN_BETA, BN_Y) = _norm_layer("batch")
+# Evaluation mode: mu and var are the running statistics, inputs of the layer
+# rather than functions of X, so only the last two equations remain.
+BATCH_NORM_EVAL = BATCH_NORM[2:]
+(LAYER_NORM, LN_X, LN_MU, LN_VAR, LN_XHAT, LN_GAMMA, LN_BETA, LN_Y) = _norm_layer("features")
+
+
+# --- Self-attention (one head), in index form ---------------------------------
+# Batch-first over sequences: sequence n, query position t, key position s,
+# model feature d, head feature h. Q = X Wq^T, K = X Wk^T, V = X Wv^T,
+# S = Q K^T / sqrt(d_head), P = softmax of S over the keys, O = P V, Y = O Wo^T.
+# The mask M[t, s] (1: key s is visible from query t, 0: hidden) multiplies
+# exp(S) in the numerator and in the denominator: all ones without a mask,
+# M[t, s] = 1 if s <= t else 0 for causal attention. It is an input that is
+# never differentiated.
+ATT_N, ATT_T = sp.symbols("N T", integer=True, positive=True)  # sequences, positions
+ATT_D, ATT_H = sp.symbols("d_model d_head", integer=True, positive=True)
+ATT_n, ATT_t, ATT_s, ATT_s2, ATT_d, ATT_h = sp.symbols("n t s s' d h", integer=True)
+ATT_X = IndexedBase("X", shape=(ATT_N, ATT_T, ATT_D), real=True)
+ATT_Wq = IndexedBase("Wq", shape=(ATT_H, ATT_D), real=True)
+ATT_Wk = IndexedBase("Wk", shape=(ATT_H, ATT_D), real=True)
+ATT_Wv = IndexedBase("Wv", shape=(ATT_H, ATT_D), real=True)
+ATT_Wo = IndexedBase("Wo", shape=(ATT_D, ATT_H), real=True)
+ATT_M = IndexedBase("M", shape=(ATT_T, ATT_T), real=True)
+ATT_Q = IndexedBase("Q", shape=(ATT_N, ATT_T, ATT_H), real=True)
+ATT_K = IndexedBase("K", shape=(ATT_N, ATT_T, ATT_H), real=True)
+ATT_V = IndexedBase("V", shape=(ATT_N, ATT_T, ATT_H), real=True)
+ATT_S = IndexedBase("S", shape=(ATT_N, ATT_T, ATT_T), real=True)
+ATT_P = IndexedBase("P", shape=(ATT_N, ATT_T, ATT_T), real=True)
+ATT_O = IndexedBase("O", shape=(ATT_N, ATT_T, ATT_H), real=True)
+ATT_Y = IndexedBase("Y", shape=(ATT_N, ATT_T, ATT_D), real=True)
+
+
+def _att_project(W):
+    return Sum(ATT_X[ATT_n, ATT_t, ATT_d] * W[ATT_h, ATT_d], (ATT_d, 0, ATT_D - 1))
+
+
+SELF_ATTENTION = (
+    (ATT_Q[ATT_n, ATT_t, ATT_h], _att_project(ATT_Wq)),
+    (ATT_K[ATT_n, ATT_t, ATT_h], _att_project(ATT_Wk)),
+    (ATT_V[ATT_n, ATT_t, ATT_h], _att_project(ATT_Wv)),
+    (ATT_S[ATT_n, ATT_t, ATT_s],
+     Sum(ATT_Q[ATT_n, ATT_t, ATT_h] * ATT_K[ATT_n, ATT_s, ATT_h], (ATT_h, 0, ATT_H - 1))
+     / sqrt(ATT_H)),
+    (ATT_P[ATT_n, ATT_t, ATT_s],
+     ATT_M[ATT_t, ATT_s] * exp(ATT_S[ATT_n, ATT_t, ATT_s])
+     / Sum(ATT_M[ATT_t, ATT_s2] * exp(ATT_S[ATT_n, ATT_t, ATT_s2]), (ATT_s2, 0, ATT_T - 1))),
+    (ATT_O[ATT_n, ATT_t, ATT_h],
+     Sum(ATT_P[ATT_n, ATT_t, ATT_s] * ATT_V[ATT_n, ATT_s, ATT_h], (ATT_s, 0, ATT_T - 1))),
+    (ATT_Y[ATT_n, ATT_t, ATT_d],
+     Sum(ATT_O[ATT_n, ATT_t, ATT_h] * ATT_Wo[ATT_d, ATT_h], (ATT_h, 0, ATT_H - 1))),
+)
+
+
+# --- Dropout, embedding, residual (derivations/12_dropout_embedding_residual.py) ---
+# Batch-first like the dense layer: example i, unit r of a layer of n units.
+DROPOUT_n = sp.Symbol("n", integer=True, positive=True)
+DROPOUT_p = sp.Symbol("p", nonnegative=True)  # the probability of dropping a unit, 0 <= p < 1
+DROPOUT_X = IndexedBase("X", shape=(m, DROPOUT_n), real=True)
+# The 0/1 keep-mask, drawn by the runtime: an input of the layer, never differentiated.
+DROPOUT_M = IndexedBase("mask", shape=(m, DROPOUT_n), real=True)
+DROPOUT_Y = IndexedBase("Y", shape=(m, DROPOUT_n), real=True)
+# Inverted dropout: the kept units are scaled by 1/(1 - p) while training, so
+# that the expected output equals the input and inference is the identity.
+DROPOUT = ((DROPOUT_Y[i, r], DROPOUT_X[i, r] * DROPOUT_M[i, r] / (1 - DROPOUT_p)),)
+
+# Embedding: row ids[s] of the table E for each of N ids (any shape of ids,
+# flattened), a vector of D numbers; V rows in the table.
+EMBEDDING_N, EMBEDDING_V, EMBEDDING_D = sp.symbols("N V D", integer=True, positive=True)
+EMBEDDING_s, EMBEDDING_d = sp.symbols("s d", integer=True)
+EMBEDDING_ids = IndexedBase("ids", shape=(EMBEDDING_N,), integer=True)
+EMBEDDING_E = IndexedBase("E", shape=(EMBEDDING_V, EMBEDDING_D), real=True)
+EMBEDDING_Y = IndexedBase("Y", shape=(EMBEDDING_N, EMBEDDING_D), real=True)
+# An Indexed index: E is read at the row the id names.
+EMBEDDING = ((EMBEDDING_Y[EMBEDDING_s, EMBEDDING_d],
+              EMBEDDING_E[EMBEDDING_ids[EMBEDDING_s], EMBEDDING_d]),)
+
+# Residual block Y = X + f(X). X feeds the block twice: directly, and as the
+# input Xf of the inner layers f, whose output F comes back as an input of
+# the sum. dXf is what the inner layers' backward returns when given dF.
+RESIDUAL_n = sp.Symbol("n", integer=True, positive=True)
+RESIDUAL_X = IndexedBase("X", shape=(m, RESIDUAL_n), real=True)
+RESIDUAL_Xf = IndexedBase("Xf", shape=(m, RESIDUAL_n), real=True)
+RESIDUAL_F = IndexedBase("F", shape=(m, RESIDUAL_n), real=True)
+RESIDUAL_Y = IndexedBase("Y", shape=(m, RESIDUAL_n), real=True)
+RESIDUAL = (
+    (RESIDUAL_Xf[i, r], RESIDUAL_X[i, r]),  # the branch into f
+    (RESIDUAL_Y[i, r], RESIDUAL_X[i, r] + RESIDUAL_F[i, r]),  # the skip connection
+)
+
+
+# --- Convolutions (derivations/13_convolution.py) ---------------------------
+# Stride 1, no padding, cross-correlation as PyTorch computes it: output
+# position p of channel o reads the input window X[n, c, p .. p + k - 1] of
+# every input channel c. The input index p + j is shifted: the engine keeps
+# a range condition in the input gradient, where the window leaves the input.
+CONV_N = sp.Symbol("N", integer=True, positive=True)  # examples in the batch
+CONV_C_IN, CONV_C_OUT = sp.symbols("C_in C_out", integer=True, positive=True)
+CONV_L, CONV_K = sp.symbols("L k", integer=True, positive=True)  # length, kernel size
+conv_n, conv_o, conv_c, conv_p, conv_j = sp.symbols("n o c p j", integer=True)
+CONV1D_X = IndexedBase("X", shape=(CONV_N, CONV_C_IN, CONV_L), real=True)
+CONV1D_W = IndexedBase("W", shape=(CONV_C_OUT, CONV_C_IN, CONV_K), real=True)
+CONV_B = IndexedBase("b", shape=(CONV_C_OUT,), real=True)
+CONV1D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_L - CONV_K + 1), real=True)
+
+# Y[n, o, p] = b[o] + sum_c sum_j X[n, c, p + j] W[o, c, j]
+CONV1D = ((CONV1D_Y[conv_n, conv_o, conv_p],
+           CONV_B[conv_o] + Sum(CONV1D_X[conv_n, conv_c, conv_p + conv_j]
+                                * CONV1D_W[conv_o, conv_c, conv_j],
+                                (conv_c, 0, CONV_C_IN - 1), (conv_j, 0, CONV_K - 1))),)
+
+# The 2-d layer: an image of H_in x W_in, a kernel of k_h x k_w.
+CONV_H, CONV_WIDTH = sp.symbols("H_in W_in", integer=True, positive=True)
+CONV_KH, CONV_KW = sp.symbols("k_h k_w", integer=True, positive=True)
+conv_q, conv_i = sp.symbols("q i", integer=True)
+CONV2D_X = IndexedBase("X", shape=(CONV_N, CONV_C_IN, CONV_H, CONV_WIDTH), real=True)
+CONV2D_W = IndexedBase("W", shape=(CONV_C_OUT, CONV_C_IN, CONV_KH, CONV_KW), real=True)
+CONV2D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_H - CONV_KH + 1,
+                                   CONV_WIDTH - CONV_KW + 1), real=True)
+
+# Y[n, o, p, q] = b[o] + sum_c sum_i sum_j X[n, c, p + i, q + j] W[o, c, i, j]
+CONV2D = ((CONV2D_Y[conv_n, conv_o, conv_p, conv_q],
+           CONV_B[conv_o] + Sum(CONV2D_X[conv_n, conv_c, conv_p + conv_i, conv_q + conv_j]
+                                * CONV2D_W[conv_o, conv_c, conv_i, conv_j],
+                                (conv_c, 0, CONV_C_IN - 1), (conv_i, 0, CONV_KH - 1),
+                                (conv_j, 0, CONV_KW - 1))),)

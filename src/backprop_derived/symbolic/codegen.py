@@ -23,6 +23,10 @@ MODULE_DOCS = {
     "activations": "Activation functions g, their derivatives g', and (BP4) dZ = dA * g'.",
     "losses": "Per-pair loss values (stable forms) and output-layer deltas dE/dz^L.",
     "layers": "The vectorized layer equations: forward affine map, (BP1)-(BP3), L2 term.",
+    "simple": "Dropout, embedding and residual layers: forward and backward kernels.",
+    "norm": "Batch and layer normalization: forward and backward kernels.",
+    "attention": "Single-head self-attention: forward and backward kernels.",
+    "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
 }
 
 
@@ -53,9 +57,8 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.{agreed}\n"""'
     body: list[str] = []
     scratch = rows = 0
-    shown = (str(kernel.expr) if kernel.style in ("matrix", "fused")
-             else ArrayPrinter().doprint(kernel.expr))
     if kernel.style in ("ufunc", "matrix"):
+        shown = str(kernel.expr) if kernel.style == "matrix" else ArrayPrinter().doprint(kernel.expr)
         printer = UfuncPrinter()
         body.append(f"# out = {shown}")
         body += printer.statements(kernel.expr, "out")
@@ -205,14 +208,19 @@ def render_latex(
 ) -> dict[str, str]:
     """Markdown fragments with display math for the site."""
     head = markdown_header(sources)
+
+    def cell(tex: str) -> str:
+        # A bare | (\left| ... \right|) would end the Markdown table cell.
+        return "$" + tex.replace("|", r"\vert ") + "$"
+
     rows = ["| activation | $g(z)$ | $g'$ |", "|---|---|---|"]
     for e in sorted(activations, key=lambda e: e.name):
-        rows.append(f"| `{e.name}` | ${e.latex}$ | ${e.derivative_latex}$ |")
+        rows.append(f"| `{e.name}` | {cell(e.latex)} | {cell(e.derivative_latex)} |")
     act = head + "\n" + "\n".join(rows) + "\n"
     rows = ["| output activation | loss | $\\delta_k = \\partial E / \\partial z_k$ |",
             "|---|---|---|"]
     for o in sorted(outputs, key=lambda o: (o.loss, o.activation)):
-        rows.append(f"| `{o.activation}` | `{o.loss}` | ${o.latex}$ |")
+        rows.append(f"| `{o.activation}` | `{o.loss}` | {cell(o.latex)} |")
     out = head + "\n" + "\n".join(rows) + "\n"
     return {
         f"{GENERATED_DOCS}/activations.md": act,

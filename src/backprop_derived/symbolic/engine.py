@@ -220,6 +220,62 @@ def _solve_linear(expr: sp.Expr, var: sp.Symbol):
     return sp.expand(-(expr - coeff * var) / coeff)
 
 
+class Indicator(sp.Function):
+    """``[cond]``: 1 where ``cond`` holds, else 0 (a Piecewise kept as a factor).
+
+    Inside :func:`collapse` a range condition must stay a *factor* of its
+    term, so that the term's sums and deltas can still be flattened; SymPy's
+    ``expand`` would fold the whole term into a ``Piecewise`` instead.
+    """
+
+    nargs = 1
+
+    def _eval_rewrite_as_Piecewise(self, cond, **kwargs):
+        return sp.Piecewise((1, cond), (0, True))
+
+
+def _as_indicators(expr):
+    return expr.replace(
+        lambda x: isinstance(x, sp.Piecewise) and len(x.args) == 2
+        and x.args[1].expr == 0 and x.args[1].cond is sp.true,
+        lambda x: x.args[0].expr * Indicator(x.args[0].cond))
+
+
+def _from_indicators(expr):
+    return expr.replace(lambda x: isinstance(x, Indicator),
+                        lambda x: sp.Piecewise((1, x.args[0]), (0, True)))
+
+
+def _bound(d, ranges, lowest: bool):
+    """The least (or greatest) value of ``d`` over the ranges of its indices, or None."""
+    indices = [s for s in d.free_symbols if s in ranges]
+    value = d
+    for s in indices:
+        coeff = value.coeff(s)
+        if not coeff.is_number or (value - coeff * s).has(s):
+            return None
+        lo, hi = ranges[s]
+        value = value.subs(s, lo if (coeff > 0) == lowest else hi)
+    return sp.simplify(value)
+
+
+def _simplify_condition(cond, ranges):
+    """Drop the parts of a range condition that the indices' own ranges imply."""
+    def atom(rel):
+        if not isinstance(rel, sp.Ge | sp.Gt | sp.Le | sp.Lt):
+            return rel
+        d = rel.lhs - rel.rhs if isinstance(rel, sp.Ge | sp.Gt) else rel.rhs - rel.lhs
+        strict = isinstance(rel, sp.Gt | sp.Lt)
+        low, high = _bound(d, ranges, True), _bound(d, ranges, False)
+        if low is not None and ((low > 0) if strict else (low >= 0)) is sp.true:
+            return sp.true
+        if high is not None and ((high <= 0) if strict else (high < 0)) is sp.true:
+            return sp.false
+        return rel
+
+    return cond.replace(lambda x: isinstance(x, sp.Ge | sp.Gt | sp.Le | sp.Lt), atom)
+
+
 def collapse(expr: sp.Expr, ranges: Mapping[sp.Symbol, tuple]) -> sp.Expr:
     """Sum out every Kronecker delta that meets a summed index.
 
@@ -230,7 +286,7 @@ def collapse(expr: sp.Expr, ranges: Mapping[sp.Symbol, tuple]) -> sp.Expr:
     condition is kept as a ``Piecewise`` (a shifted index: convolution).
     """
     result = sp.Integer(0)
-    for coeff, factors, limits in _terms(expr):
+    for coeff, factors, limits in _terms(_as_indicators(expr)):
         factors, limits = list(factors), list(limits)
         changed = True
         while changed:
@@ -245,19 +301,38 @@ def collapse(expr: sp.Expr, ranges: Mapping[sp.Symbol, tuple]) -> sp.Expr:
                     rest = factors[:n] + factors[n + 1:]
                     # subs, not xreplace: a sum inside a factor may bind its own `s`
                     factors = [x.subs(s, value) for x in rest]
+                    coeff = coeff.subs(s, value)
                     del limits[k]
                     limits = [(v, a.subs(s, value), b.subs(s, value)) for v, a, b in limits]
                     if not _within(value, lo, hi, ranges, limits):
-                        factors.append(sp.Piecewise((1, (value >= lo) & (value <= hi)),
-                                                    (0, True)))
+                        factors.append(Indicator((value >= lo) & (value <= hi)))
                     changed = True
                     break
                 if changed:
                     break
-        # A delta between two free indices with different ranges cannot be 1.
+        known = {**ranges, **{v: (lo, hi) for v, lo, hi in limits}}
+        conditions = [_simplify_condition(f.args[0], known) for f in factors
+                      if isinstance(f, Indicator)]
+        coeff_conditions = [_simplify_condition(x.args[0], known)
+                            for x in sp.Mul.make_args(coeff) if isinstance(x, Indicator)]
+        if any(c is sp.false for c in conditions + coeff_conditions):
+            continue  # the term is zero everywhere in range
+        factors = [Indicator(c) if isinstance(f, Indicator) else f
+                   for f, c in zip(factors, _pad(factors, conditions), strict=True)]
+        factors = [f for f in factors if not (isinstance(f, Indicator) and f.args[0] is sp.true)]
+        coeff = sp.Mul(*[Indicator(_simplify_condition(x.args[0], known))
+                         if isinstance(x, Indicator) else x for x in sp.Mul.make_args(coeff)])
+        coeff = coeff.replace(lambda x: isinstance(x, Indicator) and x.args[0] is sp.true,
+                              lambda x: sp.Integer(1))
         body = coeff * sp.Mul(*factors)
         result += Sum(body, *limits) if limits else body
-    return result
+    return _from_indicators(result)
+
+
+def _pad(factors, conditions):
+    """``conditions`` aligned with ``factors`` (None where a factor is not an Indicator)."""
+    it = iter(conditions)
+    return [next(it) if isinstance(f, Indicator) else None for f in factors]
 
 
 def _within(value, lo, hi, ranges, limits) -> bool:
