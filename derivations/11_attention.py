@@ -71,7 +71,9 @@ n, t, s, s2 = ATT_n, ATT_t, ATT_s, ATT_s2
 # ## The definition
 #
 # Seven equations, one per node, as the catalog (`symbolic/catalog.py`)
-# writes them:
+# writes them. The weight matrices are named as in the code: $Wq$, $Wk$, $Wv$
+# (each $d_\text{head} \times d_\text{model}$) and $Wo$
+# ($d_\text{model} \times d_\text{head}$).
 
 # %%
 for lhs, rhs in SELF_ATTENTION:
@@ -96,8 +98,8 @@ assert list(grads) == list(ORDER), list(grads)
 show(*(gradient_chain(grads[x], LAYER) for x in ORDER))
 
 # %% [markdown]
-# Read them as matrix products per sequence: $dO = dY\,W_o$,
-# $dW_o = \sum_n dY_n^\top O_n$, $dP = dO\,V^\top$, $dV = P^\top dO$, and the
+# Read them as matrix products per sequence: $dO = dY\,Wo$,
+# $dWo = \sum_n dY_n^\top O_n$, $dP = dO\,V^\top$, $dV = P^\top dO$, and the
 # scores' gradient reaches the queries as $dQ = dS\,K/\sqrt{d_\text{head}}$
 # and the keys as $dK = dS^\top Q/\sqrt{d_\text{head}}$: the key of position
 # $v$ collects from every query $t$ that looked at it.

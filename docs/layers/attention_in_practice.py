@@ -115,7 +115,7 @@ assert accuracy >= 0.95
 # thirds, the rest spread thinly over the other keys), but it is enough: the
 # readout only needs the value of that key to dominate the mixture.
 # Positions are one-hot, so the head has found this through the position half
-# of $W_q$ and $W_k$; the values carry the token half through $W_v$ and $W_o$
+# of `Wq` and `Wk`; the values carry the token half through `Wv` and `Wo`
 # to the readout.
 
 # %%
