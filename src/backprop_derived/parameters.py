@@ -12,7 +12,9 @@ hold only finite numbers. In-place updates (``net.weights[0][...] = W``,
 need no check of those. A NaN or inf written in place is not seen here; it
 makes the next loss non-finite, and only then does the network look for the
 array that holds it and name it (``Network._check_parameters``), so a call
-with good parameters pays nothing for that check. Changing an assigned
+with good parameters pays nothing for that check. A NaN always reaches the
+loss; an inf that a saturating activation turns into a finite value (tanh or
+sigmoid of +-inf) can leave every result finite, and is then not reported. Changing an assigned
 array's ``shape`` or ``dtype`` attribute in place is not detected here;
 NumPy then reports the mismatch at the first matrix product.
 """
