@@ -35,7 +35,6 @@
 import sympy as sp
 from sympy import Indexed, Sum, exp
 
-from backprop_derived.symbolic.batched_forms import IndexBody
 from backprop_derived.symbolic.catalog import (
     ATT_H,
     ATT_K,
@@ -228,10 +227,10 @@ E_unmasked = E_kernel.xreplace({ATT_M[t, s]: 1})
 show(Chain(ATT_E[n, t, s], E_unmasked, r"the kernel's numerator, $M_{ts} = 1$"))
 
 # %% tags=["hide-input"]
-# The kernels take d_head as a number of the layer's dtype, not read off an
-# array's shape: NumPy 2 promotes a float32 array divided by numpy.sqrt(<int>),
-# a float64 scalar, to float64.
-HEAD = sp.Symbol("d_head", positive=True)
+# The kernels take d_head as `head`, a number of the layer's dtype, not read off
+# an array's shape: NumPy 2 promotes a float32 array divided by
+# numpy.sqrt(<int>), a float64 scalar, to float64.
+HEAD = sp.Symbol("head", positive=True)
 
 
 def kernel_form(e):
@@ -248,16 +247,15 @@ def gradient(x, expr=None):
     return Assignment(str(g.grad.label), g.indices, kernel_form(g.expr if expr is None else expr))
 
 
-FORWARD_SCORES = IndexBody([assign(lhs, rhs) for lhs, rhs in LAYER[:4]])
-FORWARD_MIX = IndexBody([assign(ATT_E[n, t, s], E_kernel), assign(ATT_P[n, t, s], P_kernel),
-                         *(assign(lhs, rhs) for lhs, rhs in LAYER[5:])])
-FORWARD_MIX_UNMASKED = IndexBody([assign(ATT_E[n, t, s], E_unmasked),
-                                  assign(ATT_P[n, t, s], P_kernel),
-                                  *(assign(lhs, rhs) for lhs, rhs in LAYER[5:])])
-BACKWARD = IndexBody([gradient(x, compact.result if x == ATT_S else None) for x in ORDER])
+FORWARD_SCORES = tuple(assign(lhs, rhs) for lhs, rhs in LAYER[:4])
+FORWARD_MIX = (assign(ATT_E[n, t, s], E_kernel), assign(ATT_P[n, t, s], P_kernel),
+               *(assign(lhs, rhs) for lhs, rhs in LAYER[5:]))
+FORWARD_MIX_UNMASKED = (assign(ATT_E[n, t, s], E_unmasked), assign(ATT_P[n, t, s], P_kernel),
+                        *(assign(lhs, rhs) for lhs, rhs in LAYER[5:]))
+BACKWARD = tuple(gradient(x, compact.result if x == ATT_S else None) for x in ORDER)
 
 EXPORTS = [
-    Kernel("attention", "attention_scores", ("x", "wq", "wk", "wv", "d_head"), FORWARD_SCORES,
+    Kernel("attention", "attention_scores", ("x", "wq", "wk", "wv", "head"), FORWARD_SCORES,
            "Queries, keys, values and scores S = Q K^T / sqrt(d_head) of one attention head.",
            "Self-attention forward, catalog equations Q, K, V, S", SOURCE, style="index",
            returns=("Q", "K", "V", "S")),
@@ -271,7 +269,7 @@ EXPORTS = [
            "Self-attention forward, catalog equations P, O, Y with M = 1 (stable softmax)",
            SOURCE, style="index", returns=("P", "O", "Y")),
     Kernel("attention", "attention_backward",
-           ("dy", "x", "q", "k", "v", "p", "o", "wq", "wk", "wv", "wo", "d_head"), BACKWARD,
+           ("dy", "x", "q", "k", "v", "p", "o", "wq", "wk", "wv", "wo", "head"), BACKWARD,
            "Gradients of X and of the four weight matrices, through dO, dP, dS (compact "
            "form), dV, dK, dQ.",
            "Self-attention backward, engine result; dS = P (dP - rowsum(dP P))", SOURCE,

@@ -2,22 +2,26 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""attention"""
+"""Single-head self-attention: forward and backward kernels."""
 
 import numpy
 
 
-def attention_backward(dy, x, q, k, v, p, o, wq, wk, wv, wo, d_head):
+def attention_backward(dy, x, q, k, v, p, o, wq, wk, wv, wo, head):
     """Gradients of X and of the four weight matrices, through dO, dP, dS (compact form), dV, dK, dQ.
 
     Self-attention backward, engine result; dS = P (dP - rowsum(dP P)); derived in derivations/11_attention.py.
     """
+    N = dy.shape[0]
+    T = dy.shape[1]
+    d_head = wo.shape[1]
+    d_model = wo.shape[0]
     do = (numpy.einsum('ab,cda->cdb', wo, dy, optimize=True))
     dp = (numpy.einsum('abc,adc->adb', v, do, optimize=True))
     ds = p*(dp - (numpy.einsum('abc,abc->ab', p, dp, optimize=True))[:, :, None])
     dv = (numpy.einsum('abc,abd->acd', p, do, optimize=True))
-    dk = (numpy.einsum('abc,abd->adc', q, ds, optimize=True))/numpy.sqrt(d_head)
-    dq = (numpy.einsum('abc,adb->adc', k, ds, optimize=True))/numpy.sqrt(d_head)
+    dk = (numpy.einsum('abc,abd->adc', q, ds, optimize=True))/numpy.sqrt(head)
+    dq = (numpy.einsum('abc,adb->adc', k, ds, optimize=True))/numpy.sqrt(head)
     dx = (numpy.einsum('ab,cda->cdb', wk, dk, optimize=True)) + (numpy.einsum('ab,cda->cdb', wq, dq, optimize=True)) + (numpy.einsum('ab,cda->cdb', wv, dv, optimize=True))
     dwq = (numpy.einsum('abc,abd->dc', x, dq, optimize=True))
     dwk = (numpy.einsum('abc,abd->dc', x, dk, optimize=True))
@@ -31,6 +35,8 @@ def attention_mix(s, c, m, v, wo):
 
     Self-attention forward, catalog equations P, O, Y (stable softmax); derived in derivations/11_attention.py.
     """
+    T = s.shape[1]
+    d_head = v.shape[2]
     e = m*numpy.exp(m*(s - c[:, :, None]))
     p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
     o = (numpy.einsum('abc,acd->abd', p, v, optimize=True))
@@ -43,6 +49,8 @@ def attention_mix_unmasked(s, c, v, wo):
 
     Self-attention forward, catalog equations P, O, Y with M = 1 (stable softmax); derived in derivations/11_attention.py.
     """
+    T = s.shape[1]
+    d_head = v.shape[2]
     e = numpy.exp(s - c[:, :, None])
     p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
     o = (numpy.einsum('abc,acd->abd', p, v, optimize=True))
@@ -50,13 +58,15 @@ def attention_mix_unmasked(s, c, v, wo):
     return p, o, y
 
 
-def attention_scores(x, wq, wk, wv, d_head):
+def attention_scores(x, wq, wk, wv, head):
     """Queries, keys, values and scores S = Q K^T / sqrt(d_head) of one attention head.
 
     Self-attention forward, catalog equations Q, K, V, S; derived in derivations/11_attention.py.
     """
+    d_head = wq.shape[0]
+    d_model = x.shape[2]
     q = (numpy.einsum('ab,cdb->cda', wq, x, optimize=True))
     k = (numpy.einsum('ab,cdb->cda', wk, x, optimize=True))
     v = (numpy.einsum('ab,cdb->cda', wv, x, optimize=True))
-    s = (numpy.einsum('abc,adc->adb', k, q, optimize=True))/numpy.sqrt(d_head)
+    s = (numpy.einsum('abc,adc->adb', k, q, optimize=True))/numpy.sqrt(head)
     return q, k, v, s

@@ -23,21 +23,15 @@ operands, an operand that is an expression rather than an array name) is
 left to einsum. :class:`BatchedIndexPrinter` is the index printer with this
 rewrite; ``tests/test_batched_forms.py`` checks it numerically against the
 einsum form.
-
-:class:`IndexBody` wraps a kernel's tuple of :class:`.index_printer.Assignment`
-so that the generic part of ``codegen.render_kernel`` (which prints
-``kernel.expr`` for the other styles) can print it too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import sympy as sp
+from .index_printer import IndexPrinter
 
-from .index_printer import Assignment, IndexPrinter
-
-__all__ = ["BatchedIndexPrinter", "IndexBody", "matmul_code"]
+__all__ = ["BatchedIndexPrinter", "matmul_code"]
 
 
 def _size(name: str, axes: Sequence[str], group: Sequence[str]) -> str:
@@ -117,42 +111,3 @@ class BatchedIndexPrinter(IndexPrinter):
             if better is not None:
                 return better, axes
         return code, axes
-
-
-class IndexBody:
-    """A kernel's assignments, in order; prints as the names it assigns.
-
-    ``Kernel.expr`` of an ``"index"`` kernel. Iterating it gives the
-    :class:`Assignment` objects the index printer reads; ``sympify`` gives a
-    tuple of the assigned names, which is what the code generator's generic
-    ``ArrayPrinter().doprint(kernel.expr)`` line prints (the line is unused by
-    ``"index"`` kernels, but runs for every style).
-    """
-
-    def __init__(self, assignments: Sequence[Assignment]) -> None:
-        self._items = tuple(assignments)
-
-    def __iter__(self) -> Iterator[Assignment]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, k):
-        return self._items[k]
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, IndexBody) and self._items == other._items
-
-    def __hash__(self) -> int:
-        return hash(self._items)
-
-    def __repr__(self) -> str:
-        return f"IndexBody({list(self._items)!r})"
-
-    def _sympy_(self) -> sp.Tuple:
-        return sp.Tuple(*(sp.Symbol(a.target) for a in self._items))
-
-    @property
-    def free_symbols(self) -> set:
-        return set().union(*(a.expr.free_symbols for a in self._items))
