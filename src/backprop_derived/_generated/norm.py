@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""norm"""
+"""Batch and layer normalization: forward and backward kernels."""
 
 import numpy
 
@@ -12,7 +12,7 @@ def batch_norm_backward(dy, xhat, var, gamma, epsilon):
 
     dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
-    m = dy.shape[0]
+    m = xhat.shape[0]
     dy_xhat = dy*xhat
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
@@ -28,6 +28,7 @@ def batch_norm_eval_backward(dy, xhat, var, gamma, epsilon):
 
     dX = gamma dY / sqrt(var + epsilon); derived in derivations/10_normalization.py.
     """
+    m = dy.shape[0]
     dxhat = dy*gamma
     dx = dxhat/numpy.sqrt(epsilon + var)
     dy_xhat = dy*xhat
@@ -64,6 +65,7 @@ def layer_norm_backward(dy, xhat, var, gamma, epsilon):
 
     dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma) = scale dxhat - slope xhat - offset; derived in derivations/10_normalization.py.
     """
+    m = dy.shape[0]
     n = gamma.shape[0]
     dxhat = dy*gamma
     dy_xhat = dy*xhat
