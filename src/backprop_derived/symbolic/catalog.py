@@ -338,3 +338,25 @@ CONV2D = ((CONV2D_Y[conv_n, conv_o, conv_p, conv_q],
                                 * CONV2D_W[conv_o, conv_c, conv_i, conv_j],
                                 (conv_c, 0, CONV_C_IN - 1), (conv_i, 0, CONV_KH - 1),
                                 (conv_j, 0, CONV_KW - 1))),)
+
+
+# --- Recurrence (RNN) ---------------------------------------------------------
+# h_t = tanh(x_t W_ih^T + h_{t-1} W_hh^T + b), h_{-1} = 0, for every example n
+# and time step t. The layer returns every h_t; h_{t-1} is read through a
+# shifted time index, zero before the first step.
+RNN_N, RNN_T, RNN_D, RNN_H = sp.symbols("N T d_in d_h", integer=True, positive=True)
+rnn_n, rnn_t, rnn_d, rnn_e, rnn_f = sp.symbols("n t d e f", integer=True)
+RNN_X = IndexedBase("X", shape=(RNN_N, RNN_T, RNN_D), real=True)
+RNN_W_IH = IndexedBase("W_ih", shape=(RNN_H, RNN_D), real=True)
+RNN_W_HH = IndexedBase("W_hh", shape=(RNN_H, RNN_H), real=True)
+RNN_B = IndexedBase("b", shape=(RNN_H,), real=True)
+RNN_A = IndexedBase("A", shape=(RNN_N, RNN_T, RNN_H), real=True)  # pre-activations
+RNN_HID = IndexedBase("H", shape=(RNN_N, RNN_T, RNN_H), real=True)
+RNN = (
+    (RNN_A[rnn_n, rnn_t, rnn_e],
+     Sum(RNN_X[rnn_n, rnn_t, rnn_d] * RNN_W_IH[rnn_e, rnn_d], (rnn_d, 0, RNN_D - 1))
+     + Piecewise((Sum(RNN_HID[rnn_n, rnn_t - 1, rnn_f] * RNN_W_HH[rnn_e, rnn_f],
+                      (rnn_f, 0, RNN_H - 1)), rnn_t >= 1), (0, True))
+     + RNN_B[rnn_e]),
+    (RNN_HID[rnn_n, rnn_t, rnn_e], tanh(RNN_A[rnn_n, rnn_t, rnn_e])),
+)

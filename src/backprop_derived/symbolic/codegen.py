@@ -12,7 +12,8 @@ from collections import defaultdict
 import sympy as sp
 
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
-from .index_printer import IndexPrinter
+from .batched_forms import BatchedIndexPrinter
+from .index_printer import IndexPrinter, Loop
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"
@@ -27,6 +28,7 @@ MODULE_DOCS = {
     "norm": "Batch and layer normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
+    "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
 }
 
 
@@ -70,7 +72,7 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         body += printer.fused_statements(kernel.expr, dict(kernel.kinds))
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
-        printer = IndexPrinter()
+        printer = BatchedIndexPrinter()
         body += printer.statements(kernel.expr)
         body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
     elif kernel.style in ("array", "scalar"):
@@ -94,15 +96,17 @@ def _free_names(kernel: Kernel) -> set[str]:
     """Names of the arrays and scalars a kernel's formula reads (not its shapes)."""
     if kernel.style == "index":
         printer = IndexPrinter()
-        assigned = {a.target for a in kernel.expr}
+        flat = [x for a in kernel.expr for x in (a.body if isinstance(a, Loop) else (a,))]
+        assigned = {a.target for a in flat}
         names = set()
-        for a in kernel.expr:
+        for a in flat:
             names |= {printer.array_name(str(x.base.label)) for x in a.expr.atoms(sp.Indexed)
                       if str(x.base.label) not in assigned}
             plain = a.expr.replace(lambda x: isinstance(x, sp.Indexed), lambda x: sp.Integer(1))
             names |= {s.name for s in plain.free_symbols
                       if not (s.is_integer and s.is_positive)}  # sizes come from shapes
-        return names - {"None"}
+        loops = {str(a.index) for a in kernel.expr if isinstance(a, Loop)}
+        return names - loops
     exprs = kernel.expr if kernel.style == "fused" else ((None, kernel.expr),)
     names = set()
     for _, e in exprs:

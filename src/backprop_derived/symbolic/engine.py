@@ -381,7 +381,15 @@ def backward(
     used_later = {v for n, v in enumerate(lhs_vars)
                   if any(_occurrences(rhs, v) for _, rhs in equations[n + 1:])}
     outputs = [v for v in lhs_vars if v not in used_later]
+    # An output that an earlier equation reads (h_{t-1} in a recurrence) has a
+    # total gradient of its own: the upstream one plus what flows back
+    # through those reads. Its upstream then needs a name of its own.
+    recurrent = [v for v in outputs if any(_occurrences(rhs, v) for _, rhs in equations)]
     upstream = dict(upstream or {})
+    for v in recurrent:
+        if v not in upstream:
+            raise ValueError(f"{v} feeds an earlier equation (a recurrence): name its "
+                             "upstream gradient, e.g. upstream={H: dY}")
     for v in outputs:
         upstream.setdefault(v, _gradient_base(v, _shape(v)))
     for v in wrt:
@@ -395,14 +403,17 @@ def backward(
         taken |= lhs.free_symbols | rhs.free_symbols
         taken |= {s for s in sp.preorder_traversal(rhs) if isinstance(s, sp.Symbol)}
     # contributions[var] accumulates sum over consumers (the += of the chain rule)
-    contributions: dict = {v: [] for v in list(used_later) + wrt}
+    contributions: dict = {v: [] for v in list(used_later) + recurrent + wrt}
     indices: dict = {}
     for v in contributions:
         indices[v] = _fresh_indices(_shape(v), taken)
+    for v in recurrent:
+        outer = upstream[v]
+        contributions[v].append(outer[indices[v]] if indices[v] else outer)
     results: dict = {}
     for lhs, rhs in reversed(equations):
         var = lhs.base if isinstance(lhs, Indexed) else lhs
-        grad = upstream.get(var)
+        grad = _gradient_base(var, _shape(var)) if var in recurrent else upstream.get(var)
         if grad is None:  # an intermediate: its gradient is complete now
             g = _finish(var, indices[var], contributions[var])
             results[var] = g
@@ -415,7 +426,7 @@ def backward(
                 continue
             local = _derivative(rhs, v, indices[v])
             contributions[v].append(Sum(seed * local, *lhs_limits) if lhs_limits else seed * local)
-    for v in wrt:
+    for v in recurrent + wrt:
         results[v] = _finish(v, indices[v], contributions[v])
     return results
 
@@ -678,20 +689,63 @@ def in_range(ranges: Mapping[sp.Symbol, tuple]):
         limits = sorted(x.limits, key=lambda lim: lim[0] not in inside)
         return Sum(x.function, *limits)
 
+    def settle(x):
+        # conditions the indices' ranges imply go; the rest in one canonical form
+        pieces = []
+        for expr_, cond in x.args:
+            cond = _canonical_condition(_simplify_condition(cond, ranges))
+            if cond is sp.false:
+                continue
+            pieces.append((expr_, cond))
+            if cond is sp.true:
+                break
+        return sp.Piecewise(*pieces) if pieces else sp.Integer(0)
+
+    def indicator(x):
+        cond = _simplify_condition(x.args[0], ranges)
+        return sp.Integer(1) if cond is sp.true else sp.Integer(0) if cond is sp.false else (
+            Indicator(cond))
+
     def resolve(e):
         for _ in range(8):
             before = e
-            e = e.doit().replace(lambda x: isinstance(x, Sum), deltas_first).doit()
-            e = _derivatives_as_functions(e)
+            # derivatives first, then their range conditions as factors, so
+            # that SymPy's delta summation substitutes into them too
+            e = e.replace(lambda x: isinstance(x, sp.Derivative), lambda x: x.doit())
+            e = _as_indicators(_derivatives_as_functions(e))
+            e = e.replace(lambda x: isinstance(x, Sum), deltas_first).doit()
+            e = e.replace(lambda x: isinstance(x, Indicator), indicator)
+            e = _from_indicators(_derivatives_as_functions(e))
             e = e.replace(
                 lambda x: isinstance(x, sp.Piecewise) and true_in_range(x.args[0].cond),
                 lambda x: x.args[0].expr,
             )
+            e = e.replace(lambda x: isinstance(x, sp.Piecewise), settle)
             if e == before:
                 break
-        return e
+        return sp.piecewise_fold(e) if e.has(sp.Piecewise) else e
 
     return resolve
+
+
+def _canonical_condition(cond):
+    """Every integer inequality as ``expr >= 0`` (``x > c`` is ``x - c - 1 >= 0``)."""
+    def atom(rel):
+        if isinstance(rel, sp.Ge):
+            d = rel.lhs - rel.rhs
+        elif isinstance(rel, sp.Gt):
+            d = rel.lhs - rel.rhs - 1
+        elif isinstance(rel, sp.Le):
+            d = rel.rhs - rel.lhs
+        elif isinstance(rel, sp.Lt):
+            d = rel.rhs - rel.lhs - 1
+        else:
+            return rel
+        if not all(s.is_integer for s in d.free_symbols):
+            return rel
+        return sp.Ge(sp.expand(d), 0)
+
+    return cond.replace(lambda x: isinstance(x, sp.Ge | sp.Gt | sp.Le | sp.Lt), atom)
 
 
 def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = None):
@@ -711,7 +765,9 @@ def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = Non
         if not _occurrences(rhs, var):
             continue
         out = lhs.base if isinstance(lhs, Indexed) else lhs
-        grad = upstream.get(out, _gradient_base(out, _shape(out)))
+        reread = any(_occurrences(r, out) for _, r in equations)  # a recurrence's total
+        grad = (_gradient_base(out, _shape(out)) if reread
+                else upstream.get(out, _gradient_base(out, _shape(out))))
         idx = lhs.indices if isinstance(lhs, Indexed) else ()
         seed = grad[idx] if idx else grad
         local = sp.Derivative(lhs, _element(var, gradient.indices))
@@ -719,6 +775,11 @@ def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = Non
         term = seed * sp.Derivative(rhs, _element(var, gradient.indices))
         parts.append((Sum(seed * local, *limits) if limits else seed * local,
                       Sum(term, *limits) if limits else term))
+    outer = upstream.get(var)
+    if outer is not None and any(
+            (lhs.base if isinstance(lhs, Indexed) else lhs) == var for lhs, _ in equations):
+        # a recurrent output: the upstream gradient plus what flows back through its reads
+        parts.insert(0, (_element(outer, gradient.indices), _element(outer, gradient.indices)))
     shown = sp.Add(*[p for p, _ in parts])
     defs = {p: t for p, t in parts}
     resolve = in_range(gradient.ranges)

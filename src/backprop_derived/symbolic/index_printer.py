@@ -30,7 +30,7 @@ from sympy import Indexed, Sum
 
 from .printers import ArrayPrinter
 
-__all__ = ["Assignment", "IndexPrinter"]
+__all__ = ["Assignment", "IndexPrinter", "Loop"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,24 @@ class Assignment:
     expr: sp.Expr
 
 
+@dataclass(frozen=True)
+class Loop:
+    """A recurrence: ``body`` evaluated for each value of ``index`` in turn.
+
+    ``index`` runs over ``0 .. size - 1`` (``reverse``: from the end), and
+    may appear in the body's indices shifted by constants (``H[n, t - 1, f]``).
+    Every target of the body is a full array of ``shapes[target]``, allocated
+    before the loop with the dtype of the kernel's first array argument, and
+    written one slice per step.
+    """
+
+    index: sp.Symbol
+    size: sp.Expr
+    body: tuple[Assignment, ...]
+    shapes: tuple[tuple[str, tuple], ...]
+    reverse: bool = False
+
+
 class IndexPrinter:
     """Prints :class:`Assignment` lists as NumPy statements."""
 
@@ -50,27 +68,88 @@ class IndexPrinter:
         self.names = dict(names or {})
         self.scalars = dict(scalars or {})
         self._printer = ArrayPrinter()
+        self._loop: sp.Symbol | None = None
+        self._ranges: dict = {}
 
     # -- public --------------------------------------------------------------
-    def statements(self, assignments: Sequence[Assignment]) -> list[str]:
-        lines = self._sizes(assignments)
+    def statements(self, assignments: Sequence[Assignment | Loop]) -> list[str]:
+        flat = [x for a in assignments for x in (a.body if isinstance(a, Loop) else (a,))]
+        lines = self._sizes(flat, [a for a in assignments if isinstance(a, Loop)])
+        first_input = self._first_input(flat)
         for a in assignments:
-            code, axes = self._compile(a.expr, list(a.indices))
-            if set(axes) - set(a.indices):
-                raise ValueError(f"{a.target}: free indices {axes} beyond {a.indices}")
-            if tuple(axes) != tuple(a.indices):
-                code = self._full(code, axes, a.indices, a.expr)
-            lines.append(f"{self.array_name(a.target)} = {code}")
+            if isinstance(a, Loop):
+                lines += self._loop_lines(a, first_input)
+            else:
+                lines.append(self._assignment(a))
         return lines
 
-    def _sizes(self, assignments) -> list[str]:
-        """``m = x.shape[0]`` for every size that a formula uses as a number."""
+    def _assignment(self, a: Assignment) -> str:
+        free = [s for s in a.indices if s != self._loop]
+        self._ranges = self._index_ranges(a)
+        code, axes = self._compile(a.expr, list(free))
+        if set(axes) - set(free):
+            raise ValueError(f"{a.target}: free indices {axes} beyond {a.indices}")
+        if tuple(axes) != tuple(free):
+            code = self._full(code, axes, tuple(free), a.expr)
+        target = self.array_name(a.target)
+        if self._loop is not None and self._loop in a.indices:
+            where = ", ".join(self._print_scalar(s) if s == self._loop else ":"
+                              for s in a.indices)
+            target = f"{target}[{where}]"
+        return f"{target} = {code}"
+
+    def _loop_lines(self, loop: Loop, first_input: str) -> list[str]:
+        lines = []
+        for name, shape in loop.shapes:
+            dims = ", ".join(self._print_scalar(d) for d in shape)
+            lines.append(f"{self.array_name(name)} = numpy.empty(({dims},), "
+                         f"dtype={first_input}.dtype)")
+        size = self._print_scalar(loop.size)
+        steps = f"range({size} - 1, -1, -1)" if loop.reverse else f"range({size})"
+        lines.append(f"for {self._print_scalar(loop.index)} in {steps}:")
+        self._loop = loop.index
+        try:
+            lines += ["    " + self._assignment(a) for a in loop.body]
+        finally:
+            self._loop = None
+        return lines
+
+    def _first_input(self, assignments) -> str:
+        assigned = {a.target for a in assignments}
+        for a in assignments:
+            for x in sorted(a.expr.atoms(Indexed), key=str):
+                if str(x.base.label) not in assigned:
+                    return self.array_name(str(x.base.label))
+        return "numpy.float64"
+
+    @staticmethod
+    def _index_ranges(a: Assignment) -> dict:
+        """Each plain index's range, from the shapes of the arrays it indexes."""
+        ranges = {}
+        for x in a.expr.atoms(Indexed):
+            if x.base.shape is None:
+                continue
+            for s, d in zip(x.indices, x.base.shape, strict=True):
+                if isinstance(s, sp.Symbol):
+                    ranges.setdefault(s, (sp.Integer(0), d - 1))
+        return ranges
+
+    def _sizes(self, assignments, loops=()) -> list[str]:
+        """``m = x.shape[0]`` for every size that a formula, a range or a loop uses."""
         assigned = {a.target for a in assignments}
         used = set()
         for a in assignments:
             e = a.expr.replace(lambda x: isinstance(x, Indexed), lambda x: sp.Integer(1))
-            e = e.replace(lambda x: isinstance(x, Sum), lambda x: x.function)
             used |= {s for s in e.free_symbols if s.is_integer and s.is_positive}
+            for x in a.expr.atoms(Sum):
+                for _, lo, hi in x.limits:
+                    used |= {s for s in (lo.free_symbols | hi.free_symbols)
+                             if s.is_integer and s.is_positive}
+        for loop in loops:
+            used |= {s for s in loop.size.free_symbols if s.is_integer and s.is_positive}
+            for _, shape in loop.shapes:
+                used |= {s for d in shape for s in sp.sympify(d).free_symbols
+                         if s.is_integer and s.is_positive}
         lines = []
         for size in sorted(used, key=str):
             source = None
@@ -99,6 +178,9 @@ class IndexPrinter:
             return self._sum(e, order)
         if not e.has(Indexed):
             return self._print_scalar(e), ()
+        guarded = self._guarded(e, order)
+        if guarded is not None:
+            return guarded
         # elementwise: compile the children, align them, print the operation
         held, axes_of = {}, {}
         for child in self._operands(e):
@@ -112,15 +194,46 @@ class IndexPrinter:
                                       if isinstance(s, sp.Symbol) and s.name in self.scalars})
         subs = {sym: sp.Symbol(self._align(code, axes, union))
                 for sym, (code, axes) in axes_of.items()}
-        text = self._printer.doprint(replaced.xreplace(subs))
+        text = self._printer.doprint(self._weak_sizes(replaced.xreplace(subs)))
         return text, tuple(union)
+
+    def _guarded(self, e, order):
+        """``[cond] * rest`` with a condition on the loop index alone: ``(rest if cond else 0)``.
+
+        Python's conditional, not ``numpy.where``: at the last step the
+        guarded term reads one step past the end, and must not be evaluated.
+        """
+        if self._loop is None:
+            return None
+        if self._is_guard(e):
+            inner, cond = e.args[0]
+        elif isinstance(e, sp.Mul) and any(self._is_guard(f) for f in e.args):
+            f = next(f for f in e.args if self._is_guard(f))
+            rest = list(e.args)
+            rest.remove(f)
+            inner, cond = sp.Mul(*rest) * f.args[0].expr, f.args[0].cond
+        else:
+            return None
+        code, axes = self._compile(inner, order)
+        return f"({code} if {self._print_scalar(cond)} else 0)", axes
+
+    def _is_guard(self, f) -> bool:
+        """``Piecewise((x, cond), (0, True))`` with a condition on the loop index only."""
+        return (isinstance(f, sp.Piecewise) and len(f.args) == 2
+                and f.args[1].expr == 0 and f.args[1].cond is sp.true
+                and not f.args[0].cond.atoms(Indexed)
+                and self._loop in f.args[0].cond.free_symbols)
+
+    def _is_guarded(self, x) -> bool:
+        return self._loop is not None and (self._is_guard(x) or (
+            isinstance(x, sp.Mul) and any(self._is_guard(f) for f in x.args)))
 
     def _operands(self, e) -> list:
         """The maximal array-valued subexpressions (arrays and sums) of ``e``."""
         found = []
 
         def walk(x):
-            if isinstance(x, Indexed | Sum):
+            if isinstance(x, Indexed | Sum) or self._is_guarded(x):
                 if x not in found:
                     found.append(x)
                 return
@@ -132,12 +245,40 @@ class IndexPrinter:
         return found
 
     def _leaf(self, x: Indexed) -> tuple[str, tuple]:
-        idx = x.indices
-        if not all(isinstance(s, sp.Symbol) for s in idx) or len(set(idx)) != len(idx):
-            raise NotImplementedError(
-                f"{x}: an array indexed by an expression or a repeated index has no "
-                "broadcasting form (use a dedicated form, e.g. sliding windows)")
-        return self.array_name(str(x.base.label)), tuple(idx)
+        """An array entry as a view: ``:`` for a plain index over the whole axis,
+        a slice for an index shifted by a constant or summed over part of its
+        range, the loop variable for the loop index."""
+        name = self.array_name(str(x.base.label))
+        parts, axes = [], []
+        for pos, idx in enumerate(x.indices):
+            if self._loop is not None and idx.has(self._loop):
+                if (idx - self._loop).free_symbols:
+                    raise NotImplementedError(f"{x}: the loop index mixed with another")
+                parts.append(self._print_scalar(idx))
+                continue
+            s = next(iter(idx.free_symbols), None)
+            shift = idx - s if s is not None else None
+            if (s is None or len(idx.free_symbols) != 1 or not shift.is_integer
+                    or not shift.is_number or s in axes):
+                raise NotImplementedError(
+                    f"{x}: an array indexed by {idx} has no broadcasting form "
+                    "(use a dedicated form, e.g. sliding windows)")
+            lo, hi = self._ranges.get(s, (None, None))
+            full = x.base.shape is not None and lo == 0 and shift == 0 and (
+                sp.simplify(hi - (x.base.shape[pos] - 1)) == 0)
+            if full or lo is None:
+                if shift != 0:
+                    raise NotImplementedError(f"{x}: a shifted index of unknown range")
+                parts.append(":")
+            else:
+                start, stop = self._print_scalar(lo + shift), self._print_scalar(hi + shift + 1)
+                parts.append(f"{start}:{stop}")
+            axes.append(s)
+        if all(p == ":" for p in parts):
+            return name, tuple(axes)
+        while parts and parts[-1] == ":":
+            parts.pop()
+        return f"{name}[{', '.join(parts)}]", tuple(axes)
 
     def _sum(self, e: Sum, order: list) -> tuple[str, tuple]:
         count = sp.Integer(1)
@@ -149,11 +290,45 @@ class IndexPrinter:
             return self._compile(count * e.function, order)
         if count != 1:
             return self._compile(count * Sum(e.function, *limits), order)
-        summed = [v for v, _, _ in e.limits]
-        for v, lo, hi in e.limits:
-            self._check_full_range(e.function, v, lo, hi)
+        body, limits = self._narrowed(e.function, list(e.limits))
+        summed = [v for v, _, _ in limits]
+        saved = dict(self._ranges)
+        for v, lo, hi in limits:
+            self._ranges[v] = (lo, hi)
+        try:
+            return self._sum_body(body, summed, order)
+        finally:
+            self._ranges = saved
+
+    def _narrowed(self, body, limits):
+        """``Sum(Piecewise((f, t >= 1), (0, True)), (t, 0, T-1))`` -> ``Sum(f, (t, 1, T-1))``."""
+        if not (isinstance(body, sp.Piecewise) and len(body.args) == 2
+                and body.args[1].expr == 0 and body.args[1].cond is sp.true):
+            return body, limits
+        inner, cond = body.args[0]
+        for rel in sp.And.make_args(cond):
+            if not isinstance(rel, sp.Ge | sp.Le | sp.Gt | sp.Lt):
+                return body, limits
+            target = [k for k, (v, _, _) in enumerate(limits) if rel.has(v)]
+            if len(target) != 1:
+                return body, limits
+            k = target[0]
+            v, lo, hi = limits[k]
+            d = rel.lhs - rel.rhs
+            coeff, rest = d.coeff(v), d - d.coeff(v) * v
+            if coeff not in (1, -1) or rest.has(v):
+                return body, limits
+            strict = 1 if isinstance(rel, sp.Gt | sp.Lt) else 0
+            positive = isinstance(rel, sp.Ge | sp.Gt)  # d >= 0 (or > 0)
+            if (coeff == 1) == positive:  # v >= -rest*coeff (+1 if strict)
+                lo = sp.Max(lo, -rest * coeff + strict)
+            else:
+                hi = sp.Min(hi, -rest * coeff - strict)
+            limits[k] = (v, lo, hi)
+        return inner, limits
+
+    def _sum_body(self, body, summed, order) -> tuple[str, tuple]:
         inner_order = order + [v for v in summed if v not in order]
-        body = e.function
         factors = list(sp.Mul.make_args(body))
         carrying = [f for f in factors if f.free_symbols & set(summed)]
         constant = sp.Mul(*[f for f in factors if f not in carrying])
@@ -185,6 +360,10 @@ class IndexPrinter:
         spec = ",".join("".join(label[a] for a in axes) for _, axes in operands)
         spec += "->" + "".join(label[a] for a in out)
         args = ", ".join(code for code, _ in operands)
+        if all(set(axes) == set(operands[0][1]) for _, axes in operands):
+            # a reduction of an elementwise product ('ab,ab->b'): no matrix
+            # product to hand to BLAS, and optimize=True made it ~40x slower
+            return f"numpy.einsum('{spec}', {args})", tuple(out)
         return f"numpy.einsum('{spec}', {args}, optimize=True)", tuple(out)
 
     def _check_full_range(self, body, v, lo, hi) -> None:
@@ -230,7 +409,16 @@ class IndexPrinter:
             raise NotImplementedError(f"{expr} does not depend on {missing}: no full array")
         return self._align(code, axes, list(indices))
 
+    def _weak_sizes(self, e):
+        """``sqrt(d_head)`` -> ``d_head ** 0.5``: numpy.sqrt of a Python int is a
+        float64 scalar, which would turn a float32 result into float64."""
+        return e.replace(
+            lambda x: isinstance(x, sp.Pow) and not x.exp.is_Integer and x.exp.is_Rational
+            and x.base.free_symbols and all(s.is_integer for s in x.base.free_symbols)
+            and not x.base.atoms(Indexed),
+            lambda x: sp.Pow(x.base, sp.Float(float(x.exp)), evaluate=False))
+
     def _print_scalar(self, e) -> str:
         renamed = e.xreplace({s: sp.Symbol(self.scalars[s.name]) for s in e.free_symbols
                               if isinstance(s, sp.Symbol) and s.name in self.scalars})
-        return self._printer.doprint(renamed)
+        return self._printer.doprint(self._weak_sizes(renamed))

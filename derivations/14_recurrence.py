@@ -1,0 +1,174 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Recurrence: backpropagation through time
+#
+# A recurrent layer applies the same weights at every time step, and feeds
+# each step's output back into the next step:
+# $h_t = \tanh(x_t W_{ih}^\top + h_{t-1} W_{hh}^\top + b)$, with $h_{-1} = 0$,
+# for every example of the batch. The layer returns every $h_t$, so the loss
+# can depend on all of them.
+#
+# Backpropagation through time (BPTT) is nothing but the chain rule on this
+# definition. What makes it look special is that $h_t$ is used twice: by the
+# loss (directly) and by the next step $t + 1$. Its gradient therefore has two
+# parts, and the second one comes from the *future*: the derivation runs
+# backwards in time. Published derivations get exactly this wrong; here the
+# engine derives it from the catalog's definition and SymPy proves each line.
+
+# %% tags=["hide-input"]
+import numpy as np
+import sympy as sp
+from sympy import IndexedBase
+
+from backprop_derived.symbolic import catalog
+from backprop_derived.symbolic.catalog import (
+    RNN,
+    RNN_A,
+    RNN_B,
+    RNN_HID,
+    RNN_T,
+    RNN_W_HH,
+    RNN_W_IH,
+    RNN_X,
+)
+from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.engine import backward, gradient_chain
+from backprop_derived.symbolic.index_printer import Assignment, Loop
+from backprop_derived.symbolic.kernels import Kernel
+from backprop_derived.symbolic.pages import show
+
+SOURCE = "derivations/14_recurrence.py"
+
+# %% [markdown]
+# ## The definition
+#
+# Two equations per step, as the catalog writes them: the pre-activation
+# $A_{nte}$ of unit $e$ at time $t$ of example $n$, and its output
+# $H_{nte}$. The previous step's output enters through the shifted index
+# $t - 1$, and only from $t = 1$ on.
+
+# %%
+for lhs, rhs in RNN:
+    show(Chain(lhs, rhs, "catalog definition"))
+
+# %% [markdown]
+# ## The engine's result
+#
+# The upstream gradient $dY_{nte} = \partial J/\partial H_{nte}$ is what the
+# loss sends back to each returned output. The total gradient $dH$ adds what
+# flows back from the next step, through $W_{hh}$; the engine finds both paths
+# because $H$ appears on both sides of the definition. Each line is proven by
+# SymPy differentiating the definition and summing the Kronecker deltas.
+
+# %%
+dY = IndexedBase("dY", shape=RNN_HID.shape, real=True)
+grads = backward(RNN, [RNN_X, RNN_W_IH, RNN_W_HH, RNN_B], upstream={RNN_HID: dY})
+UPSTREAM = {RNN_HID: dY}
+for x in (RNN_HID, RNN_A, RNN_X, RNN_W_IH, RNN_W_HH, RNN_B):
+    show(gradient_chain(grads[x], RNN, upstream=UPSTREAM))
+
+# %% [markdown]
+# ## The BPTT recurrence
+#
+# Put the two together and write $\tanh'(A) = 1 - \tanh^2(A) = 1 - H^2$
+# through the stored outputs. The error at the pre-activations of step $t$ is
+# the error the loss sends to $h_t$ plus the error of step $t+1$ carried back
+# through $W_{hh}$, scaled by the slope of step $t$:
+#
+# $$dA_t = \left(dY_t + [t + 1 < T]\; dA_{t+1} W_{hh}\right) \odot (1 - h_t^2).$$
+#
+# SymPy proves this compact form equal to the engine's two results:
+
+# %%
+dH, dA = grads[RNN_HID], grads[RNN_A]
+u, v, w = dA.indices
+e_ = sp.Symbol("e", integer=True)
+dA_next = sp.Sum(dA.grad[u, v + 1, e_] * RNN_W_HH[e_, w], (e_, 0, catalog.RNN_H - 1))
+compact = (dY[u, v, w] + sp.Piecewise((dA_next, v + 1 <= RNN_T - 1), (0, True))) * (
+    1 - RNN_HID[u, v, w] ** 2)
+
+
+def engine_results(e):
+    """dH as the engine derived it, and H = tanh(A) (the definition)."""
+    e = e.xreplace({dH.lhs: dH.expr})
+    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == RNN_HID,
+                     lambda x: sp.tanh(RNN_A[x.indices]))
+
+
+bptt = Chain(dA.lhs, dA.expr, "the engine's result", definitions=engine_results)
+bptt.step(compact, r"$dH$ substituted, $\tanh' = 1 - h^2$")
+show(bptt)
+
+# %% [markdown]
+# ## A common mistake
+#
+# A derivation that treats each step on its own keeps only the loss's own
+# error at each step, $dA_t = dY_t \odot (1 - h_t^2)$, and drops the error
+# that comes back from step $t+1$. On a sequence of two steps with one unit,
+# the input weight's gradient then misses the path from $w_{ih}$ through $h_0$
+# into $h_1$. SymPy differentiates the two-step loss directly and shows the
+# difference is that path, which is not zero:
+
+# %%
+x0, x1, wih, whh, bb, g0, g1 = sp.symbols("x_0 x_1 w_ih w_hh b dY_0 dY_1", real=True)
+h0 = sp.tanh(x0 * wih + bb)
+h1 = sp.tanh(x1 * wih + whh * h0 + bb)
+J = g0 * h0 + g1 * h1  # a loss whose upstream gradients are dY_0, dY_1
+per_step = g0 * (1 - h0**2) * x0 + g1 * (1 - h1**2) * x1  # dA_0 x_0 + dA_1 x_1
+through_time = g1 * (1 - h1**2) * whh * (1 - h0**2) * x0  # what BPTT adds to dA_0 x_0
+mistake = Chain(sp.Symbol(r"\frac{\partial J}{\partial w_{ih}} - \text{(per step)}"),
+                sp.diff(J, wih) - per_step, "the exact derivative minus the per-step one")
+mistake.step(through_time, "the path through $h_0$ into $h_1$")
+show(mistake)
+point = {x0: 1, x1: -1, wih: sp.Rational(1, 2), whh: sp.Rational(3, 4), bb: 0, g0: 1, g1: 1}
+print(f"At x = (1, -1), w_ih = 1/2, w_hh = 3/4, b = 0, dY = (1, 1) the per-step "
+      f"gradient is off by {float(through_time.subs(point)):.4f}.")
+
+# %% [markdown]
+# With one step the two agree; with two or more, every step's error also
+# reaches the earlier steps through $W_{hh}$, which is what the $dA_{t+1}$
+# term of the recurrence carries.
+
+# %% tags=["hide-input"]
+# The kernels: the forward pass and the BPTT loop run over time; the weight
+# gradients are then one contraction each over the batch and the time steps.
+N, T, H = catalog.RNN_N, catalog.RNN_T, catalog.RNN_H
+t_fwd = catalog.rnn_t
+forward = Loop(t_fwd, T, tuple(Assignment(str(lhs.base.label), lhs.indices, rhs)
+                               for lhs, rhs in RNN),
+               (("A", (N, T, H)), ("H", (N, T, H))))
+
+
+def through_outputs(e):
+    """tanh(A) -> H: the backward pass reads the stored outputs."""
+    return e.replace(lambda x: isinstance(x, sp.tanh) and isinstance(x.args[0], sp.Indexed)
+                     and x.args[0].base == RNN_A, lambda x: RNN_HID[x.args[0].indices])
+
+
+loop = Loop(v, T, (Assignment("dH", dH.indices, dH.expr),
+                   Assignment("dA", dA.indices, through_outputs(dA.expr))),
+            (("dH", (N, T, H)), ("dA", (N, T, H))), reverse=True)
+after = tuple(Assignment(str(grads[x].grad.label), grads[x].indices, grads[x].expr)
+              for x in (RNN_X, RNN_W_IH, RNN_W_HH, RNN_B))
+EXPORTS = [
+    Kernel("recurrent", "rnn_forward", ("x", "w_ih", "w_hh", "b"), (forward,),
+           "Every h_t of a tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0.",
+           "Forward pass of the recurrence", SOURCE, style="index", returns=("H",)),
+    Kernel("recurrent", "rnn_backward", ("dy", "x", "h", "w_ih", "w_hh"), (loop, *after),
+           "BPTT: the gradients of x, W_ih, W_hh and b from dY = dJ/dh_t for every t.",
+           "The BPTT recurrence, then (BP1)-(BP3) summed over time", SOURCE, style="index",
+           returns=("dX", "dW_ih", "dW_hh", "db")),
+]
+assert np  # the page's numbers are SymPy's; NumPy runs in the tests
