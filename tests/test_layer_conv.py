@@ -214,9 +214,9 @@ def test_printed_contraction_matches_the_index_form():
     full = Assignment("Y", (n, p), 2 * Sum(P[n, c, p + j] * F[c, j], (c, 0, C - 1),
                                              (j, 0, k - 1)))
     code = ArrayPrinter().doprint(lower(full, Y.shape, [pad, flip]))
-    assert code == ("2*numpy.einsum('ab,caeb->ce', v[:, ::-1], "
+    assert code == ("2*numpy.tensordot(v[:, ::-1], "
                     "numpy.lib.stride_tricks.sliding_window_view(numpy.pad(x, ((0, 0), (0, 0), "
-                    "(v.shape[1] - 1, v.shape[1] - 1))), v.shape[1], axis=2), optimize=True)")
+                    "(v.shape[1] - 1, v.shape[1] - 1))), v.shape[1], axis=2), axes=((0, 1), (1, 3)))")
     rng = np.random.default_rng(0)
     sizes = {N: 2, C: 2, L: 4, k: 3}
     x, v = rng.normal(size=(2, 2, 4)), rng.normal(size=(2, 3))

@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""conv"""
+"""1-d and 2-d convolution (cross-correlation): forward and backward kernels."""
 
 import numpy
 
@@ -12,7 +12,7 @@ def conv1d_bias_gradient(dy, out):
 
     the engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.einsum('abc->b', dy, optimize=True))
+    numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2)))
     return out
 
 
@@ -21,7 +21,7 @@ def conv1d_forward(x, w, b, out):
 
     the catalog's definition; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, b[:, None] + numpy.einsum('abc,dbfc->daf', w, numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2), optimize=True))
+    numpy.copyto(out, b[:, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2), axes=((1, 2), (1, 3))), (1, 0, 2)))
     return out
 
 
@@ -32,7 +32,7 @@ def conv1d_input_gradient(dy, w, out):
     """
     _t0 = w.shape[2]
     _t1 = _t0 - 1
-    numpy.copyto(out, numpy.einsum('abc,dafc->dbf', w[:, :, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1))), _t0, axis=2), optimize=True))
+    numpy.copyto(out, numpy.transpose(numpy.tensordot(w[:, :, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1))), _t0, axis=2), axes=((0, 2), (1, 3))), (1, 0, 2)))
     return out
 
 
@@ -41,7 +41,7 @@ def conv1d_weight_gradient(x, dy, out):
 
     the engine's weight gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.einsum('abcd,afd->fbc', numpy.lib.stride_tricks.sliding_window_view(x, dy.shape[2], axis=2), dy, optimize=True))
+    numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, dy.shape[2], axis=2), dy, axes=((0, 3), (0, 2))), (2, 0, 1)))
     return out
 
 
@@ -50,7 +50,7 @@ def conv2d_bias_gradient(dy, out):
 
     the engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.einsum('abcd->b', dy, optimize=True))
+    numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2, 3)))
     return out
 
 
@@ -59,7 +59,7 @@ def conv2d_forward(x, w, b, out):
 
     the catalog's definition; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, b[:, None, None] + numpy.einsum('abcd,ebghcd->eagh', w, numpy.lib.stride_tricks.sliding_window_view(x, (w.shape[2], w.shape[3]), axis=(2, 3)), optimize=True))
+    numpy.copyto(out, b[:, None, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, (w.shape[2], w.shape[3]), axis=(2, 3)), axes=((1, 2, 3), (1, 4, 5))), (1, 0, 2, 3)))
     return out
 
 
@@ -72,7 +72,7 @@ def conv2d_input_gradient(dy, w, out):
     _t1 = _t0 - 1
     _t2 = w.shape[3]
     _t3 = _t2 - 1
-    numpy.copyto(out, numpy.einsum('abcd,eaghcd->ebgh', w[:, :, ::-1, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1), (_t3, _t3))), (_t0, _t2), axis=(2, 3)), optimize=True))
+    numpy.copyto(out, numpy.transpose(numpy.tensordot(w[:, :, ::-1, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1), (_t3, _t3))), (_t0, _t2), axis=(2, 3)), axes=((0, 2, 3), (1, 4, 5))), (1, 0, 2, 3)))
     return out
 
 
@@ -81,5 +81,5 @@ def conv2d_weight_gradient(x, dy, out):
 
     the engine's weight gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.einsum('abcdef,ahef->hbcd', numpy.lib.stride_tricks.sliding_window_view(x, (dy.shape[2], dy.shape[3]), axis=(2, 3)), dy, optimize=True))
+    numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, (dy.shape[2], dy.shape[3]), axis=(2, 3)), dy, axes=((0, 4, 5), (0, 2, 3))), (3, 0, 1, 2)))
     return out
