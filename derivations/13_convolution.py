@@ -46,7 +46,12 @@ from backprop_derived.symbolic.catalog import (
     conv_o,
 )
 from backprop_derived.symbolic.checked import Chain, StepNotVerified
-from backprop_derived.symbolic.conv_forms import canonical, lower
+from backprop_derived.symbolic.conv_forms import (
+    chain_rule_chain,
+    expand_definitions,
+    lower,
+    reindexed_definitions,
+)
 from backprop_derived.symbolic.engine import backward, gradient_chain
 from backprop_derived.symbolic.index_printer import Assignment
 from backprop_derived.symbolic.kernels import Kernel
@@ -104,24 +109,9 @@ u, v, w = gx.indices
 dY = next(x.base for x in gx.expr.atoms(Indexed) if str(x.base.label) == "dY")
 
 
-def chain_rule_chain(gradient, equations, wrt):
-    """``dX = sum dY dY/dX = engine's result``, proven through canonical sums."""
-    (lhs, rhs), = equations
-    out = lhs.base
-    limits = [(s, 0, d - 1) for s, d in zip(lhs.indices, out.shape, strict=True)]
-    element = wrt[gradient.indices]
-    upstream = IndexedBase("d" + str(out.label), shape=out.shape, real=True)
-    shown = Sum(upstream[lhs.indices] * sp.Derivative(lhs, element), *limits)
-    local = Sum(upstream[lhs.indices] * sp.Derivative(rhs, element), *limits)
-
-    def definitions(e):
-        return canonical(e.xreplace({shown: local}), gradient.ranges)
-
-    return Chain(gradient.lhs, shown, "chain rule", definitions=definitions).step(
-        gradient.expr, "Kronecker deltas summed, sums compared in canonical form; the window's edge stays a condition")
-
-
-show(chain_rule_chain(gx, CONV1D, CONV1D_X), caption="input gradient")
+DELTAS_SUMMED = ("Kronecker deltas summed, sums compared in canonical form; "
+                 "the window's edge stays a condition")
+show(chain_rule_chain(gx, CONV1D, CONV1D_X, DELTAS_SUMMED), caption="input gradient")
 
 # %% [markdown]
 # ## The compact form: a full correlation with the flipped kernel
@@ -145,29 +135,11 @@ show(Chain(dY_pad[PAD.indices], PAD.expr, "definition: dY with k - 1 zeros on ea
      Chain(W_flip[FLIP.indices], FLIP.expr, "definition: the kernel reversed"))
 
 
-def expand_definitions(e, *assignments):
-    """Replace every entry of a defined array by its definition."""
-    by_label = {a.target: a for a in assignments}
-
-    def entry(x):
-        a = by_label[str(x.base.label)]
-        return a.expr.xreplace(dict(zip(a.indices, x.indices, strict=True)))
-
-    return e.replace(lambda x: isinstance(x, Indexed) and str(x.base.label) in by_label, entry)
-
-
 DX_COMPACT = Sum(dY_pad[u, conv_o, w + conv_j] * W_flip[conv_o, v, conv_j],
                  (conv_o, 0, C_out - 1), (conv_j, 0, k - 1))
 
 
-def reindexing(gradient, *assignments):
-    """Definitions for a Chain: defined arrays expanded, then canonical sums."""
-    def definitions(e):
-        return canonical(expand_definitions(e, *assignments), gradient.ranges)
-    return definitions
-
-
-dx_chain = Chain(gx.lhs, gx.expr, "the engine's result", definitions=reindexing(gx, PAD, FLIP))
+dx_chain = Chain(gx.lhs, gx.expr, "the engine's result", definitions=reindexed_definitions(gx.ranges, PAD, FLIP))
 dx_chain.step(DX_COMPACT, "full correlation with the flipped kernel: j -> k - 1 - j, the same terms (canonical sums)")
 show(dx_chain, caption="input gradient, compact")
 
@@ -183,7 +155,7 @@ DX_UNFLIPPED = Sum(dY_pad[u, conv_o, w + conv_j] * CONV1D_W[conv_o, v, conv_j],
                    (conv_o, 0, C_out - 1), (conv_j, 0, k - 1))
 try:
     Chain(gx.lhs, gx.expr, "the engine's result",
-          definitions=reindexing(gx, PAD, FLIP)).step(DX_UNFLIPPED, "no flip")
+          definitions=reindexed_definitions(gx.ranges, PAD, FLIP)).step(DX_UNFLIPPED, "no flip")
     raise AssertionError("the unflipped kernel was accepted")
 except StepNotVerified:
     print("refused: the unflipped correlation is not the engine's input gradient")
@@ -237,7 +209,7 @@ grads2 = backward(CONV2D, [CONV2D_W, CONV_B, CONV2D_X])
 show(gradient_chain(grads2[CONV2D_W], CONV2D), caption="2-d weight gradient")
 show(gradient_chain(grads2[CONV_B], CONV2D), caption="2-d bias gradient")
 gx2 = grads2[CONV2D_X]
-show(chain_rule_chain(gx2, CONV2D, CONV2D_X), caption="2-d input gradient")
+show(chain_rule_chain(gx2, CONV2D, CONV2D_X, DELTAS_SUMMED), caption="2-d input gradient")
 
 # %%
 H, Wd = CONV2D_X.shape[2], CONV2D_X.shape[3]
@@ -257,7 +229,7 @@ DX2_COMPACT = Sum(dY2_pad[u2, conv_o, w2 + i, x2 + j] * W2_flip[conv_o, v2, i, j
 show(Chain(dY2_pad[PAD2.indices], PAD2.expr, "definition: dY padded on both axes"),
      Chain(W2_flip[FLIP2.indices], FLIP2.expr, "definition: the kernel reversed on both axes"))
 dx2_chain = Chain(gx2.lhs, gx2.expr, "the engine's result",
-                  definitions=reindexing(gx2, PAD2, FLIP2))
+                  definitions=reindexed_definitions(gx2.ranges, PAD2, FLIP2))
 dx2_chain.step(DX2_COMPACT, "full correlation with the flipped kernel: the same terms (canonical sums)")
 show(dx2_chain, caption="2-d input gradient, compact")
 

@@ -246,3 +246,25 @@ def test_canonical_sums_prove_reindexing_and_refuse_a_shifted_range():
                      (j, 0, k - 1))
     assert not prove_reindexed(by_p, off_by_one, ranges)
     assert not prove_reindexed(by_p, 2 * by_j, ranges)
+
+
+def test_chain_rule_chain_proves_the_engine_and_refuses_a_wrong_edge():
+    import dataclasses
+
+    from backprop_derived.symbolic import catalog
+    from backprop_derived.symbolic.checked import StepNotVerified
+    from backprop_derived.symbolic.conv_forms import chain_rule_chain
+    from backprop_derived.symbolic.engine import backward
+
+    g = backward(catalog.CONV1D, [catalog.CONV1D_X])[catalog.CONV1D_X]
+    chain = chain_rule_chain(g, catalog.CONV1D, catalog.CONV1D_X, "deltas summed")
+    assert chain.steps[-1].proof == "structural"
+    # the window's last position dropped: w - j < L - k instead of <=
+    (pw,) = g.expr.atoms(sp.Piecewise)
+    (then, cond), rest = pw.args
+    short = cond.replace(lambda x: isinstance(x, sp.GreaterThan),
+                         lambda x: sp.StrictGreaterThan(x.lhs, x.rhs))
+    wrong = dataclasses.replace(g, expr=g.expr.xreplace({pw: sp.Piecewise((then, short), rest)}))
+    assert wrong.expr != g.expr
+    with pytest.raises(StepNotVerified):
+        chain_rule_chain(wrong, catalog.CONV1D, catalog.CONV1D_X, "deltas summed")

@@ -26,7 +26,10 @@ expression, by rewrites that hold for every size:
   sizes' positivity already give are dropped.
 
 A ``Chain`` whose ``definitions`` apply :func:`canonical` to both sides proves a
-reindexing step by structural equality of the canonical forms.
+reindexing step by structural equality of the canonical forms
+(:func:`reindexed_definitions`, :func:`chain_rule_chain`). Finite limits are
+taken as ranges ``lo..hi`` with ``hi >= lo - 1``, as array shapes give them
+(SymPy's reversed-range convention for ``hi < lo - 1`` is not modelled).
 
 **Kernels.** The index printer refuses shifted indices. :func:`lower` turns an
 index-form assignment whose right-hand side is a contraction (with shifted
@@ -56,8 +59,11 @@ __all__ = [
     "Shape",
     "Windows",
     "canonical",
+    "chain_rule_chain",
+    "expand_definitions",
     "lower",
     "prove_reindexed",
+    "reindexed_definitions",
 ]
 
 
@@ -519,3 +525,55 @@ def lower(assignment: Assignment, target_shape: tuple, definitions: Sequence[Ass
     """
     return _Lowering((*definitions, assignment), names or {}).assignment(
         assignment, tuple(target_shape))
+
+
+# -- chains for a page ------------------------------------------------------------
+
+def expand_definitions(expr: sp.Expr, *assignments: Assignment) -> sp.Expr:
+    """Every entry of an array defined by one of ``assignments`` replaced by its definition."""
+    by_label = {a.target: a for a in assignments}
+
+    def entry(x):
+        a = by_label[str(x.base.label)]
+        return a.expr.xreplace(dict(zip(a.indices, x.indices, strict=True)))
+
+    return expr.replace(lambda x: isinstance(x, Indexed) and str(x.base.label) in by_label,
+                        entry)
+
+
+def reindexed_definitions(ranges: Mapping, *assignments: Assignment):
+    """A ``Chain`` definition: defined arrays expanded, then :func:`canonical` sums.
+
+    With it a step is proven when both sides are the same terms, for every
+    size, whatever the names and offsets of their summed indices.
+    """
+    def definitions(expr):
+        return canonical(expand_definitions(expr, *assignments), ranges)
+
+    return definitions
+
+
+def chain_rule_chain(gradient, equations, wrt, why: str):
+    """``dV = sum over Y of dY * dY/dV = the engine's result``, proven through canonical sums.
+
+    ``gradient`` is the engine's :class:`.engine.Gradient` of ``wrt`` for a
+    layer of one equation. The first line is the chain rule with the local
+    derivative unevaluated; SymPy differentiates (leaving Kronecker deltas) and
+    the canonical form sums them out over all integers, the ranges becoming
+    conditions, so the engine's ``Piecewise`` range is compared exactly.
+    """
+    from .checked import Chain
+
+    (lhs, rhs), = equations
+    out = lhs.base
+    limits = [(s, 0, d - 1) for s, d in zip(lhs.indices, out.shape, strict=True)]
+    element = wrt[gradient.indices]
+    upstream = sp.IndexedBase("d" + str(out.label), shape=out.shape, real=True)
+    shown = Sum(upstream[lhs.indices] * sp.Derivative(lhs, element), *limits)
+    local = Sum(upstream[lhs.indices] * sp.Derivative(rhs, element), *limits)
+
+    def definitions(expr):
+        return canonical(expr.xreplace({shown: local}), gradient.ranges)
+
+    return Chain(gradient.lhs, shown, "chain rule", definitions=definitions).step(
+        gradient.expr, why)
