@@ -140,7 +140,7 @@ DX_COMPACT = Sum(dY_pad[u, conv_o, w + conv_j] * W_flip[conv_o, v, conv_j],
 
 
 dx_chain = Chain(gx.lhs, gx.expr, "the engine's result", definitions=reindexed_definitions(gx.ranges, PAD, FLIP))
-dx_chain.step(DX_COMPACT, "full correlation with the flipped kernel: j -> k - 1 - j, the same terms (canonical sums)")
+dx_chain.step(DX_COMPACT, "flipped kernel, j -> k - 1 - j: the same terms (canonical sums)")
 show(dx_chain, caption="input gradient, compact")
 
 # %% [markdown]
@@ -230,7 +230,7 @@ show(Chain(dY2_pad[PAD2.indices], PAD2.expr, "definition: dY padded on both axes
      Chain(W2_flip[FLIP2.indices], FLIP2.expr, "definition: the kernel reversed on both axes"))
 dx2_chain = Chain(gx2.lhs, gx2.expr, "the engine's result",
                   definitions=reindexed_definitions(gx2.ranges, PAD2, FLIP2))
-dx2_chain.step(DX2_COMPACT, "full correlation with the flipped kernel: the same terms (canonical sums)")
+dx2_chain.step(DX2_COMPACT, "flipped kernel: the same terms (canonical sums)")
 show(dx2_chain, caption="2-d input gradient, compact")
 
 # %% [markdown]
