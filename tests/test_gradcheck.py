@@ -30,8 +30,12 @@ def test_catalog_agrees_with_finite_differences(hidden, output, loss, l2):
     before = get_parameters(net)
     report = gradient_check(net, X, Y)
     assert report.passed, str(report)
-    # The programming exercise's single figure; a wrong derivative gives 1e-3 or more.
-    assert report.norm_difference < 1e-6, str(report)
+    largest = max(float(np.abs(g).max()) for g in report.analytic.values())
+    if largest > 100 * report.floor:
+        # The programming exercise's single figure; a wrong derivative gives 1e-3 or more.
+        assert report.norm_difference < 1e-6, str(report)
+    else:  # e.g. absolute_error after a 2-way softmax: the gradient is exactly 0 here
+        assert report.notes and "says little" in report.notes[0], str(report)
     assert np.array_equal(get_parameters(net), before), "the check must leave the network unchanged"
 
 
