@@ -262,16 +262,16 @@ def conv_kernels(dim, equations, grads_, x, wt, dx_compact, pad, flip):
     for target, idx, shape, expr, params, doc, eq, defs in (
         ("Y", lhs.indices, lhs.base.shape, rhs, ("x", "w", "b"),
          f"Y = b + X ⋆ W: the {dim} forward map (a valid cross-correlation).",
-         "the catalog's definition", ()),
+         "The catalog's definition", ()),
         ("dW", gw.indices, wt.shape, gw.expr, ("x", "dy"),
          f"dW: valid correlation of X with dY, summed over the batch ({dim}).",
-         "the engine's weight gradient", ()),
+         "The engine's weight gradient", ()),
         ("db", gb.indices, CONV_B.shape, gb.expr, ("dy",),
          f"db: dY summed over the batch and the positions ({dim}).",
-         "the engine's bias gradient", ()),
+         "The engine's bias gradient", ()),
         ("dX", gxx.indices, x.shape, dx_compact, ("dy", "w"),
          f"dX: full correlation of dY with the flipped kernel ({dim}).",
-         "the compact form, proven equal to the engine's input gradient", (pad, flip)),
+         "The compact form, proven equal to the engine's input gradient", (pad, flip)),
     ):
         name = {"Y": "forward", "dW": "weight_gradient", "db": "bias_gradient",
                 "dX": "input_gradient"}[target]

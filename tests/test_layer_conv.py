@@ -268,3 +268,40 @@ def test_chain_rule_chain_proves_the_engine_and_refuses_a_wrong_edge():
     assert wrong.expr != g.expr
     with pytest.raises(StepNotVerified):
         chain_rule_chain(wrong, catalog.CONV1D, catalog.CONV1D_X, "deltas summed")
+
+
+def test_generated_kernels_directly_against_plain_sums():
+    """Each kernel of _generated/conv.py against the sums written as loops over positions."""
+    from backprop_derived._generated import conv
+
+    rng = np.random.default_rng(11)
+    N, C_in, C_out, L, k = 2, 3, 2, 7, 3
+    X, W, b = rng.normal(size=(N, C_in, L)), rng.normal(size=(C_out, C_in, k)), rng.normal(
+        size=C_out)
+    dY = rng.normal(size=(N, C_out, L - k + 1))
+    dW, dX = np.zeros_like(W), np.zeros_like(X)
+    for p in range(L - k + 1):
+        dW += np.einsum("ncj,no->ocj", X[:, :, p:p + k], dY[:, :, p])
+        dX[:, :, p:p + k] += np.einsum("no,ocj->ncj", dY[:, :, p], W)
+    close = {"rtol": 1e-13, "atol": 1e-13}
+    np.testing.assert_allclose(conv.conv1d_forward(X, W, b, np.empty(dY.shape)),
+                               conv1d_loops(X, W, b), **close)
+    np.testing.assert_allclose(conv.conv1d_weight_gradient(X, dY, np.empty(W.shape)), dW, **close)
+    np.testing.assert_allclose(conv.conv1d_bias_gradient(dY, np.empty(C_out)), dY.sum((0, 2)),
+                               **close)
+    np.testing.assert_allclose(conv.conv1d_input_gradient(dY, W, np.empty(X.shape)), dX, **close)
+
+    H, Wd, kh, kw = 5, 4, 2, 3
+    X = rng.normal(size=(N, C_in, H, Wd))
+    W = rng.normal(size=(C_out, C_in, kh, kw))
+    dY = rng.normal(size=(N, C_out, H - kh + 1, Wd - kw + 1))
+    dW, dX = np.zeros_like(W), np.zeros_like(X)
+    for p, q in np.ndindex(dY.shape[2:]):
+        dW += np.einsum("ncij,no->ocij", X[:, :, p:p + kh, q:q + kw], dY[:, :, p, q])
+        dX[:, :, p:p + kh, q:q + kw] += np.einsum("no,ocij->ncij", dY[:, :, p, q], W)
+    np.testing.assert_allclose(conv.conv2d_forward(X, W, b, np.empty(dY.shape)),
+                               conv2d_loops(X, W, b), **close)
+    np.testing.assert_allclose(conv.conv2d_weight_gradient(X, dY, np.empty(W.shape)), dW, **close)
+    np.testing.assert_allclose(conv.conv2d_bias_gradient(dY, np.empty(C_out)),
+                               dY.sum((0, 2, 3)), **close)
+    np.testing.assert_allclose(conv.conv2d_input_gradient(dY, W, np.empty(X.shape)), dX, **close)

@@ -10,7 +10,7 @@ import numpy
 def conv1d_bias_gradient(dy, out):
     """db: dY summed over the batch and the positions (conv1d).
 
-    the engine's bias gradient; derived in derivations/13_convolution.py.
+    The engine's bias gradient; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2)))
     return out
@@ -19,7 +19,7 @@ def conv1d_bias_gradient(dy, out):
 def conv1d_forward(x, w, b, out):
     """Y = b + X ⋆ W: the conv1d forward map (a valid cross-correlation).
 
-    the catalog's definition; derived in derivations/13_convolution.py.
+    The catalog's definition; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, b[:, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2), axes=((1, 2), (1, 3))), (1, 0, 2)))
     return out
@@ -28,7 +28,7 @@ def conv1d_forward(x, w, b, out):
 def conv1d_input_gradient(dy, w, out):
     """dX: full correlation of dY with the flipped kernel (conv1d).
 
-    the compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
+    The compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
     """
     _t0 = w.shape[2]
     _t1 = _t0 - 1
@@ -39,7 +39,7 @@ def conv1d_input_gradient(dy, w, out):
 def conv1d_weight_gradient(x, dy, out):
     """dW: valid correlation of X with dY, summed over the batch (conv1d).
 
-    the engine's weight gradient; derived in derivations/13_convolution.py.
+    The engine's weight gradient; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, dy.shape[2], axis=2), dy, axes=((0, 3), (0, 2))), (2, 0, 1)))
     return out
@@ -48,7 +48,7 @@ def conv1d_weight_gradient(x, dy, out):
 def conv2d_bias_gradient(dy, out):
     """db: dY summed over the batch and the positions (conv2d).
 
-    the engine's bias gradient; derived in derivations/13_convolution.py.
+    The engine's bias gradient; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2, 3)))
     return out
@@ -57,7 +57,7 @@ def conv2d_bias_gradient(dy, out):
 def conv2d_forward(x, w, b, out):
     """Y = b + X ⋆ W: the conv2d forward map (a valid cross-correlation).
 
-    the catalog's definition; derived in derivations/13_convolution.py.
+    The catalog's definition; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, b[:, None, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, (w.shape[2], w.shape[3]), axis=(2, 3)), axes=((1, 2, 3), (1, 4, 5))), (1, 0, 2, 3)))
     return out
@@ -66,7 +66,7 @@ def conv2d_forward(x, w, b, out):
 def conv2d_input_gradient(dy, w, out):
     """dX: full correlation of dY with the flipped kernel (conv2d).
 
-    the compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
+    The compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
     """
     _t0 = w.shape[2]
     _t1 = _t0 - 1
@@ -79,7 +79,7 @@ def conv2d_input_gradient(dy, w, out):
 def conv2d_weight_gradient(x, dy, out):
     """dW: valid correlation of X with dY, summed over the batch (conv2d).
 
-    the engine's weight gradient; derived in derivations/13_convolution.py.
+    The engine's weight gradient; derived in derivations/13_convolution.py.
     """
     numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, (dy.shape[2], dy.shape[3]), axis=(2, 3)), dy, axes=((0, 4, 5), (0, 2, 3))), (3, 0, 1, 2)))
     return out
