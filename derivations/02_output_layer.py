@@ -14,7 +14,9 @@
 # %% [markdown]
 # # Output layer
 #
-# We follow the scalar derivation of the seed tutorial. The network has one
+# We follow the scalar derivation of the Clever Machine tutorial (Dustin
+# Stansbury, 2014; see [Sources](../../sources/#clever-machine), which lists
+# its equations (1)–(12) as cited here). The network has one
 # hidden layer. Inputs $a_i$ reach the hidden units through weights $w_{ij}$,
 # giving $z_j = b_j + \sum_i a_i w_{ij}$ and $a_j = g(z_j)$. The hidden units
 # reach the outputs through $w_{jk}$, giving $z_k = b_k + \sum_j a_j w_{jk}$

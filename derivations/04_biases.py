@@ -14,7 +14,8 @@
 # %% [markdown]
 # # Biases
 #
-# The seed derivation gets the bias gradients right, but its last section
+# The Clever Machine derivation ([Sources](../../sources/#clever-machine))
+# gets the bias gradients right, but its last section
 # carries the wrong title and the wrong index (see *Errata*). Here are both
 # bias gradients, each checked against the definitions.
 

@@ -26,7 +26,10 @@
 # $(m, n_\text{in})$, $W$ is $(n_\text{out}, n_\text{in})$, and $Z$ and $dZ$
 # are $(m, n_\text{out})$. Where a transpose lands in a formula depends on
 # this layout and on which index of $W$ a product sums over; the
-# *Intuition* page explains it with pictures. The vectorized seed writes
+# [Notation](../../notation/#why-the-transpose) page works through both
+# reasons (backward, $W$ is read by columns; batch-first, every equation is
+# the transpose of the textbook's). EFAVDB's vectorized derivation
+# ([Sources](../../sources/#efavdb)) writes
 # examples in columns, so each of its equations is the transpose of one here.
 #
 # **Cost and the $1/m$.** The cost is the mean of the per-example losses,

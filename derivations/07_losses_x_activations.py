@@ -31,7 +31,10 @@
 # $a = g(z)$ substituted.
 #
 # Readers of Nielsen's book keep asking why $g'$ disappears for some pairs.
-# The table at the end answers it: for sigmoid with binary cross-entropy, and
+# The chains below answer it, one captioned chain per pair, and the
+# [Generated code](../../generated-code/) page collects the results in one
+# table; the lesson [Why σ′ disappears](../../lessons/sigma_prime/) plots the
+# consequence. For sigmoid with binary cross-entropy, and
 # for softmax with cross-entropy, $\partial E/\partial a_k$ has exactly the
 # denominator that $g'$ cancels, leaving $a_k - y_k$. Identity with
 # squared error gives $a_k - y_k$ trivially. For every other pair, $g'$

@@ -14,8 +14,10 @@
 # %% [markdown]
 # # Errata
 #
-# The three tutorials this site starts from are popular and, for the most
-# part, right. They also contain slips that a careful reader can trip over.
+# The three tutorials this site starts from (the Clever Machine's scalar
+# derivation, the Coursera ML wiki notes and EFAVDB's vectorized derivation,
+# named and linked on the [Sources](../../sources/) page, which also lists the
+# equations by number) are popular and, for the most part, right. They also contain slips that a careful reader can trip over.
 # Some were pointed out in the blog's own comments; none were ever fixed.
 # Each slip below is encoded **exactly as published**. SymPy then shows
 # it false by evaluating both sides on a small concrete network and getting
@@ -103,7 +105,7 @@ refute(published_zk, z_k[0], "z_k with b_j")
 # The last section, which derives the *hidden* bias gradient, is titled
 # "output layer biases, $w_{ij}$" and writes the hidden bias as $b_i$, as in
 # $\partial z_j / \partial b_i$ with $z_j = b_i + \sum_i a_i w_{ij}$. On
-# the seed's own notation page, $i$ indexes the *input* layer. A $b_i$ would be
+# the Clever Machine's own notation list, $i$ indexes the *input* layer. A $b_i$ would be
 # a bias per input unit, and inside $\sum_i$ the same letter is the summation
 # index. What the section computes is $\partial E/\partial b_j = \delta_j$
 # (eq. 12). With the published $z_j$, read as a bias per input unit that is
@@ -139,7 +141,8 @@ show(eq2)
 # %% [markdown]
 # ## 5. Coursera notes: the intuition section's cost has lost its sign
 #
-# "Backpropagation Intuition" writes
+# "Backpropagation Intuition"
+# ([section of the notes](../../sources/#coursera-intuition)) writes
 # $\text{cost}(t) = y^{(t)}\log h + (1-y^{(t)})\log(1-h)$. The cost function
 # two lines above has a leading minus sign, and without it this "cost" is
 # the log-likelihood, which training *maximizes*. For a confident, correct
@@ -156,13 +159,15 @@ assert prove_equal(published_cost, cost) is None
 # %% [markdown]
 # ## 6. Coursera notes: three Theta matrices for a three-layer network
 #
-# The unrolling section unrolls `Theta1`, `Theta2` and `Theta3` for "a network
-# with 3 layers". The notes correct this themselves: three layers have two
+# The unrolling section ([of the notes](../../sources/#coursera-unrolling))
+# unrolls `Theta1`, `Theta2` and `Theta3` for "a network with 3 layers". The notes correct this themselves: three layers have two
 # weight matrices, `Theta1` (10×11) and `Theta2` (1×11). Our `unroll`
 # (see *Gradient checking*) takes one matrix per layer transition.
 #
 # ## 7. Coursera notes: the regularized gradient on the lecture slide
 #
-# The slide writes $D = \frac1m\Delta + \lambda\Theta$, and the notes fix it to
+# The slide quoted in the algorithm section
+# ([of the notes](../../sources/#coursera-backprop)) writes
+# $D = \frac1m\Delta + \lambda\Theta$, and the notes fix it to
 # $\frac1m(\Delta + \lambda\Theta)$. The *Regularization* page shows SymPy
 # telling the two apart.

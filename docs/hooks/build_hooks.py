@@ -15,13 +15,21 @@ What they add to a plain Material build:
 * the API page renders the signature and docstring of every object named by a
   `::: dotted.name` line, and `<!-- cli-help -->` becomes the `--help` text of
   the command line, so the reference cannot drift from the code;
-* notebook pages lose the CDN script tags nbconvert writes into them.
+* notebook pages lose the CDN script tags nbconvert writes into them;
+* a derivation page shows prose and checked results, not its plumbing: every
+  code cell of `derivations/NN_*.py` is tagged `hide-input` when the script is
+  read (the file itself is untouched), the stylesheet hides the input of a
+  tagged cell, and the source follows the output in a collapsed "SymPy
+  source" block. (mkdocs-jupyter's `remove_tag_config` left the inputs in
+  place with the installed nbconvert template.) Other notebook pages hide the cells their author
+  tagged `hide-input` the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import html
 import importlib
 import inspect
 import logging
@@ -99,6 +107,89 @@ def _derivation_files(config: MkDocsConfig) -> list[File]:
     ]
 
 
+# ---------------------------------------------------------------------------
+# Hidden inputs and the collapsed "SymPy source" blocks.
+
+HIDE_INPUT = "hide-input"
+_REPO_URL: list[str] = []  # the blob URL prefix, set from the config in on_config
+
+
+def _source_block(cells: list, path: Path, root: Path) -> str:
+    """A collapsed block with the source of ``cells`` (one line of HTML).
+
+    Written on a single line, with the newlines of the code as character
+    references inside <pre>: the notebook's Markdown renderer passes an HTML
+    block through untouched only up to the first blank line.
+    """
+    from pygments import highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    code = "\n\n".join(cell.source.strip("\n") for cell in cells)
+    body = highlight(code, PythonLexer(), HtmlFormatter(nowrap=True)).rstrip("\n")
+    rel = path.relative_to(root).as_posix()
+    derivation = rel.startswith(DERIVATIONS_DIR + "/")
+    title = "SymPy source" if derivation else "Source"
+    link = ""
+    if _REPO_URL:
+        link = (f'<p class="source-file">The whole script: <a href="{_REPO_URL[0]}{rel}">'
+                f"<code>{html.escape(rel)}</code></a></p>")
+    block = (f'<details class="note sympy-source"><summary>{title}</summary>'
+             f'<div class="highlight"><pre><code>{body}</code></pre></div>{link}</details>')
+    return block.replace("\n", "&#10;")
+
+
+def _hide_inputs(notebook, path: Path, root: Path):
+    """Tag the cells whose input the page hides; put their source after them."""
+    import nbformat
+
+    derivation = path.parent.name == DERIVATIONS_DIR and DERIVATION_PAGE.match(path.name)
+    cells, pending = [], []
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        hidden = cell.cell_type == "code" and (derivation or HIDE_INPUT in tags)
+        if hidden and HIDE_INPUT not in tags:
+            tags.append(HIDE_INPUT)
+        if pending and not hidden:
+            cells.append(nbformat.v4.new_markdown_cell(_source_block(pending, path, root)))
+            pending = []
+        cells.append(cell)
+        if hidden:
+            pending.append(cell)
+    if pending:
+        cells.append(nbformat.v4.new_markdown_cell(_source_block(pending, path, root)))
+    notebook.cells = cells
+    return notebook
+
+
+def _install_input_hiding(config: MkDocsConfig) -> None:
+    """Make mkdocs-jupyter read every notebook page through `_hide_inputs`."""
+    import jupytext
+    from mkdocs_jupyter import nbconvert2
+
+    root = _repo_root(config)
+    read = jupytext.read
+
+    class _Jupytext:
+        def __getattr__(self, name):
+            return getattr(jupytext, name)
+
+        @staticmethod
+        def read(fp, *args, **kwargs):
+            notebook = read(fp, *args, **kwargs)
+            if isinstance(fp, str | os.PathLike):
+                notebook = _hide_inputs(notebook, Path(fp).resolve(), root)
+            return notebook
+
+    nbconvert2.jupytext = _Jupytext()
+
+
+def on_config(config: MkDocsConfig) -> MkDocsConfig:
+    _REPO_URL[:] = [config.repo_url.rstrip("/") + "/blob/main/"] if config.repo_url else []
+    _install_input_hiding(config)
+    return config
+
+
 # Before mkdocs-jupyter's on_files (priority 0), which wraps the notebook pages.
 @event_priority(100)
 def on_files(files: Files, config: MkDocsConfig) -> Files:
@@ -115,7 +206,37 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     return ordered
 
 
+# `<!-- kernel:layers.weight_gradient -->` in a page becomes the NumPy
+# statements of that generated function, and `<!-- kernel-doc:... -->` its
+# docstring summary: what a hand-written page says the runtime computes is
+# read from the generated code, so it cannot drift from it.
+KERNEL_MARKER = re.compile(r"<!-- kernel(?P<doc>-doc)?:(?P<module>\w+)\.(?P<name>\w+) -->")
+
+
+def _kernel_text(root: Path, module: str, name: str, doc: bool, page: Page) -> str:
+    path = root / GENERATED_DIR / f"{module}.py"
+    tree = ast.parse(path.read_text(encoding="utf-8")) if path.is_file() else None
+    for node in tree.body if tree else []:
+        if isinstance(node, ast.FunctionDef) and node.name == name:
+            if doc:
+                return (ast.get_docstring(node) or "").splitlines()[0]
+            body = [stmt for stmt in node.body
+                    if not (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant))
+                    and not isinstance(stmt, ast.Return)]
+            returned = [s for s in node.body if isinstance(s, ast.Return)]
+            if not body and returned:  # a kernel that returns its value (the penalty)
+                body = returned
+            return "`" + "; ".join(ast.unparse(stmt) for stmt in body) + "`"
+    # A warning fails the strict build: the page names a kernel that is gone.
+    log.warning("%s: no generated function %s.%s for <!-- kernel:... -->",
+                page.file.src_uri, module, name)
+    return f"`{module}.{name}` (missing)"
+
+
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    root = _repo_root(config)
+    markdown = KERNEL_MARKER.sub(
+        lambda m: _kernel_text(root, m["module"], m["name"], bool(m["doc"]), page), markdown)
     if GENERATED_MARKER in markdown:
         markdown = markdown.replace(GENERATED_MARKER, _generated_modules_markdown(config))
     if CLI_MARKER in markdown:
@@ -317,7 +438,51 @@ _NB_MERMAID_MODULE = re.compile(
 )
 
 
+# ---------------------------------------------------------------------------
+# Citations: "eq. (8)" and "(BP3)" link to the equation on the Sources page.
+
+SOURCES_PAGE = "sources.md"
+_CITATION = re.compile(
+    r"(?<![\w])(?P<eq>[Ee]q(?:uation)?s?\.?\s*\(?(?P<n>1[0-2]|[1-9])\)?(?![\d\w]))"
+    r"|\((?P<bp>BP[1-4])\)"
+)
+_SKIP_TAGS = ("a", "pre", "code", "script", "style", "textarea")
+_TAG = re.compile(r"(<[^>]*>)")
+
+
+def _link_citations(text: str, page: Page, files: Files) -> str:
+    target = files.get_file_from_path(SOURCES_PAGE)
+    if target is None or page.file.src_uri == SOURCES_PAGE:
+        return text
+    # Directory URLs: "derivations/02_output_layer/" -> "../../sources/".
+    base = posixpath.relpath(target.url, page.url or ".") + "/"
+
+    def link(m: re.Match) -> str:
+        if m["bp"]:
+            return f'(<a class="citation" href="{base}#efavdb-{m["bp"].lower()}">{m["bp"]}</a>)'
+        return f'<a class="citation" href="{base}#cm-eq-{m["n"]}">{m["eq"]}</a>'
+
+    out, skipping = [], []
+    for part in _TAG.split(text):
+        if part.startswith("<"):
+            name = re.match(r"</?\s*([A-Za-z0-9-]+)", part)
+            tag = name.group(1).lower() if name else ""
+            if tag in _SKIP_TAGS and not part.endswith("/>"):
+                if part.startswith("</"):
+                    if skipping and skipping[-1] == tag:
+                        skipping.pop()
+                else:
+                    skipping.append(tag)
+            out.append(part)
+        elif skipping:
+            out.append(part)
+        else:
+            out.append(_CITATION.sub(link, part))
+    return "".join(out)
+
+
 def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
+    html = _link_citations(html, page, files)
     if 'class="jupyter-wrapper"' not in html:
         return html
     html, n_mathjax = _NB_MATHJAX_LOADER.subn("", html)

@@ -50,6 +50,7 @@ function typesetPage() {
   MathJax.texReset();
   MathJax.typesetPromise()
     .then(() => {
+      fitWideFormulas();
       for (const node of document.querySelectorAll("mjx-merror")) {
         const message = node.getAttribute("data-mjx-error") || node.textContent;
         if (!window.__mathjaxErrors.includes(message)) {
@@ -61,4 +62,38 @@ function typesetPage() {
     .finally(() => {
       window.__mathjaxDone = true;
     });
+}
+
+// A formula a little wider than its box (the line breaking of a chain works
+// from an estimate of the rendered width) is set in a smaller size, down to
+// MIN_FIT of the text size; one that would need more stays as it is and
+// scrolls inside its own box, as on a phone.
+const MIN_FIT = 0.72;
+const FIT_BOXES = ".chain-rhs, .chain-where, .jp-RenderedLatex, div.arithmatex";
+
+function fitWideFormulas() {
+  for (const box of document.querySelectorAll(FIT_BOXES)) {
+    const style = getComputedStyle(box);
+    const pad = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+    const room = box.clientWidth - pad;
+    const maths = [...box.querySelectorAll("mjx-container")];
+    for (const math of maths) {
+      // MathJax sets its own font-size (matching the text's x-height); the
+      // fit multiplies that size, it does not replace it.
+      if (math.dataset.fitSize === undefined) math.dataset.fitSize = math.style.fontSize || "100%";
+      math.style.fontSize = math.dataset.fitSize;
+    }
+    // What the box holds (formula, delimiters reaching past it, a "where")
+    // against the room it has; the formulas give up the difference.
+    const need = box.scrollWidth - pad;
+    const widths = maths.map((m) => m.getBoundingClientRect().width);
+    const total = widths.reduce((a, b) => a + b, 0);
+    if (need <= room + 0.5 || total === 0) continue;
+    const scale = (total - (need - room)) / total;
+    if (scale < MIN_FIT) continue;
+    for (const math of maths) {
+      const base = parseFloat(math.dataset.fitSize) || 100;
+      math.style.fontSize = `${(base * Math.floor(scale * 100 - 1)) / 100}%`;
+    }
+  }
 }

@@ -64,11 +64,14 @@ fig.tight_layout()
 # 1. for every input, every unit computes the same $z_j$ and the same
 #    activation $a_j$;
 # 2. backpropagation gives every unit the same error
-#    $\delta_j = g'(z_j)\sum_k w_{kj}\delta_k$, because $z_j$ and the outgoing
-#    weights $w_{kj}$ are the same for every $j$;
-# 3. so the gradients $\partial J/\partial w_{ji} = \delta_j a_i$ of the
-#    incoming weights agree row by row, and the outgoing weights get the same
-#    gradient $\delta_k a_j$ column by column;
+#    $\delta_j = g'(z_j)\sum_k w_{jk}\delta_k$, because $z_j$ and the outgoing
+#    weights $w_{jk}$ are the same for every $j$ (weights written source
+#    first, $w_{jk}$ from hidden unit $j$ to output $k$, as on every page);
+# 3. so the gradients $\partial J/\partial w_{ij} = a_i \delta_j$ of the
+#    incoming weights are the same for every $j$, which in the runtime's
+#    `weights[0][j, i]` means equal rows, and the outgoing weights get the
+#    same gradient $a_j \delta_k$ for every $j$ (equal columns of
+#    `weights[1]`);
 # 4. after the update, the units are still identical, and the argument repeats
 #    at the next step.
 #

@@ -108,7 +108,7 @@ class Chain:
         return self.step(transform(self.result), why)
 
     def _repr_latex_(self) -> str:
-        from .printers import chain_latex
+        from .display import chain_latex
 
         return "$$" + chain_latex(self) + "$$"
 

@@ -4,29 +4,36 @@ from __future__ import annotations
 
 import sys
 
-from .printers import chain_latex
+from .display import chain_html, chain_latex
 
 __all__ = ["show", "show_math"]
 
 
-def _display(obj) -> bool:
+def _ipython_active() -> bool:
     ipython = sys.modules.get("IPython")
-    if ipython is None or ipython.get_ipython() is None:
-        return False
-    from IPython.display import Math, display
-
-    display(Math(obj) if isinstance(obj, str) else obj)
-    return True
+    return ipython is not None and ipython.get_ipython() is not None
 
 
-def show(*chains) -> None:
-    """Display checked chains (in a notebook; silent when run as a script)."""
-    for chain in chains:
-        if not _display(chain_latex(chain)) and __name__ == "__main__":
-            print(chain_latex(chain))
+def show(*chains, caption: str | None = None) -> None:
+    """Display checked chains (in a notebook; printed as LaTeX when run as a script).
+
+    ``caption`` names the case the chains cover ("sigmoid output, binary
+    cross-entropy"); ``$...$`` in it is math. On the site each step shows its
+    proof mark and strategy (see :mod:`.display`).
+    """
+    if not _ipython_active():
+        if __name__ == "__main__":
+            for chain in chains:
+                print(chain_latex(chain))
+        return
+    from IPython.display import HTML, display
+
+    for n, chain in enumerate(chains):
+        display(HTML(chain_html(chain, caption if n == 0 else None)))
 
 
 def show_math(tex: str) -> None:
-    _display(tex)
+    if _ipython_active():
+        from IPython.display import Math, display
 
-
+        display(Math(tex))

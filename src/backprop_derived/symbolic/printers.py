@@ -19,9 +19,11 @@ Three printers, all subclasses of SymPy's own:
 
 from __future__ import annotations
 
+import re
+
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.numpy import NumPyPrinter
 
 __all__ = [
@@ -30,7 +32,6 @@ __all__ = [
     "RowMax",
     "RowSum",
     "UfuncPrinter",
-    "chain_latex",
     "float_form_is_exact",
     "latex",
     "numeric_form",
@@ -551,6 +552,29 @@ def _inverted(term):
 class DerivationLatexPrinter(LatexPrinter):
     """The index notation of the pages."""
 
+    def _print_Symbol(self, expr, style="plain"):
+        # A function name used as a symbol (the chain of ``softplus'``) is
+        # upright, not a product of italic letters s o f t p l u s.
+        name = expr.name
+        word = re.fullmatch(r"([A-Za-z]{3,}(?:_[A-Za-z]{3,})*)('*)", name)
+        if word and not set(word[1].lower().split("_")) & _GREEK:
+            return rf"\operatorname{{{word[1].replace('_', chr(92) + '_')}}}{word[2]}"
+        return super()._print_Symbol(expr, style)
+
+    def _print_MatrixSymbol(self, expr):
+        # The ones vector of a sum written as a product (db = 1^T dZ).
+        if expr.name == "ones" and 1 in expr.shape:
+            return r"\mathbf{1}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}"
+        return super()._print_MatrixSymbol(expr)
+
+    def _print_expm1(self, expr, exp=None):
+        tex = rf"\operatorname{{expm1}}\left({self._print(expr.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
+    def _print_log1p(self, expr, exp=None):
+        tex = rf"\operatorname{{log1p}}\left({self._print(expr.args[0])}\right)"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
     def _print_Sum(self, expr):
         function, *limits = expr.args
         subs = []
@@ -596,31 +620,8 @@ class DerivationLatexPrinter(LatexPrinter):
         return rf"\max_{{\text{{units}}}} {self._print(expr.args[0])}"
 
 
+_GREEK = {name.lower() for name in greek_letters_set}
+
+
 def latex(expr, **settings) -> str:
     return DerivationLatexPrinter(settings).doprint(expr)
-
-
-def _why_latex(why: str) -> str:
-    """A step's explanation: plain text, with ``$...$`` segments as math."""
-    parts = why.split("$")
-    if len(parts) % 2 == 0:
-        raise ValueError(f"unbalanced $ in step explanation: {why!r}")
-    out = []
-    for n, part in enumerate(parts):
-        if not part:
-            continue
-        out.append(part if n % 2 else r"\text{" + part.replace("_", r"\_") + "}")
-    return "".join(out)
-
-
-def chain_latex(chain) -> str:
-    """``lhs = e0 = e1 ...`` as an aligned block, one checked step per line.
-
-    The mark comes first so that a long explanation cannot push it out of view.
-    """
-    rows = []
-    for i, step in enumerate(chain.steps):
-        head = latex(chain.lhs) if i == 0 else ""
-        mark = r"\checkmark\;" if step.proof != "given" else r"\phantom{\checkmark}\;"
-        rows.append(rf"{head} &= {latex(step.expr)} && {mark}{_why_latex(step.why)}")
-    return r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}"

@@ -1,0 +1,81 @@
+"""How a checked chain is laid out on a page (symbolic/display.py)."""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+import sympy as sp
+
+from backprop_derived.symbolic.display import (
+    break_lines,
+    chain_html,
+    chain_latex,
+    proof_mark,
+    tex_width,
+)
+
+
+def _chain(lhs, *steps):
+    return SimpleNamespace(
+        lhs=lhs, steps=[SimpleNamespace(expr=e, why=w, proof=p) for e, w, p in steps])
+
+
+x, y = sp.symbols("x y", real=True)
+
+
+def test_every_step_gets_a_mark_with_its_strategy():
+    chain = _chain(sp.Symbol("E"), (x**2 + 2 * x + 1, "definition", "given"),
+                   ((x + 1) ** 2, "factor", "expand"),
+                   ((x + 1) ** 2, "on $n = 3$", "checked on n = 3"))
+    page = chain_html(chain, caption="A square")
+    marks = re.findall(r'class="proof-mark proof-(\w+)" title="[^"]+">(.)'
+                       r'<span class="proof-label">([^<]+)</span>', page)
+    assert marks == [("premise", "▸", "given"), ("proof", "✓", "expand"),
+                     ("evidence", "◇", "checked on n = 3")]
+    assert page.count('class="chain-step') == 3
+    assert '<figcaption class="chain-caption">A square</figcaption>' in page
+    assert r"\(n = 3\)" in page  # math in a reason stays math
+
+
+def test_evidence_is_never_shown_as_a_proof():
+    assert proof_mark("instance").kind == "evidence"
+    assert proof_mark("checked on n = 3").kind == "evidence"
+    assert proof_mark("index sums").kind == "proof"
+    assert proof_mark("some new strategy").kind == "proof"
+    assert proof_mark("given").kind == "premise"
+    assert proof_mark("instance").symbol != proof_mark("expand").symbol
+
+
+def test_a_long_sum_is_broken_into_lines_that_fit():
+    terms = sp.Add(*[sp.Symbol(f"w_{n}") * sp.tanh(x + n) for n in range(12)])
+    lines = break_lines(terms, budget=20)
+    assert len(lines) > 2
+    assert all(tex_width(line) <= 20 for line in lines)
+    # Nothing is lost: the lines together are the printed sum.
+    joined = " ".join(lines).replace(" ", "")
+    assert joined.count(r"\tanh") == 12
+
+
+def test_a_short_result_stays_on_one_line():
+    assert break_lines(x + y, budget=20) == [sp.latex(x + y)]
+
+
+def test_too_wide_function_calls_are_named_in_a_where_line():
+    inner = sp.tanh(sum(sp.Symbol(f"a_{n}") * sp.Symbol(f"w_{n}") for n in range(20)))
+    expr = sum(sp.Symbol(f"v_{n}") * (1 - inner**2) * sp.Symbol(f"t_{n}") for n in range(3))
+    page = chain_html(_chain(sp.Symbol("G"), (expr, "definition", "given")))
+    assert "chain-where" in page and "u_{1}" in page
+
+
+def test_latex_form_puts_the_reason_on_its_own_line():
+    tex = chain_latex(_chain(sp.Symbol("E"), (x, "definition", "given"), (x, "same", "expand")))
+    assert tex.startswith(r"\begin{aligned}") and tex.endswith(r"\end{aligned}")
+    assert tex.count(r"\checkmark") == 1 and r"\textsf{expand}" in tex
+
+
+@pytest.mark.parametrize("why", ["unbalanced $x", "a $b$ $c"])
+def test_unbalanced_dollars_in_a_reason_are_refused(why):
+    with pytest.raises(ValueError, match="unbalanced"):
+        chain_html(_chain(x, (x, why, "given")))
