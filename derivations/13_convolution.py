@@ -107,8 +107,6 @@ show(gradient_chain(grads[CONV_B], CONV1D), caption="bias gradient")
 gx = grads[CONV1D_X]
 u, v, w = gx.indices
 dY = next(x.base for x in gx.expr.atoms(Indexed) if str(x.base.label) == "dY")
-
-
 DELTAS_SUMMED = ("Kronecker deltas summed, sums compared in canonical form; "
                  "the window's edge stays a condition")
 show(chain_rule_chain(gx, CONV1D, CONV1D_X, DELTAS_SUMMED), caption="input gradient")
@@ -134,12 +132,10 @@ FLIP = Assignment(str(W_flip.label), (conv_o, c, conv_j), CONV1D_W[conv_o, c, k 
 show(Chain(dY_pad[PAD.indices], PAD.expr, "definition: dY with k - 1 zeros on each side"),
      Chain(W_flip[FLIP.indices], FLIP.expr, "definition: the kernel reversed"))
 
-
 DX_COMPACT = Sum(dY_pad[u, conv_o, w + conv_j] * W_flip[conv_o, v, conv_j],
                  (conv_o, 0, C_out - 1), (conv_j, 0, k - 1))
-
-
-dx_chain = Chain(gx.lhs, gx.expr, "the engine's result", definitions=reindexed_definitions(gx.ranges, PAD, FLIP))
+dx_chain = Chain(gx.lhs, gx.expr, "the engine's result",
+                 definitions=reindexed_definitions(gx.ranges, PAD, FLIP))
 dx_chain.step(DX_COMPACT, "flipped kernel, j -> k - 1 - j: the same terms (canonical sums)")
 show(dx_chain, caption="input gradient, compact")
 
@@ -187,8 +183,9 @@ assert engine_value == 1 and mistake_value == 2
 # %% [markdown]
 # The other half of the mistake, a *valid* correlation of the unpadded $dY$
 # (length $L - k + 1$) with the kernel, has $(L - k + 1) - k + 1 = L - 2k + 2$
-# positions, not $L$: it misses $2(k - 1)$ input positions, every one whose
-# window leaves the output range. Only $k = 1$ makes the two lengths equal:
+# positions, not $L$: it has no value for $2(k - 1)$ input positions (the
+# first and last $k - 1$, which fewer than $k$ outputs read). Only $k = 1$
+# makes the two lengths equal:
 
 # %%
 assert sp.solve(sp.Eq(L - 2 * k + 2, L), k) == [1]
