@@ -12,7 +12,11 @@ consecutive minibatches, the last one possibly short):
   minibatch, the hand-written forward and backward pass of
   ``contenders.handwritten_gradients``, ``W -= lr * dW``;
 - ``pytorch``: the idiomatic PyTorch CPU loop: ``nn.Linear`` and ``nn.Tanh``
-  layers, ``nn.CrossEntropyLoss`` on class indices, ``optim.SGD``.
+  layers, ``nn.CrossEntropyLoss`` on class indices, ``optim.SGD``, with
+  whichever of one thread or as many as NumPy's BLAS was faster on a few
+  epochs just before (on two busy cores PyTorch's second thread made the
+  64-25-10 epoch 50 times slower: the yardstick should be PyTorch at its
+  best, not at its worst).
 
 Before any timing, one epoch of each must give the same weights as the
 hand-written loop (else the benchmark stops). Each timed call first copies the
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +186,21 @@ def pytorch_loop(problem: LoopProblem, num_threads: int) -> Callable[[], Params]
     return run
 
 
+def fastest_pytorch(problem: LoopProblem, threads: int) -> tuple[Callable[[], Params], int]:
+    """The PyTorch loop with 1 or ``threads`` threads, whichever ran 3 epochs faster."""
+    best = None
+    for n in sorted({1, threads}):
+        fn = pytorch_loop(problem, n)
+        fn()  # warm-up
+        start = time.perf_counter()
+        for _ in range(3):
+            fn()
+        elapsed = time.perf_counter() - start
+        if best is None or elapsed < best[0]:
+            best = (elapsed, n)
+    return pytorch_loop(problem, best[1]), best[1]
+
+
 def same_weights(got: Params, reference: Params, dtype: np.dtype) -> dict[str, Any]:
     """Largest difference of any weight or bias, relative to the largest reference entry."""
     rtol = 1e-4 if dtype == np.float32 else 1e-10
@@ -213,7 +233,7 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
     elif torch_version() is None:
         status["pytorch"] = "not installed"
     else:
-        fns["pytorch"] = pytorch_loop(problem, threads)
+        fns["pytorch"], torch_threads = fastest_pytorch(problem, threads)
 
     reference = _copy(fns["numpy"]())
     checks = {name: same_weights(fn(), reference, problem.dtype)
@@ -241,7 +261,8 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
             continue
         t = times[name]
         contenders[name] = {
-            "label": label,
+            "label": label if name != "pytorch" else f"{label} ({torch_threads} thread"
+            f"{'s' if torch_threads > 1 else ''})",
             "status": "measured",
             "rounds": int(np.isfinite(t).sum()),
             "epochs_per_sample": entries[name].number,
