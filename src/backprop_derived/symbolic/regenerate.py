@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import difflib
 import io
+import multiprocessing
 import os
 import runpy
 import sys
@@ -34,18 +36,41 @@ def derivation_scripts(root: Path) -> list[Path]:
     return scripts
 
 
+def _run_page(script: str) -> tuple[list, float]:
+    """One derivation page, top to bottom: its EXPORTS and the seconds it took."""
+    start = time.perf_counter()
+    # A page's printed output belongs on the page, not in this command's log.
+    with contextlib.redirect_stdout(io.StringIO()):
+        namespace = runpy.run_path(script, run_name="__derivation__")
+    return namespace.get("EXPORTS", []), time.perf_counter() - start
+
+
+def _jobs() -> int:
+    """Pages run in parallel, one per core (the pages are independent)."""
+    value = os.environ.get("BACKPROP_DERIVED_JOBS")
+    if value is not None:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"BACKPROP_DERIVED_JOBS must be a positive integer, got {value!r}")
+        return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+
+
 def collect(root: Path, *, log=None) -> list:
+    """Every page's EXPORTS, in reading order; the first failing page raises."""
+    scripts = derivation_scripts(root)
+    jobs = min(_jobs(), len(scripts))
+    if jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
+        # fork: the workers start with SymPy and the catalog already imported
+        context = multiprocessing.get_context("fork")
+        with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            results = list(pool.map(_run_page, [str(s) for s in scripts]))
+    else:
+        results = [_run_page(str(s)) for s in scripts]
     exports: list = []
-    for script in derivation_scripts(root):
-        start = time.perf_counter()
-        # A page's printed output belongs on the page, not in this command's log.
-        with contextlib.redirect_stdout(io.StringIO()):
-            namespace = runpy.run_path(str(script), run_name="__derivation__")
-        found = namespace.get("EXPORTS", [])
+    for script, (found, seconds) in zip(scripts, results, strict=True):
         exports.extend(found)
         if log:
-            log(f"  {script.relative_to(root)}: {len(found)} exports "
-                f"({time.perf_counter() - start:.1f} s)")
+            log(f"  {script.relative_to(root)}: {len(found)} exports ({seconds:.1f} s)")
     return exports
 
 
