@@ -24,10 +24,9 @@
 #
 # The model is `Conv1d(1, 8, 7)`, a ReLU (`Activation("relu")`, the generated
 # activation kernels), the maximum of each channel over the positions, and a
-# `Dense(8, 1)` readout into a sigmoid with binary cross-entropy (the generated
-# output kernels of *Losses × activations*). The pooling and the optimizer
-# (Adam) are a few lines of NumPy on this page; the convolution's forward and
-# backward are the generated kernels.
+# `Dense(8, 1)` readout into a sigmoid with binary cross-entropy. The pooling,
+# the loss and the optimizer (Adam) are a few lines of NumPy on this page; the
+# convolution's forward and backward are the generated kernels.
 
 # %%
 import time
@@ -35,7 +34,6 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from backprop_derived._generated import OUTPUTS
 from backprop_derived.layers import Activation, Conv1d, Dense
 
 L, K = 64, 7
@@ -61,7 +59,6 @@ def signals(n):
 conv = Conv1d(1, 8, K, seed=0)
 relu = Activation("relu")
 dense = Dense(8, 1, seed=0)
-output = OUTPUTS["sigmoid", "binary_cross_entropy"]
 
 
 def forward(X, train=True):
@@ -78,9 +75,10 @@ def probability(z):
 # %% [markdown]
 # ## Training
 #
-# A step draws a fresh batch of 64 signals. The loss kernel gives the mean
-# binary cross-entropy and its delta at the readout's input, $dz = (a - y)/m$;
-# `Dense.backward` turns it into the gradient of the pooled features; the
+# A step draws a fresh batch of 64 signals. The mean binary cross-entropy of
+# the sigmoid output $a = \sigma(z)$ is computed from $z$ in its stable form,
+# and its delta at the readout's input is $dz = (a - y)/m$ (derived on
+# *Losses × activations*); `Dense.backward` turns it into the gradient of the pooled features; the
 # maximum passes each channel's gradient to the one position it took; and
 # `Activation.backward` and `Conv1d.backward` do the rest, filling
 # `conv.grads["W"]` and `conv.grads["b"]`.
@@ -95,9 +93,8 @@ start = time.perf_counter()
 for step in range(1, 1201):
     X, y = signals(64)
     z, where, shape = forward(X)
-    a = probability(z)
-    losses.append(output.value(a, z, y, len(y)))
-    dz = output.delta(a, z, y, len(y), np.empty_like(z), [])
+    losses.append(np.mean(np.logaddexp(0, z) - y * z))  # -y log a - (1 - y) log(1 - a)
+    dz = (probability(z) - y) / len(y)
     d_pooled = dense.backward(dz)
     dH = np.zeros(shape)
     np.put_along_axis(dH, where, d_pooled[:, :, None], axis=2)
