@@ -51,6 +51,7 @@ serve: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks
+	$(PY) -m benchmarks.layers
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks derivations docs
