@@ -110,7 +110,7 @@ nets, paths = {}, {}
 for name, zero_init in [("all zeros", True), ("notes' random rule", False)]:
     nets[name], paths[name] = train(zero_init)
 
-# %%
+# %% tags=["hide-input"]
 grid = np.linspace(-3.5, 3.5, 150)
 G1, G2 = np.meshgrid(grid, grid)
 fig, axes = plt.subplots(2, 2, figsize=(9, 8))

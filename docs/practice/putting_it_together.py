@@ -190,7 +190,7 @@ print(
 # for examples the network has not seen; the regularization keeps the gap
 # small. Where are the remaining mistakes?
 
-# %%
+# %% tags=["hide-input"]
 wrong = np.flatnonzero(digits.predicted != digits.y_test)
 fig = plt.figure(figsize=(10, 4))
 ax = fig.add_subplot(1, 2, 1)
@@ -263,7 +263,7 @@ for x, h, out in zip(X_XOR, xor.hidden, xor.output, strict=True):
 for j, name in enumerate(xor.hidden_names):
     print(f"hidden unit {j} is close to: {name}")
 
-# %%
+# %% tags=["hide-input"]
 grid = np.linspace(-0.25, 1.25, 121)
 G1, G2 = np.meshgrid(grid, grid)
 points = np.column_stack([G1.ravel(), G2.ravel()])
@@ -283,6 +283,7 @@ for ax, (values, title) in zip(axes, panels, strict=True):
     ax.set_title(title, fontsize=9)
     ax.set_aspect("equal")
 fig.colorbar(image, ax=axes, shrink=0.8)
+plt.show()
 
 # %% [markdown]
 # Each hidden unit is a sigmoid of a linear function of the inputs, so it

@@ -180,3 +180,16 @@ def test_execution_cache_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert jupyter["execute"] is True
     assert jupyter["allow_errors"] is False
     assert jupyter["include_requirejs"] is False
+
+
+_OBJECT_REPR = re.compile(r"&lt;[A-Za-z_][\w.]* (?:object )?at 0x[0-9a-fA-F]+&gt;")
+
+
+def test_no_page_shows_an_object_repr(built_site: BuiltSite) -> None:
+    # `<matplotlib.colorbar.Colorbar at 0x7f...>` under a figure is noise to a
+    # reader, and its address changes on every build.
+    found = []
+    for page in sorted(built_site.path.rglob("index.html")):
+        for match in _OBJECT_REPR.finditer(page.read_text(encoding="utf-8")):
+            found.append(f"{page.parent.relative_to(built_site.path).as_posix()}: {match[0]}")
+    assert not found, "object reprs in cell output:\n" + "\n".join(found)

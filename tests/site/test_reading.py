@@ -59,7 +59,10 @@ _MEASURE = r"""
   for (const el of col.querySelectorAll(boxes)) {
     if (!shown(el) || el.closest(".md-clipboard, .md-code__nav")) continue;
     const r = el.getBoundingClientRect();
-    const inside = Math.max(0, el.scrollWidth - el.clientWidth);
+    // Content hidden behind a scroll bar counts only in a scroll box; other
+    // boxes let it spill, and the spilled content is caught as "outside".
+    const scrolls = ["auto", "scroll", "hidden"].includes(getComputedStyle(el).overflowX);
+    const inside = scrolls ? Math.max(0, el.scrollWidth - el.clientWidth) : 0;
     const outside = Math.max(0, r.right - right, left - r.left);
     // A displayed formula or a table may be a scroll box itself: then its
     // own width fits and its scrollWidth tells whether anything is hidden.

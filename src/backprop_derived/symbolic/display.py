@@ -428,8 +428,15 @@ def chain_latex(chain) -> str:
 def chain_html(chain, caption: str | None = None) -> str:
     """The chain as the site shows it: a captioned grid of steps with proof marks."""
     lhs = _lhs_latex(chain.lhs)
-    budget = _lhs_budget(lhs)
-    out = ['<figure class="chain">']
+    # A left-hand side that would squeeze the results into a narrow column
+    # (itself a sum, say) gets a row of its own, the results below it.
+    tall = tex_width(lhs) > LINE_BUDGET_EM / 3
+    budget = LINE_BUDGET_EM - 1.5 if tall else _lhs_budget(lhs)
+    if tall and not (isinstance(chain.lhs, sp.Symbol) and "\\" in chain.lhs.name):
+        lhs_lines = break_lines(chain.lhs, budget)
+        if len(lhs_lines) > 1:
+            lhs = r"\begin{aligned}[t] & " + r" \\ &\quad ".join(lhs_lines) + r"\end{aligned}"
+    out = [f'<figure class="chain{" chain-tall" if tall else ""}">']
     if caption:
         out.append(f'<figcaption class="chain-caption">{_why_html(caption)}</figcaption>')
     layout, where = _layout(chain, budget)
