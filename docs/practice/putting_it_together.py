@@ -120,9 +120,11 @@ wiki_net = Network(layer_sizes=list(wiki.LAYER_SIZES), activations=list(wiki.ACT
 set_parameters(wiki_net, wiki.NN_PARAMS, order="octave")
 J_wiki, dW_wiki, db_wiki = wiki_net.gradients(wiki.X, wiki.Y)
 printed = wiki.GRAD_PRINTED  # the numbers as the wiki prints them
-print(f"J = {J_wiki:.6f}   (wiki: {wiki.J_PRINTED})")
-for ours, theirs in zip(unroll(dW_wiki, db_wiki, order="octave"), printed, strict=True):
-    print(f"{ours:10.7f}  {theirs:10.7f}")
+print(f"cost J = {J_wiki:.6f}   (the wiki prints {wiki.J_PRINTED})")
+print(f"{'entry of the gradient':>22}  {'ours':>10}  {'wiki':>10}")
+for n, (ours, theirs) in enumerate(
+        zip(unroll(dW_wiki, db_wiki, order="octave"), printed, strict=True), start=1):
+    print(f"{n:>22}  {ours:10.7f}  {theirs:10.7f}")
 
 # %% [markdown]
 # ### 5. Check the gradient, once

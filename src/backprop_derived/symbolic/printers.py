@@ -590,7 +590,13 @@ class DerivationLatexPrinter(LatexPrinter):
 
     def _print_Indexed(self, expr):
         base = self._print(expr.base.label)
-        return base + "_{" + "".join(self._print(i) for i in expr.indices) + "}"
+        if "_" in base:  # W_ih indexed: {W_{ih}}_{ef}, not a double subscript
+            base = "{" + base + "}"
+        indices = [self._print(i) for i in expr.indices]
+        # Single letters run together (w_{jk}); anything longer (t - 1) is
+        # separated, so H_{n, t - 1, f} does not read as H_{nt - 1f}.
+        sep = "" if all(len(i) == 1 for i in indices) else ", "
+        return base + "_{" + sep.join(indices) + "}"
 
     def _print_Heaviside(self, expr):
         return rf"H\left({self._print(expr.args[0])}\right)"
