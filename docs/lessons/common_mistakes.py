@@ -14,9 +14,9 @@
 # %% [markdown]
 # # Common mistakes
 #
-# Six wrong versions of the backpropagation equations that learners write
-# (and that turn up in forum questions about Nielsen's chapter 2 and the
-# Coursera exercises). Each one looks plausible, and several even have the
+# Six wrong versions of the backpropagation equations that are easy to write
+# when implementing Nielsen's chapter 2 or the Coursera exercise from the
+# formulas. Each one looks plausible, and several even have the
 # right shape, so NumPy runs them without complaint. For each, SymPy computes
 # the right answer by differentiating the definition, evaluates the wrong
 # variant on the same small example, and the page shows the two numbers side

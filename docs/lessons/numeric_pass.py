@@ -133,7 +133,7 @@ table(["gradient", "to unit 1", "to unit 2"],
 # the red number at its head.
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(7.2, 3.6))
+fig, ax = plt.subplots(figsize=(9.6, 4.8), dpi=100)
 pos = {("i", 0): (0, 1.6), ("i", 1): (0, 0.4), ("j", 0): (1, 1.6), ("j", 1): (1, 0.4),
        ("k", 0): (2, 1.6), ("k", 1): (2, 0.4), ("E", 0): (2.85, 1.0)}
 for (i, j) in [(i, j) for i in range(2) for j in range(2)]:
@@ -152,22 +152,23 @@ for n in range(2):
 labels["E", 0] = f"$E$\n{E:.4f}"
 for key, (x, y) in pos.items():
     ax.add_patch(plt.Circle((x, y), 0.13 if key[0] != "E" else 0.1, fc="white", ec="0.2"))
-    ax.text(x, y + 0.2, labels[key], ha="center", va="bottom", fontsize=8)
+    ax.text(x, y + 0.2, labels[key], ha="center", va="bottom", fontsize=11)
 for n in range(2):
     for layer, d in (("j", delta_j), ("k", delta_k)):
         x, y = pos[layer, n]
-        ax.text(x, y - 0.2, f"$\\delta$={d[n]:.5f}", ha="center", va="top", fontsize=8,
+        ax.text(x, y - 0.2, f"$\\delta$={d[n]:.5f}", ha="center", va="top", fontsize=11,
                 color="#b2182b")
 ax.annotate("", xy=(0.6, -0.35), xytext=(2.4, -0.35),
             arrowprops={"arrowstyle": "->", "color": "#b2182b", "lw": 1.5})
-ax.text(1.5, -0.42, "backward: errors", color="#b2182b", ha="center", va="top", fontsize=8)
+ax.text(1.5, -0.42, "backward: errors", color="#b2182b", ha="center", va="top", fontsize=11)
 ax.annotate("", xy=(2.4, 2.25), xytext=(0.6, 2.25),
             arrowprops={"arrowstyle": "->", "color": "0.2", "lw": 1.5})
-ax.text(1.5, 2.32, "forward: values", ha="center", va="bottom", fontsize=8)
+ax.text(1.5, 2.32, "forward: values", ha="center", va="bottom", fontsize=11)
 ax.set_xlim(-0.35, 3.1)
 ax.set_ylim(-0.7, 2.6)
 ax.set_aspect("equal")
 ax.axis("off")
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
