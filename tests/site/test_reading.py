@@ -28,8 +28,10 @@ pytestmark = pytest.mark.site
 MATHJAX_TIMEOUT_MS = 60_000
 DERIVATION_CODE_SHARE = 0.20
 PRACTICE_CODE_SHARE = 0.50
-# Pages of executed code whose code share is bounded (derivations separately).
-RUNTIME_PAGES = ("practice/", "lessons/")
+# Pages of executed runtime code ("practice" pages in the issue's sense: the
+# Practice section, the lessons, the layers' "in practice" pages and the
+# performance page), whose code share is bounded; derivations separately.
+RUNTIME_PAGES = ("practice/", "lessons/", "layers/", "performance/")
 
 _MEASURE = r"""
 () => {
