@@ -193,3 +193,20 @@ def test_no_page_shows_an_object_repr(built_site: BuiltSite) -> None:
         for match in _OBJECT_REPR.finditer(page.read_text(encoding="utf-8")):
             found.append(f"{page.parent.relative_to(built_site.path).as_posix()}: {match[0]}")
     assert not found, "object reprs in cell output:\n" + "\n".join(found)
+
+
+_CITATION_LINK = re.compile(r'<a class="citation" href="([^"#]*)#([^"]+)">')
+
+
+def test_every_citation_links_to_an_equation_on_the_sources_page(built_site: BuiltSite) -> None:
+    sources = (built_site.path / "sources" / "index.html").read_text(encoding="utf-8")
+    anchors = set(re.findall(r'\bid="([^"]+)"', sources))
+    cited, broken = 0, []
+    for page in sorted((built_site.path / "derivations").rglob("index.html")):
+        for _, anchor in _CITATION_LINK.findall(page.read_text(encoding="utf-8")):
+            cited += 1
+            if anchor not in anchors:
+                broken.append(f"{page.parent.name}: #{anchor}")
+    assert cited, "no derivation page links a citation such as eq. (5) to the Sources page"
+    assert not broken, "citations of equations the Sources page does not list:\n" + "\n".join(
+        broken)
