@@ -18,11 +18,11 @@ def rnn_backward(dy, x, h, w_ih, w_hh):
     dh = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     da = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     for v in range(T - 1, -1, -1):
-        dh[:, v, :] = ((numpy.einsum('ab,ca->cb', w_hh, da[:, 1 + v], optimize=True)) if numpy.greater_equal(T, 2 + v) else 0) + dy[:, v]
+        dh[:, v, :] = ((numpy.matmul((da[:, 1 + v]), w_hh)) if numpy.greater_equal(T, 2 + v) else 0) + dy[:, v]
         da[:, v, :] = dh[:, v] - dh[:, v]*h[:, v]**2
     dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]))
     dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
-    dw_hh = (numpy.einsum('abc,abd->dc', h[:, 0:T - 1], da[:, 1:T], optimize=True))
+    dw_hh = (numpy.matmul((da[:, 1:T]).reshape((da[:, 1:T]).shape[0] * (da[:, 1:T]).shape[1], (da[:, 1:T]).shape[2]).T, (h[:, 0:T - 1]).reshape((h[:, 0:T - 1]).shape[0] * (h[:, 0:T - 1]).shape[1], (h[:, 0:T - 1]).shape[2])))
     db = (numpy.add.reduce(da, axis=(0, 1)))
     return dx, dw_ih, dw_hh, db
 
@@ -34,11 +34,11 @@ def rnn_forward(x, w_ih, w_hh, b):
     """
     N = x.shape[0]
     T = x.shape[1]
-    d_h = w_hh.shape[0]
-    d_in = x.shape[2]
+    d_h = w_ih.shape[0]
+    d_in = w_ih.shape[1]
     a = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     h = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     for t in range(T):
-        a[:, t, :] = ((numpy.einsum('ab,cb->ca', w_hh, h[:, t - 1], optimize=True)) if numpy.greater_equal(t, 1) else 0) + (numpy.einsum('ab,cb->ca', w_ih, x[:, t], optimize=True)) + b
+        a[:, t, :] = ((numpy.matmul((h[:, t - 1]), w_hh.T)) if numpy.greater_equal(t, 1) else 0) + (numpy.matmul((x[:, t]), w_ih.T)) + b
         h[:, t, :] = numpy.tanh(a[:, t])
     return h

@@ -27,6 +27,7 @@ einsum form.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .index_printer import IndexPrinter
@@ -59,6 +60,15 @@ def _operand(name: str, axes: str, batch: list[str], free: list[str], contracted
     return code
 
 
+_SLICE = re.compile(r"^\([A-Za-z_]\w*\[[^\[\]()]*\]\)$")
+
+
+def _is_view(name: str) -> bool:
+    """A plain array name, or a parenthesized slice of one (``(h[:, t - 1])``): cheap to
+    name several times in the printed code."""
+    return name.isidentifier() or bool(_SLICE.match(name))
+
+
 def matmul_code(spec: str, names: Sequence[str]) -> str | None:
     """``numpy.matmul`` code for ``numpy.einsum(spec, *names)``, or None if it has no such form.
 
@@ -68,7 +78,7 @@ def matmul_code(spec: str, names: Sequence[str]) -> str | None:
     """
     inputs, _, out = spec.partition("->")
     parts = inputs.split(",")
-    if len(parts) != 2 or len(names) != 2 or not all(n.isidentifier() for n in names):
+    if len(parts) != 2 or len(names) != 2 or not all(map(_is_view, names)):
         return None
     a, b = parts
     if any(len(set(x)) != len(x) for x in (a, b, out)):
@@ -107,7 +117,8 @@ class BatchedIndexPrinter(IndexPrinter):
         code, axes = super()._einsum(operands, summed, order)
         if len(operands) == 2:
             spec = code.split("'")[1]
-            better = matmul_code(spec, [c for c, _ in operands])
+            better = matmul_code(spec, [c if c.isidentifier() else f"({c})"
+                                        for c, _ in operands])
             if better is not None:
                 return better, axes
         return code, axes
