@@ -45,15 +45,26 @@
 # %%
 import sympy as sp
 
-from backprop_derived.symbolic.catalog import ACTIVATIONS, is_elementwise, z
-from backprop_derived.symbolic.checked import Chain, concretize
+from backprop_derived.symbolic.catalog import ACTIVATION_LAYER, ACTIVATIONS, is_elementwise, z
+from backprop_derived.symbolic.catalog import Z as Z_ARRAY
+from backprop_derived.symbolic.engine import backward, to_elementwise
 from backprop_derived.symbolic.kernels import ActivationEntry, Kernel
 from backprop_derived.symbolic.pages import show, show_math
 from backprop_derived.symbolic.printers import RowMax, latex
-from backprop_derived.symbolic.techniques import derive_activation, to_batch
+from backprop_derived.symbolic.techniques import derive_activation, shift_exponentials, to_batch
 
 SOURCE = "derivations/01_activations.py"
 a, da = sp.symbols("a da", real=True)
+# (BP4) from the derivation engine: dZ = dA * g'(Z) for an undefined g
+# (shown on the Vectorized page); each activation puts its own g' in.
+_bp4 = backward(ACTIVATION_LAYER, [Z_ARRAY])[Z_ARRAY]
+BP4 = to_elementwise(_bp4, names={"dA": "da", "Z": "z"})
+
+
+def bp4(derivative):
+    """(BP4) with this activation's g' in place of the undefined one."""
+    return BP4.subs(sp.Function("g'")(z), derivative)
+
 
 # %% [markdown]
 # ## Elementwise activations
@@ -80,7 +91,7 @@ for name, g in ACTIVATIONS.items():
                f"g'(z) for {name}, written through a = g(z) where SymPy found such a form.",
                "Activation derivative", SOURCE),
         Kernel("activations", f"{name}_backward", ("da", "a", "z", "out", "scratch"),
-               da * derivative,
+               bp4(derivative),
                f"dZ = dA * g'(z) for {name}: the error at the layer's pre-activations.",
                "(BP4), eq. (11) of the scalar derivation", SOURCE),
         ActivationEntry(name, name, f"{name}_derivative", f"{name}_backward",
@@ -96,31 +107,31 @@ for name, g in ACTIVATIONS.items():
 # Jacobian meets the loss in the output delta (see *Losses × activations*).
 # Its forward pass has to be stable too: subtracting any constant $c$ from every
 # $z_j$ leaves softmax unchanged. With $c = \max_j z_j$, every exponential is at
-# most 1. SymPy proves the shift invariance for a symbolic $c$ on a concrete
-# layer of three units, for every $k$.
+# most 1. SymPy proves the shift invariance for a symbolic $c$ and any number
+# of units: $e^{z_j - c} = e^{z_j} e^{-c}$, and $e^{-c}$, free of the summation
+# index, comes out of the sum and cancels.
 
 # %%
-k, j = sp.symbols("k j", integer=True)
-zv = sp.IndexedBase("z", real=True)
 c = sp.Symbol("c", real=True)
-softmax = ACTIVATIONS["softmax"]
-shifted = softmax.replace(lambda e: isinstance(e, sp.exp), lambda e: sp.exp(e.args[0] - c))
-shift = Chain(sp.Symbol("a_k"), softmax, "catalog definition",
-              instance=concretize(3, free=(k,)))
-shift.step(shifted, r"divide numerator and denominator by $e^{c}$")
-show(shift)
+SHIFTED = {}  # every activation in index form (softmax), shifted by c
+for name, g in ACTIVATIONS.items():
+    if not is_elementwise(name):
+        SHIFTED[name] = shift_exponentials(g, c, sp.Symbol("a_k"))
+        show(SHIFTED[name])
 
 # %% [markdown]
 # In the batch form, $z_k$ becomes the row of pre-activations of an example,
 # $\sum_j$ becomes a sum over that row, and $c$ becomes the row maximum:
 
 # %%
-softmax_batch = to_batch(shifted).subs(c, RowMax(sp.Symbol("z", real=True)))
-show_math(r"a = " + latex(softmax_batch))
-EXPORTS += [
-    Kernel("activations", "softmax", ("z", "out", "scratch"), softmax_batch,
-           "a = softmax(z) over each row, shifted by the row maximum (cannot overflow).",
-           "Forward pass a = g(z)", SOURCE, style="array"),
-    ActivationEntry("softmax", "softmax", None, None, needs_z=False, elementwise=False,
-                    latex=latex(softmax), derivative_latex=r"\text{(output layer only)}"),
-]
+for name, shift in SHIFTED.items():
+    batch = to_batch(shift.result).subs(c, RowMax(sp.Symbol("z", real=True)))
+    show_math(r"a = " + latex(batch))
+    EXPORTS += [
+        Kernel("activations", name, ("z", "out", "scratch"), batch,
+               f"a = {name}(z) over each row, shifted by the row maximum (cannot overflow).",
+               "Forward pass a = g(z)", SOURCE, style="array"),
+        ActivationEntry(name, name, None, None, needs_z=False, elementwise=False,
+                        latex=latex(ACTIVATIONS[name]),
+                        derivative_latex=r"\text{(output layer only)}"),
+    ]

@@ -41,30 +41,45 @@
 # stays, and with it the slow learning of a saturated unit.
 
 # %%
+from functools import cache
+
 import sympy as sp
 from sympy import KroneckerDelta, Sum, oo
 
 from backprop_derived.symbolic.catalog import (
     ACTIVATIONS,
+    COST,
     LOSSES,
+    L,
     a,
     fix_heaviside,
     is_elementwise,
+    m,
     output_pairs,
     y,
     z,
     zv,
 )
-from backprop_derived.symbolic.checked import Chain, assert_clean, concretize
+from backprop_derived.symbolic.checked import Chain, StepNotVerified, assert_clean, expand_sums
 from backprop_derived.symbolic.kernels import Kernel, OutputEntry
 from backprop_derived.symbolic.pages import show
-from backprop_derived.symbolic.printers import RowMax, RowSum, latex, numeric_form
-from backprop_derived.symbolic.techniques import derive_activation, split_exponentials, to_batch
+from backprop_derived.symbolic.printers import (
+    RowMax,
+    RowSum,
+    float_form_is_exact,
+    latex,
+    numeric_form,
+)
+from backprop_derived.symbolic.techniques import (
+    derive_activation,
+    shift_exponentials,
+    split_exponentials,
+    to_batch,
+)
 
 SOURCE = "derivations/07_losses_x_activations.py"
 j, k, p, q = sp.symbols("j k p q", integer=True)
 a_sym = sp.Symbol("a", real=True)
-CONCRETE = concretize(3, free=(k,))  # a layer of 3 output units, every k
 
 
 # %%
@@ -82,38 +97,74 @@ def in_terms_of_z(act: str):
                                lambda x: activation_of(act, x.indices[0]))
 
 
-def derive_delta(act: str, loss: str) -> Chain:
+g_any = sp.Function("g", real=True)  # any elementwise activation
+
+
+def of_any_g(e):
+    """The definition a_q = g(z_q) for an arbitrary elementwise g."""
+    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == a,
+                     lambda x: g_any(zv[x.indices[0]]))
+
+
+@cache
+def chain_rule(loss: str) -> Chain:
+    """delta_k = dE/da_k g'(z_k), proven once per loss for every elementwise g."""
+    E = LOSSES[loss].xreplace({k: q})
+    direct = assert_clean(expand_sums(sp.diff(of_any_g(E), zv[k]).doit()),
+                          f"{loss}, direct route", abstract=True)
+    dE_da = expand_sums(sp.diff(E, a[k]).doit())  # a function of a_k and y_k only
+    chain = Chain(sp.Symbol(r"\delta_k"), direct, r"direct: d/dz_k of the loss, $a_q = g(z_q)$",
+                  definitions=of_any_g)
+    return chain.step(dE_da * sp.Derivative(g_any(zv[k]), zv[k]),
+                      r"chain rule through $a_k = g(z_k)$")
+
+
+@cache
+def activation_derivative(act: str):
+    return derive_activation(act, ACTIVATIONS[act], a_sym)[2]
+
+
+def derive_delta(act: str, loss: str) -> list[Chain]:
+    """The output delta of one pair, as the chains that prove it (the last one gives it)."""
     E = LOSSES[loss].xreplace({k: q})  # free the letter k for the unit we differentiate by
-    direct = assert_clean(fix_heaviside(sp.diff(in_terms_of_z(act)(E), zv[k]).doit().doit()),
-                          f"{act}/{loss}, direct route")
-    dE_da = sp.diff(E, a[p]).doit()  # a function of a_p and y_p only
-    chain = Chain(sp.Symbol(r"\delta_k"), direct, "direct: d/dz_k of the loss",
-                  definitions=in_terms_of_z(act), variables=(zv[k],), instance=CONCRETE)
     if is_elementwise(act):
-        _, _, g_prime = derive_activation(act, ACTIVATIONS[act], a_sym)
-        g_prime_k = g_prime.subs({a_sym: a[k], z: zv[k]})
-        chain.step(dE_da.subs(p, k) * g_prime_k, r"chain rule through $a_k = g(z_k)$")
-        if not g_prime_k.has(zv[k]):  # a g' kept in z is already in its stable form
-            chain.then(lambda e: sp.factor(sp.cancel(e)), "cancel")
-    else:
-        jac = sp.diff(activation_of(act, p), zv[k]).doit().doit()
-        jac_a = a[p] * (KroneckerDelta(p, k) - a[k])
-        jacobian = Chain(sp.Symbol(r"\partial a_p/\partial z_k"), jac, "softmax Jacobian",
-                         definitions=in_terms_of_z(act), instance=concretize(3, free=(p, k)))
-        jacobian.step(jac_a, "written through the outputs")
-        show(jacobian)
-        chain.step(Sum(dE_da * jac_a, (p, -oo, oo)), "chain rule through the Jacobian")
-        chain.then(lambda e: sp.factor_terms(sp.expand(e.doit())), "sum the Kronecker delta")
-    return chain
+        general = chain_rule(loss)
+        g_prime_k = activation_derivative(act).subs({a_sym: a[k], z: zv[k]})
+        delta = general.result.subs(sp.Derivative(g_any(zv[k]), zv[k]), g_prime_k)
+        chain = Chain(sp.Symbol(r"\delta_k"), delta,
+                      f"{latex_name(act)}' from the Activations page")
+        simpler = sp.factor(sp.cancel(delta))
+        if not g_prime_k.has(zv[k]) and simpler != delta:  # a g' in z is already stable
+            chain.step(simpler, "cancel")
+        return [chain]
+    direct = assert_clean(fix_heaviside(expand_sums(sp.diff(in_terms_of_z(act)(E), zv[k]).doit())),
+                          f"{act}/{loss}, direct route")
+    dE_da = expand_sums(sp.diff(E, a[p]).doit())  # a function of a_p and y_p only
+    chain = Chain(sp.Symbol(r"\delta_k"), direct, "direct: d/dz_k of the loss",
+                  definitions=in_terms_of_z(act), variables=(zv[k],))
+    jac = expand_sums(sp.diff(activation_of(act, p), zv[k]).doit())
+    jac_a = a[p] * (KroneckerDelta(p, k) - a[k])
+    jacobian = Chain(sp.Symbol(r"\partial a_p/\partial z_k"), jac, f"{act} Jacobian",
+                     definitions=in_terms_of_z(act))
+    jacobian.step(jac_a, "written through the outputs")
+    chain.step(Sum(dE_da * jac_a, (p, -oo, oo)), "chain rule through the Jacobian")
+    chain.then(lambda e: sp.factor_terms(expand_sums(e)), "sum the Kronecker delta")
+    return [jacobian, chain]
+
+
+def latex_name(act: str) -> str:
+    return rf"$\mathrm{{{act}}}$".replace("_", r"\_")
 
 
 # %%
 EXPORTS = []
 DELTAS = {}
+for loss in LOSSES:  # the chain rule through any elementwise g, once per loss
+    show(chain_rule(loss))
 for act, loss in output_pairs():
-    chain = derive_delta(act, loss)
-    show(chain)
-    DELTAS[act, loss] = chain.result
+    chains = derive_delta(act, loss)
+    show(*chains)
+    DELTAS[act, loss] = chains[-1].result
 
 # %% [markdown]
 # ### Softmax with cross-entropy: the assumption behind $a_k - y_k$
@@ -134,40 +185,87 @@ show(assumed)
 # %% [markdown]
 # ## Loss values that cannot overflow
 #
-# The loss is evaluated from whatever avoids $\log 0$ and $e^{1000}$.
-# Squared error is evaluated from $a$. Binary cross-entropy with a sigmoid output
-# is evaluated from $z$, with the exponentials split by the sign of $z$. It
-# becomes $\max(z,0) - yz + \log(1 + e^{-|z|})$ in disguise. Cross-entropy with
-# softmax is evaluated from $z$ through a log-sum-exp shifted by the row maximum $c$.
+# The loss is evaluated from whatever avoids $\log 0$ and $e^{1000}$. A loss
+# without a logarithm (squared error, absolute error, Huber) is evaluated from
+# $a$. A loss with one is evaluated from $z$: for an elementwise output, with
+# the exponentials split by the sign of $z$ (binary cross-entropy with a sigmoid
+# becomes $\max(z,0) - yz + \log(1 + e^{-|z|})$ in disguise); for softmax,
+# through the log of a quotient and a log-sum-exp shifted by the row maximum $c$.
 
 # %%
-zs, ys, c = sp.Symbol("z", real=True), sp.Symbol("y", real=True), sp.Symbol("c", real=True)
-bce = -(ys * sp.log(ACTIVATIONS["sigmoid"]) + (1 - ys) * sp.log(1 - ACTIVATIONS["sigmoid"]))
-bce_stable = split_exponentials(bce, z, "E")
-show(bce_stable)
-
-ce = in_terms_of_z("softmax")(LOSSES["cross_entropy"].xreplace({k: q}))
-lse = sp.log(Sum(sp.exp(zv[j]), (j, -oo, oo)))
-ce_chain = Chain(sp.Symbol("E"), ce, "catalog definition", instance=concretize(3))
-ce_chain.step(Sum(y[q] * (lse - zv[q]), (q, -oo, oo)), "log of a quotient")
-shifted_lse = c + sp.log(Sum(sp.exp(zv[j] - c), (j, -oo, oo)))
-ce_chain.step(Sum(y[q] * (shifted_lse - zv[q]), (q, -oo, oo)), "log-sum-exp shifted by c")
-show(ce_chain)
+c = sp.Symbol("c", real=True)
+A, Y, Z, A_OUT = (sp.Symbol(n, real=True) for n in ("a", "y", "z", "a_out"))
 
 
-# %%
 def per_element(expr, index):
-    """Drop the sum over the units: the scalar kernel sums over the whole batch."""
-    return expr.replace(lambda e: isinstance(e, sp.Sum) and list(e.variables) == [index],
+    """Drop the sums over the units: the loss kernels sum the terms over the whole batch.
+
+    Right only for a linear combination of sums over ``index``; anything
+    else (a log of a sum, a product of sums) fails here, loudly.
+    """
+    sums = sorted((s for s in expr.atoms(Sum) if list(s.variables) == [index]),
+                  key=sp.default_sort_key)
+    marks = sp.symbols(f"_u0:{len(sums)}")
+    marked = expr.xreplace(dict(zip(sums, marks, strict=True)))
+    linear = all(sp.diff(marked, u, v) == 0 for u in marks for v in marks)
+    if not sums or not linear or marked.subs(dict.fromkeys(marks, 0)) != 0:
+        raise StepNotVerified(f"not a sum over the units {index}: {expr}")
+    return expr.replace(lambda e: isinstance(e, Sum) and list(e.variables) == [index],
                         lambda e: e.function)
 
 
-A, Y, Z, SCALE, A_OUT = (sp.Symbol(n, real=True) for n in ("a", "y", "z", "scale", "a_out"))
-VALUES = {
-    "squared_error": to_batch(per_element(LOSSES["squared_error"], k)),
-    "binary_cross_entropy": numeric_form(bce_stable.result),
-    "cross_entropy": to_batch(per_element(ce_chain.result, q)).subs(c, RowMax(Z)),
-}
+def loss_value(act: str, loss: str):
+    """The per-unit terms of the loss in a form that cannot overflow, and its chains."""
+    E = LOSSES[loss].xreplace({k: q})
+    if not E.has(sp.log):
+        return [], to_batch(per_element(E, q))
+    if is_elementwise(act):
+        term = per_element(E, q).replace(
+            lambda e: isinstance(e, sp.Indexed),
+            lambda e: ACTIVATIONS[act] if e.base == a else sp.Symbol(str(e.base.label), real=True))
+        stable = split_exponentials(term, z, "E_k")
+        value = numeric_form(stable.result)
+        if not float_form_is_exact(stable.result, value):
+            raise StepNotVerified(f"{loss}/{act}: floating-point rewrite changed the loss")
+        return [stable], value
+    chain = Chain(sp.Symbol("E"), in_terms_of_z(act)(E), "catalog definition, $a = g(z)$")
+    chain.then(expand_sums, "log of a quotient")
+
+    def shift(e):
+        sums = {s: sp.exp(c) * s.replace(lambda x: isinstance(x, sp.exp),
+                                          lambda x: sp.exp(x.args[0] - c))
+                for s in e.atoms(Sum) if isinstance(s.function, sp.exp)}
+        return sp.powsimp(expand_sums(e.xreplace(sums)), combine="exp", deep=True)
+
+    chain.then(shift, "log-sum-exp shifted by $c$")
+    per_unit = sp.factor_terms(per_element(chain.result, q))  # y (c + log s - z): one product
+    return [chain], to_batch(per_unit).subs(c, RowMax(Z))
+
+
+VALUES = {}
+for act, loss in output_pairs():
+    chains, VALUES[act, loss] = loss_value(act, loss)
+    show(*chains)
+
+# %% [markdown]
+# ## The cost: where $1/m$ comes from
+#
+# The network minimizes the cost $C$ of the catalog: the mean over the batch
+# of the per-example losses $L_s$. Its derivative with respect to one
+# example's loss is the factor that multiplies that example's output delta
+# (the chain rule through $C$). $C$ is linear in the $L_s$, so the same
+# factor turns the per-example losses into the cost's value.
+
+# %%
+s_ = sp.Symbol("s", integer=True)  # one example of the batch
+in_batch = {s_: (0, m - 1)}
+dC_dL = Chain(sp.Symbol(r"\partial C/\partial L_s"), sp.diff(COST, L[s_]),
+              "derivative of the cost", ranges=in_batch)
+dC_dL.then(lambda e: expand_sums(e, in_batch), r"the delta picks example $s$ of the batch")
+show(dC_dL)
+PER_EXAMPLE = dC_dL.result
+if PER_EXAMPLE.has(s_, L) or sp.diff(COST, L[s_], 2).doit() != 0:
+    raise StepNotVerified(f"the cost must weigh every example's loss alike: {COST}")
 
 # %% [markdown]
 # ## From these results to code
@@ -186,35 +284,35 @@ VALUES = {
 # %%
 for (act, loss), delta in DELTAS.items():
     batch_delta = numeric_form(to_batch(delta))
-    value = VALUES[loss]  # squared error: from a, whatever the activation
+    value = VALUES[act, loss]
     name = f"{loss}__{act}"
     array_style = batch_delta.has(RowSum)
     fused = None
     if not is_elementwise(act):
         # One pass for the output layer: softmax, loss and delta share the
         # exponentials and row sums (a from the Activations page's batch form).
-        shifted = ACTIVATIONS[act].replace(lambda e: isinstance(e, sp.exp),
-                                           lambda e: sp.exp(e.args[0] - c))
-        a_batch = to_batch(shifted).subs(c, RowMax(Z))  # shift proven on the Activations page
+        shifted = shift_exponentials(ACTIVATIONS[act], c, sp.Symbol("a_k")).result
+        a_batch = to_batch(shifted).subs(c, RowMax(Z))
         fused = f"{name}_output"
         EXPORTS.append(Kernel(
             "losses", fused,
-            ("z", "y", "scale", "a_out", "delta_out", "scratch", "rows", "units", "transposed"),
+            ("z", "y", "m", "a_out", "delta_out", "scratch", "rows", "units", "transposed"),
             # a is written first; the delta and the loss then read it back
-            (("a_out", a_batch), ("delta_out", (SCALE * batch_delta).subs(A, A_OUT)),
-             ("return", value.subs(A, A_OUT))),
-            f"Output layer of {act} with {loss} in one pass: a, scale * delta, and the "
-            "summed loss.", "Forward pass, loss value and output delta", SOURCE,
+            (("a_out", a_batch), ("delta_out", (PER_EXAMPLE * batch_delta).subs(A, A_OUT)),
+             ("return", (PER_EXAMPLE * value).subs(A, A_OUT))),
+            f"Output layer of {act} with {loss} in one pass: a, the delta of the cost, and "
+            "the cost's data term.", "Forward pass, loss value and output delta", SOURCE,
             style="fused",
-            kinds=(("z", "full"), ("y", "full"), ("a_out", "full"), ("scale", "scalar"))))
+            kinds=(("z", "full"), ("y", "full"), ("a_out", "full"), ("m", "scalar"))))
     EXPORTS += [
-        Kernel("losses", name, ("a", "z", "y"), value,
-               f"Sum over the batch of the per-example {loss} (output activation {act}).",
-               "Loss value", SOURCE, style="scalar"),
-        Kernel("losses", f"{name}_delta", ("a", "z", "y", "scale", "out", "scratch"),
-               SCALE * batch_delta,
-               f"Output delta dE/dz for {act} with {loss}, times scale (= 1/m, folded in "
-               "before the GEMMs).", "Output-layer delta, eq. (5)-(6)", SOURCE,
+        Kernel("losses", name, ("a", "z", "y", "m"), PER_EXAMPLE * value,
+               f"The cost's data term: the mean over the batch of the per-example {loss} "
+               f"(output activation {act}).", "Loss value", SOURCE, style="scalar"),
+        Kernel("losses", f"{name}_delta", ("a", "z", "y", "m", "out", "scratch"),
+               PER_EXAMPLE * batch_delta,
+               f"Output delta of the cost, dC/dL * dE/dz, for {act} with {loss} (dC/dL "
+               "from the catalog's COST, folded in before the GEMMs).",
+               "Output-layer delta, eq. (5)-(6)", SOURCE,
                style="array" if array_style else "ufunc"),
         OutputEntry(act, loss, name, f"{name}_delta",
                     needs_z=bool(batch_delta.has(Z) or value.has(Z)), latex=latex(delta),

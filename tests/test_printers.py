@@ -113,7 +113,8 @@ def test_latex_of_index_forms():
 # -- the fused output pass: per-example (row) values in (m, 1) buffers --------
 
 a_out = sp.Symbol("a_out", real=True)
-KINDS = {"z": "full", "y": "full", "a_out": "full", "a": "full", "scale": "scalar"}
+KINDS = {"z": "full", "y": "full", "a_out": "full", "a": "full", "scale": "scalar",
+         "m": "scalar"}
 
 
 def fused(outputs):
@@ -176,3 +177,74 @@ def test_fused_statements_compute_what_the_array_printer_prints(expr):
     total = env["kernel"]()
     np.testing.assert_allclose(env["out"], np.broadcast_to(expected, (5, 3)), rtol=1e-13)
     assert total == pytest.approx(np.broadcast_to(expected, (5, 3)).sum(), rel=1e-12)
+
+
+# -- no fixed limits, SciPy's erf, conditions and scalars of a fused pass -------
+
+def run(lines, env, n_scratch, n_rows=0, shape=(5, 3)):
+    """Execute printed statements on fresh NaN buffers; return ``out`` and the total."""
+    env = dict(env, numpy=np, out=np.full(shape, np.nan),
+               scratch=[np.full(shape, np.nan) for _ in range(n_scratch)],
+               rows=[np.full((shape[0], 1), np.nan) for _ in range(n_rows)],
+               units=np.ones((shape[1], 1)), transposed=np.full(shape[::-1], np.nan))
+    import scipy.special
+
+    env["scipy"] = scipy
+    exec("def kernel():\n" + "".join(f"    {line}\n" for line in lines), env)  # noqa: S102
+    total = env["kernel"]()
+    return env["out"], total
+
+
+def test_as_many_scratch_buffers_as_the_expression_needs():
+    def tree(depth, i):  # every level holds one value while its other half is computed
+        if depth == 0:
+            return (i + 1) * a + z
+        return sp.exp(-tree(depth - 1, 2 * i) ** 2) * sp.sin(tree(depth - 1, 2 * i + 1))
+
+    e = tree(9, 0)
+    printer = UfuncPrinter()
+    lines = printer.statements(e, "out")
+    assert printer.scratch_used > 8
+    rng = np.random.default_rng(0)
+    env = {"z": rng.normal(size=(5, 3)), "a": rng.normal(size=(5, 3))}
+    out, _ = run(lines, env, printer.scratch_used)
+    expected = eval(ArrayPrinter().doprint(e), {"numpy": np, **env})
+    np.testing.assert_allclose(out, expected, rtol=1e-13)
+
+
+def test_erf_is_scipys_ufunc():
+    assert ufunc(sp.erf(z / sp.sqrt(2)))[0] == [
+        f"numpy.multiply(z, {float(1 / sp.sqrt(2))!r}, out=out)",
+        "scipy.special.erf(out, out=out)",
+    ]
+    assert ArrayPrinter().doprint(sp.erf(z)) == "scipy.special.erf(z)"
+
+
+def test_a_shared_condition_stays_a_mask():
+    # Huber's delta: cse shares |a - y| < 1 between branches; a buffer of floats
+    # cannot be a mask, so the condition is printed where it is used.
+    r = a - y
+    e = sp.Piecewise((r * scale, sp.Abs(r) < 1), (sp.sign(r) * scale, True)) + sp.Piecewise(
+        (r**2, sp.Abs(r) < 1), (sp.Abs(r), True))
+    printer = UfuncPrinter()
+    lines = printer.statements(e, "out")
+    rng = np.random.default_rng(1)
+    env = {"a": rng.normal(scale=2, size=(5, 3)), "y": rng.normal(size=(5, 3)), "scale": 0.5}
+    out, _ = run(lines, env, printer.scratch_used)
+    expected = eval(ArrayPrinter().doprint(e), {"numpy": np, **env})
+    np.testing.assert_allclose(out, expected, rtol=1e-13)
+
+
+def test_a_scalar_factor_of_the_total_is_applied_once():
+    m = sp.Symbol("m", integer=True, positive=True)  # the catalog's m: not a real symbol
+    e = sp.exp(z - RowMax(z))
+    lines, _, _ = fused((
+        ("a_out", e / RowSum(e)),
+        ("delta_out", (a_out - y) / m),
+        ("return", (a_out - y) ** 2 / m),
+    ))
+    assert lines[-1].startswith("return numpy.add.reduce(scratch[")
+    assert lines[-1].endswith("], axis=None) / m")
+    assert any(line.startswith("numpy.divide(") and line.endswith(", m, out=delta_out)")
+               for line in lines)
+    assert not any("numpy.divide(1, m" in line for line in lines)  # no buffer of 1/m

@@ -322,13 +322,13 @@ class Network(TrainingMixin):
         return a
 
     def _loss_value(self, Y: np.ndarray, ws: _Workspace, m: float, lam: float) -> float:
-        value = float(self._output.value(ws.a[-1], ws.z[-1], Y)) / m
+        value = float(self._output.value(ws.a[-1], ws.z[-1], Y, m))  # the mean: 1/m from COST
         if lam:
             value += self._l2_penalty(m, lam)
         return value
 
     def _l2_penalty(self, m: float, lam: float) -> float:
-        return sum(float(layers.l2_penalty(w, lam / (2 * m))) for w in self.weights)
+        return sum(float(layers.l2_penalty(w, lam, m)) for w in self.weights)
 
     def _check_parameters(self) -> None:
         """Name the first weight or bias array holding a NaN or inf, if any.
@@ -407,20 +407,20 @@ class Network(TrainingMixin):
         # Output delta dE/dz^L times 1/m, folded in before any GEMM (eq. 5-6).
         if out.fused is not None:  # a^L, the loss and the delta in one pass
             self._forward(X, ws, output=False, check_X=check_X)
-            loss = float(out.fused(ws.z[-1], Y, 1.0 / m, ws.a[-1], ws.dz[-1], ws.scratch[-1],
-                                   ws.rows, ws.units, ws.transposed)) / m
+            loss = float(out.fused(ws.z[-1], Y, m, ws.a[-1], ws.dz[-1], ws.scratch[-1],
+                                   ws.rows, ws.units, ws.transposed))
             if lam:
                 loss += self._l2_penalty(m, lam)
             dz = ws.dz[-1]
         else:
             self._forward(X, ws, check_X=check_X)
             loss = self._loss_value(Y, ws, m, lam)
-            dz = out.delta(ws.a[-1], ws.z[-1], Y, 1.0 / m, ws.dz[-1], ws.scratch[-1])
+            dz = out.delta(ws.a[-1], ws.z[-1], Y, m, ws.dz[-1], ws.scratch[-1])
 
         for l in range(len(self._acts) - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
             if lam:
-                layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam / m, dW[l])
+                layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam, m, dW[l])
             else:
                 layers.weight_gradient(dz, a_prev, dW[l])  # (BP1)
             layers.bias_gradient(dz, ws.ones, db[l])  # (BP2)

@@ -5,6 +5,100 @@
 """Activation functions g, their derivatives g', and (BP4) dZ = dA * g'."""
 
 import numpy
+import scipy.special
+
+
+def elu(z, out, scratch):
+    """a = elu(z), elementwise, in a form that cannot overflow.
+
+    Forward pass a = g(z); derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), z, numpy.expm1(-abs(z)))
+    numpy.absolute(z, out=out)
+    numpy.negative(out, out=out)
+    numpy.expm1(out, out=out)
+    numpy.copyto(out, z, where=numpy.greater_equal(z, 0))
+    return out
+
+
+def elu_backward(da, a, z, out, scratch):
+    """dZ = dA * g'(z) for elu: the error at the layer's pre-activations.
+
+    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    """
+    # out = da*numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))
+    numpy.absolute(z, out=out)
+    numpy.negative(out, out=out)
+    numpy.exp(out, out=out)
+    numpy.copyto(out, 1, where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, da, out=out)
+    return out
+
+
+def elu_derivative(a, z, out, scratch):
+    """g'(z) for elu, written through a = g(z) where SymPy found such a form.
+
+    Activation derivative; derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))
+    numpy.absolute(z, out=out)
+    numpy.negative(out, out=out)
+    numpy.exp(out, out=out)
+    numpy.copyto(out, 1, where=numpy.greater_equal(z, 0))
+    return out
+
+
+def gelu(z, out, scratch):
+    """a = gelu(z), elementwise, in a form that cannot overflow.
+
+    Forward pass a = g(z); derived in derivations/01_activations.py.
+    """
+    # out = (0.5)*z*(1 + scipy.special.erf((0.5)*numpy.sqrt(2)*z))
+    numpy.multiply(0.5, z, out=scratch[0])
+    numpy.multiply(scratch[0], 1.4142135623730951, out=out)
+    scipy.special.erf(out, out=out)
+    numpy.add(out, 1, out=out)
+    numpy.multiply(out, scratch[0], out=out)
+    return out
+
+
+def gelu_backward(da, a, z, out, scratch):
+    """dZ = dA * g'(z) for gelu: the error at the layer's pre-activations.
+
+    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    """
+    # out = da*(0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z))
+    numpy.multiply(z, 0.7071067811865476, out=scratch[0])
+    scipy.special.erf(scratch[0], out=out)
+    numpy.multiply(out, 0.5, out=out)
+    numpy.multiply(z, z, out=scratch[1])
+    numpy.multiply(scratch[1], -0.5, out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.multiply(scratch[1], scratch[0], out=scratch[1])
+    numpy.divide(scratch[1], 1.772453850905516, out=scratch[1])
+    numpy.add(out, scratch[1], out=out)
+    numpy.add(out, 0.5, out=out)
+    numpy.multiply(out, da, out=out)
+    return out
+
+
+def gelu_derivative(a, z, out, scratch):
+    """g'(z) for gelu, written through a = g(z) where SymPy found such a form.
+
+    Activation derivative; derived in derivations/01_activations.py.
+    """
+    # out = 0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z)
+    numpy.multiply(z, 0.7071067811865476, out=scratch[0])
+    scipy.special.erf(scratch[0], out=out)
+    numpy.multiply(out, 0.5, out=out)
+    numpy.multiply(z, z, out=scratch[1])
+    numpy.multiply(scratch[1], -0.5, out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.multiply(scratch[1], scratch[0], out=scratch[1])
+    numpy.divide(scratch[1], 1.772453850905516, out=scratch[1])
+    numpy.add(out, scratch[1], out=out)
+    numpy.add(out, 0.5, out=out)
+    return out
 
 
 def identity(z, out, scratch):
@@ -34,6 +128,162 @@ def identity_derivative(a, z, out, scratch):
     """
     # out = 1
     numpy.copyto(out, 1)
+    return out
+
+
+def leaky_relu(z, out, scratch):
+    """a = leaky_relu(z), elementwise, in a form that cannot overflow.
+
+    Forward pass a = g(z); derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater(z, 0), z, (0.01)*z)
+    numpy.multiply(0.01, z, out=out)
+    numpy.copyto(out, z, where=numpy.greater(z, 0))
+    return out
+
+
+def leaky_relu_backward(da, a, z, out, scratch):
+    """dZ = dA * g'(z) for leaky_relu: the error at the layer's pre-activations.
+
+    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    """
+    # out = da*numpy.where(numpy.greater(z, 0), 1, 0.01)
+    numpy.copyto(out, 0.01)
+    numpy.copyto(out, 1, where=numpy.greater(z, 0))
+    numpy.multiply(out, da, out=out)
+    return out
+
+
+def leaky_relu_derivative(a, z, out, scratch):
+    """g'(z) for leaky_relu, written through a = g(z) where SymPy found such a form.
+
+    Activation derivative; derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater(z, 0), 1, 0.01)
+    numpy.copyto(out, 0.01)
+    numpy.copyto(out, 1, where=numpy.greater(z, 0))
+    return out
+
+
+def mish(z, out, scratch):
+    """a = mish(z), elementwise, in a form that cannot overflow.
+
+    Forward pass a = g(z); derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), z*(1 + 2*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z))), z*(2 + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z))))
+    numpy.absolute(z, out=scratch[0])
+    numpy.negative(scratch[0], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.multiply(2, scratch[1], out=scratch[2])
+    numpy.add(1, scratch[2], out=scratch[3])
+    numpy.multiply(-2, scratch[0], out=scratch[4])
+    numpy.exp(scratch[4], out=scratch[4])
+    numpy.add(2, scratch[1], out=out)
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.multiply(out, z, out=out)
+    numpy.add(2, scratch[2], out=scratch[5])
+    numpy.add(scratch[5], scratch[4], out=scratch[5])
+    numpy.divide(out, scratch[5], out=out)
+    numpy.multiply(scratch[3], z, out=scratch[5])
+    numpy.multiply(2, scratch[4], out=scratch[6])
+    numpy.add(scratch[6], scratch[3], out=scratch[6])
+    numpy.divide(scratch[5], scratch[6], out=scratch[5])
+    numpy.copyto(out, scratch[5], where=numpy.greater_equal(z, 0))
+    return out
+
+
+def mish_backward(da, a, z, out, scratch):
+    """dZ = dA * g'(z) for mish: the error at the layer's pre-activations.
+
+    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    """
+    # out = da*numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)
+    numpy.absolute(z, out=scratch[0])
+    numpy.multiply(-2, scratch[0], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.negative(scratch[0], out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(2, scratch[2], out=scratch[3])
+    numpy.multiply(-3, scratch[0], out=scratch[4])
+    numpy.exp(scratch[4], out=scratch[4])
+    numpy.multiply(4, scratch[4], out=scratch[5])
+    numpy.multiply(4, scratch[2], out=scratch[6])
+    numpy.multiply(4, z, out=scratch[7])
+    numpy.multiply(4, scratch[1], out=out)
+    numpy.multiply(6, scratch[2], out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.multiply(scratch[6], z, out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.add(out, 4, out=out)
+    numpy.add(out, scratch[4], out=out)
+    numpy.add(out, scratch[7], out=out)
+    numpy.multiply(out, scratch[2], out=out)
+    numpy.add(2, scratch[1], out=scratch[8])
+    numpy.add(scratch[8], scratch[3], out=scratch[8])
+    numpy.multiply(scratch[8], scratch[8], out=scratch[8])
+    numpy.divide(out, scratch[8], out=out)
+    numpy.multiply(6, scratch[1], out=scratch[8])
+    numpy.multiply(scratch[1], scratch[7], out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.multiply(scratch[5], z, out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.add(scratch[8], 1, out=scratch[8])
+    numpy.add(scratch[8], scratch[5], out=scratch[8])
+    numpy.add(scratch[8], scratch[6], out=scratch[8])
+    numpy.multiply(2, scratch[1], out=scratch[9])
+    numpy.add(scratch[9], 1, out=scratch[9])
+    numpy.add(scratch[9], scratch[3], out=scratch[9])
+    numpy.multiply(scratch[9], scratch[9], out=scratch[9])
+    numpy.divide(scratch[8], scratch[9], out=scratch[8])
+    numpy.copyto(out, scratch[8], where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, da, out=out)
+    return out
+
+
+def mish_derivative(a, z, out, scratch):
+    """g'(z) for mish, written through a = g(z) where SymPy found such a form.
+
+    Activation derivative; derived in derivations/01_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)
+    numpy.absolute(z, out=scratch[0])
+    numpy.multiply(-2, scratch[0], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.negative(scratch[0], out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(2, scratch[2], out=scratch[3])
+    numpy.multiply(-3, scratch[0], out=scratch[4])
+    numpy.exp(scratch[4], out=scratch[4])
+    numpy.multiply(4, scratch[4], out=scratch[5])
+    numpy.multiply(4, scratch[2], out=scratch[6])
+    numpy.multiply(4, z, out=scratch[7])
+    numpy.multiply(4, scratch[1], out=out)
+    numpy.multiply(6, scratch[2], out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.multiply(scratch[6], z, out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.add(out, 4, out=out)
+    numpy.add(out, scratch[4], out=out)
+    numpy.add(out, scratch[7], out=out)
+    numpy.multiply(out, scratch[2], out=out)
+    numpy.add(2, scratch[1], out=scratch[8])
+    numpy.add(scratch[8], scratch[3], out=scratch[8])
+    numpy.multiply(scratch[8], scratch[8], out=scratch[8])
+    numpy.divide(out, scratch[8], out=out)
+    numpy.multiply(6, scratch[1], out=scratch[8])
+    numpy.multiply(scratch[1], scratch[7], out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.multiply(scratch[5], z, out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.add(scratch[8], 1, out=scratch[8])
+    numpy.add(scratch[8], scratch[5], out=scratch[8])
+    numpy.add(scratch[8], scratch[6], out=scratch[8])
+    numpy.multiply(2, scratch[1], out=scratch[9])
+    numpy.add(scratch[9], 1, out=scratch[9])
+    numpy.add(scratch[9], scratch[3], out=scratch[9])
+    numpy.multiply(scratch[9], scratch[9], out=scratch[9])
+    numpy.divide(scratch[8], scratch[9], out=scratch[8])
+    numpy.copyto(out, scratch[8], where=numpy.greater_equal(z, 0))
     return out
 
 
@@ -104,6 +354,37 @@ def sigmoid_derivative(a, z, out, scratch):
     # out = a*(1 - a)
     numpy.subtract(1, a, out=out)
     numpy.multiply(out, a, out=out)
+    return out
+
+
+def sin(z, out, scratch):
+    """a = sin(z), elementwise, in a form that cannot overflow.
+
+    Forward pass a = g(z); derived in derivations/01_activations.py.
+    """
+    # out = numpy.sin(z)
+    numpy.sin(z, out=out)
+    return out
+
+
+def sin_backward(da, a, z, out, scratch):
+    """dZ = dA * g'(z) for sin: the error at the layer's pre-activations.
+
+    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    """
+    # out = da*numpy.cos(z)
+    numpy.cos(z, out=out)
+    numpy.multiply(out, da, out=out)
+    return out
+
+
+def sin_derivative(a, z, out, scratch):
+    """g'(z) for sin, written through a = g(z) where SymPy found such a form.
+
+    Activation derivative; derived in derivations/01_activations.py.
+    """
+    # out = numpy.cos(z)
+    numpy.cos(z, out=out)
     return out
 
 

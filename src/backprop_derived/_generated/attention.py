@@ -15,18 +15,18 @@ def attention_backward(dy, x, q, k, v, p, o, wq, wk, wv, wo, head):
     N = dy.shape[0]
     T = dy.shape[1]
     d_head = wo.shape[1]
-    d_model = wo.shape[0]
-    do = (numpy.einsum('ab,cda->cdb', wo, dy, optimize=True))
-    dp = (numpy.einsum('abc,adc->adb', v, do, optimize=True))
-    ds = p*(dp - (numpy.einsum('abc,abc->ab', p, dp, optimize=True))[:, :, None])
-    dv = (numpy.einsum('abc,abd->acd', p, do, optimize=True))
-    dk = (numpy.einsum('abc,abd->adc', q, ds, optimize=True))/numpy.sqrt(head)
-    dq = (numpy.einsum('abc,adb->adc', k, ds, optimize=True))/numpy.sqrt(head)
-    dx = (numpy.einsum('ab,cda->cdb', wk, dk, optimize=True)) + (numpy.einsum('ab,cda->cdb', wq, dq, optimize=True)) + (numpy.einsum('ab,cda->cdb', wv, dv, optimize=True))
-    dwq = (numpy.einsum('abc,abd->dc', x, dq, optimize=True))
-    dwk = (numpy.einsum('abc,abd->dc', x, dk, optimize=True))
-    dwv = (numpy.einsum('abc,abd->dc', x, dv, optimize=True))
-    dwo = (numpy.einsum('abc,abd->dc', o, dy, optimize=True))
+    d_model = dy.shape[2]
+    do = (numpy.matmul(dy.reshape(dy.shape[0] * dy.shape[1], dy.shape[2]), wo).reshape(dy.shape[0], dy.shape[1], wo.shape[1]))
+    dp = (numpy.matmul(do, v.swapaxes(-1, -2)))
+    ds = p*(dp - (numpy.einsum('abc,abc->ab', p, dp))[:, :, None])
+    dv = (numpy.matmul(p.swapaxes(-1, -2), do))
+    dk = (numpy.matmul(ds.swapaxes(-1, -2), q))/numpy.sqrt(head)
+    dq = (numpy.matmul(ds, k))/numpy.sqrt(head)
+    dx = (numpy.matmul(dk.reshape(dk.shape[0] * dk.shape[1], dk.shape[2]), wk).reshape(dk.shape[0], dk.shape[1], wk.shape[1])) + (numpy.matmul(dq.reshape(dq.shape[0] * dq.shape[1], dq.shape[2]), wq).reshape(dq.shape[0], dq.shape[1], wq.shape[1])) + (numpy.matmul(dv.reshape(dv.shape[0] * dv.shape[1], dv.shape[2]), wv).reshape(dv.shape[0], dv.shape[1], wv.shape[1]))
+    dwq = (numpy.matmul(dq.reshape(dq.shape[0] * dq.shape[1], dq.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwk = (numpy.matmul(dk.reshape(dk.shape[0] * dk.shape[1], dk.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwv = (numpy.matmul(dv.reshape(dv.shape[0] * dv.shape[1], dv.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwo = (numpy.matmul(dy.reshape(dy.shape[0] * dy.shape[1], dy.shape[2]).T, o.reshape(o.shape[0] * o.shape[1], o.shape[2])))
     return dx, dwq, dwk, dwv, dwo
 
 
@@ -35,12 +35,12 @@ def attention_mix(s, c, m, v, wo):
 
     Self-attention forward, catalog equations P, O, Y (stable softmax); derived in derivations/11_attention.py.
     """
-    T = s.shape[1]
+    T = c.shape[1]
     d_head = v.shape[2]
     e = m*numpy.exp(m*(s - c[:, :, None]))
     p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
-    o = (numpy.einsum('abc,acd->abd', p, v, optimize=True))
-    y = (numpy.einsum('ab,cdb->cda', wo, o, optimize=True))
+    o = (numpy.matmul(p, v))
+    y = (numpy.matmul(o.reshape(o.shape[0] * o.shape[1], o.shape[2]), wo.T).reshape(o.shape[0], o.shape[1], wo.shape[0]))
     return p, o, y
 
 
@@ -49,12 +49,12 @@ def attention_mix_unmasked(s, c, v, wo):
 
     Self-attention forward, catalog equations P, O, Y with M = 1 (stable softmax); derived in derivations/11_attention.py.
     """
-    T = s.shape[1]
+    T = c.shape[1]
     d_head = v.shape[2]
     e = numpy.exp(s - c[:, :, None])
     p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
-    o = (numpy.einsum('abc,acd->abd', p, v, optimize=True))
-    y = (numpy.einsum('ab,cdb->cda', wo, o, optimize=True))
+    o = (numpy.matmul(p, v))
+    y = (numpy.matmul(o.reshape(o.shape[0] * o.shape[1], o.shape[2]), wo.T).reshape(o.shape[0], o.shape[1], wo.shape[0]))
     return p, o, y
 
 
@@ -64,9 +64,9 @@ def attention_scores(x, wq, wk, wv, head):
     Self-attention forward, catalog equations Q, K, V, S; derived in derivations/11_attention.py.
     """
     d_head = wq.shape[0]
-    d_model = x.shape[2]
-    q = (numpy.einsum('ab,cdb->cda', wq, x, optimize=True))
-    k = (numpy.einsum('ab,cdb->cda', wk, x, optimize=True))
-    v = (numpy.einsum('ab,cdb->cda', wv, x, optimize=True))
-    s = (numpy.einsum('abc,adc->adb', k, q, optimize=True))/numpy.sqrt(head)
+    d_model = wq.shape[1]
+    q = (numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), wq.T).reshape(x.shape[0], x.shape[1], wq.shape[0]))
+    k = (numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), wk.T).reshape(x.shape[0], x.shape[1], wk.shape[0]))
+    v = (numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), wv.T).reshape(x.shape[0], x.shape[1], wv.shape[0]))
+    s = (numpy.matmul(q, k.swapaxes(-1, -2)))/numpy.sqrt(head)
     return q, k, v, s

@@ -22,6 +22,7 @@ def backpropagate(dz, w, out):
     """dA_prev = dZ W: the error carried back to the previous layer's outputs.
 
     (BP3), the sum over k in eq. (11); derived in derivations/06_vectorized.py.
+    Agrees with the delta recurrence of the scalar derivation (derivations/05_any_depth.py).
     """
     # out = dz*w
     numpy.matmul(dz, w, out=out)
@@ -32,36 +33,40 @@ def bias_gradient(dz, ones, out):
     """db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.
 
     (BP2), eq. (6) and (12); derived in derivations/06_vectorized.py.
+    Agrees with the bias gradient of the scalar derivation (derivations/02_output_layer.py).
+    Agrees with the bias gradient of the scalar derivation (derivations/04_biases.py).
     """
     # out = ones*dz
     numpy.matmul(ones, dz, out=out)
     return out
 
 
-def l2_penalty(w, l2_scale):
-    """l2_scale * sum(W**2), with l2_scale = lambda / (2m); biases excluded.
+def l2_penalty(w, lam, m):
+    """The L2 penalty of one layer, (lambda / 2m) sum(W**2); biases excluded.
 
     L2 penalty of the Coursera cost; derived in derivations/08_regularization.py.
     """
-    return numpy.add.reduce(l2_scale*w**2, axis=None)
+    return numpy.add.reduce((0.5)*lam*w**2/m, axis=None)
 
 
 def weight_gradient(dz, a_prev, out):
     """dW = dZ^T A (the 1/m is already inside dZ).
 
     (BP1), eq. (5) and (11); derived in derivations/06_vectorized.py.
+    Agrees with the weight gradient of the scalar derivation (derivations/02_output_layer.py).
+    Agrees with the hidden-layer weight gradient of the scalar derivation (derivations/03_hidden_layer.py).
     """
     # out = dz.T*a_prev
     numpy.matmul(dz.T, a_prev, out=out)
     return out
 
 
-def weight_gradient_l2(dz, a_prev, w, l2_scale, out):
-    """dW = dZ^T A + (lambda/m) W, with l2_scale = lambda / m.
+def weight_gradient_l2(dz, a_prev, w, lam, m, out):
+    """dW = dZ^T A + (lambda/m) W: (BP1) plus the gradient of the penalty.
 
     (BP1) plus the L2 term; derived in derivations/08_regularization.py.
     """
-    # out = l2_scale*w + dz.T*a_prev
+    # out = (lam/m)*w + dz.T*a_prev
     numpy.matmul(dz.T, a_prev, out=out)
-    numpy.add(out, l2_scale * w, out=out)
+    numpy.add(out, lam/m * w, out=out)
     return out

@@ -5,48 +5,397 @@
 """Per-pair loss values (stable forms) and output-layer deltas dE/dz^L."""
 
 import numpy
+import scipy.special
 
 
-def binary_cross_entropy__sigmoid(a, z, y):
-    """Sum over the batch of the per-example binary_cross_entropy (output activation sigmoid).
+def absolute_error__elu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation elu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__elu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for elu with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))*numpy.sign(a - y)/m
+    numpy.absolute(z, out=out)
+    numpy.negative(out, out=out)
+    numpy.exp(out, out=out)
+    numpy.copyto(out, 1, where=numpy.greater_equal(z, 0))
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__gelu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation gelu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__gelu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for gelu with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z))*numpy.sign(a - y)/m
+    numpy.multiply(z, 0.7071067811865476, out=scratch[0])
+    scipy.special.erf(scratch[0], out=out)
+    numpy.multiply(out, 0.5, out=out)
+    numpy.multiply(z, z, out=scratch[1])
+    numpy.multiply(scratch[1], -0.5, out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.multiply(scratch[1], scratch[0], out=scratch[1])
+    numpy.divide(scratch[1], 1.772453850905516, out=scratch[1])
+    numpy.add(out, scratch[1], out=out)
+    numpy.add(out, 0.5, out=out)
+    numpy.subtract(a, y, out=scratch[1])
+    numpy.sign(scratch[1], out=scratch[1])
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__identity(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation identity).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__identity_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for identity with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.sign(a - y)/m
+    numpy.subtract(a, y, out=out)
+    numpy.sign(out, out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__leaky_relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation leaky_relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__leaky_relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for leaky_relu with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater(z, 0), 1, 0.01)*numpy.sign(a - y)/m
+    numpy.copyto(out, 0.01)
+    numpy.copyto(out, 1, where=numpy.greater(z, 0))
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__mish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation mish).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__mish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for mish with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)*numpy.sign(a - y)/m
+    numpy.absolute(z, out=scratch[0])
+    numpy.multiply(-2, scratch[0], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.negative(scratch[0], out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(2, scratch[2], out=scratch[3])
+    numpy.multiply(-3, scratch[0], out=scratch[4])
+    numpy.exp(scratch[4], out=scratch[4])
+    numpy.multiply(4, scratch[4], out=scratch[5])
+    numpy.multiply(4, scratch[2], out=scratch[6])
+    numpy.multiply(4, z, out=scratch[7])
+    numpy.multiply(4, scratch[1], out=out)
+    numpy.multiply(6, scratch[2], out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.multiply(scratch[6], z, out=scratch[8])
+    numpy.add(out, scratch[8], out=out)
+    numpy.add(out, 4, out=out)
+    numpy.add(out, scratch[4], out=out)
+    numpy.add(out, scratch[7], out=out)
+    numpy.multiply(out, scratch[2], out=out)
+    numpy.add(2, scratch[1], out=scratch[8])
+    numpy.add(scratch[8], scratch[3], out=scratch[8])
+    numpy.multiply(scratch[8], scratch[8], out=scratch[8])
+    numpy.divide(out, scratch[8], out=out)
+    numpy.multiply(6, scratch[1], out=scratch[8])
+    numpy.multiply(scratch[1], scratch[7], out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.multiply(scratch[5], z, out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.add(scratch[8], 1, out=scratch[8])
+    numpy.add(scratch[8], scratch[5], out=scratch[8])
+    numpy.add(scratch[8], scratch[6], out=scratch[8])
+    numpy.multiply(2, scratch[1], out=scratch[9])
+    numpy.add(scratch[9], 1, out=scratch[9])
+    numpy.add(scratch[9], scratch[3], out=scratch[9])
+    numpy.multiply(scratch[9], scratch[9], out=scratch[9])
+    numpy.divide(scratch[8], scratch[9], out=scratch[8])
+    numpy.copyto(out, scratch[8], where=numpy.greater_equal(z, 0))
+    numpy.subtract(a, y, out=scratch[8])
+    numpy.sign(scratch[8], out=scratch[8])
+    numpy.multiply(out, scratch[8], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for relu with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.greater(a, 0)*numpy.sign(a - y)/m
+    numpy.greater(a, 0, out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__sigmoid(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation sigmoid).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__sigmoid_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sigmoid with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -a*(a - 1)*numpy.sign(a - y)/m
+    numpy.subtract(a, 1, out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.multiply(out, a, out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def absolute_error__sin(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation sin).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__sin_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sin with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.cos(z)*numpy.sign(a - y)/m
+    numpy.cos(z, out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__softmax(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation softmax).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__softmax_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softmax with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = numpy.sign(a - y)
+    numpy.copyto(out, a*(_t0 - numpy.add.reduce(_t0*a, axis=1, keepdims=True))/m)
+    return out
+
+
+def absolute_error__softmax_output(z, y, m, a_out, delta_out, scratch, rows, units, transposed):
+    """Output layer of softmax with absolute_error in one pass: a, the delta of the cost, and the cost's data term.
+
+    Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
+    """
+    numpy.copyto(transposed, z.T)
+    numpy.maximum.reduce(transposed, axis=0, keepdims=True, out=rows[0].T)
+    numpy.subtract(z, rows[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.matmul(scratch[0], units, out=rows[0])
+    numpy.divide(scratch[0], rows[0], out=a_out)
+    numpy.subtract(a_out, y, out=scratch[1])
+    numpy.sign(scratch[1], out=scratch[2])
+    numpy.multiply(scratch[2], a_out, out=scratch[3])
+    numpy.matmul(scratch[3], units, out=rows[0])
+    numpy.subtract(scratch[2], rows[0], out=delta_out)
+    numpy.multiply(delta_out, a_out, out=delta_out)
+    numpy.divide(delta_out, m, out=delta_out)
+    numpy.absolute(scratch[1], out=scratch[3])
+    return numpy.add.reduce(scratch[3], axis=None) / m
+
+
+def absolute_error__softplus(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation softplus).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__softplus_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softplus with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -numpy.expm1(-a)*numpy.sign(a - y)/m
+    numpy.negative(a, out=out)
+    numpy.expm1(out, out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def absolute_error__swish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation swish).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__swish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for swish with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)*numpy.sign(a - y)/m
+    numpy.absolute(z, out=scratch[0])
+    numpy.negative(scratch[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.add(1, scratch[0], out=scratch[1])
+    numpy.power(scratch[1], -2, out=scratch[2])
+    numpy.add(scratch[1], z, out=out)
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.multiply(out, scratch[2], out=out)
+    numpy.multiply(scratch[0], z, out=scratch[3])
+    numpy.add(scratch[3], scratch[1], out=scratch[3])
+    numpy.multiply(scratch[3], scratch[2], out=scratch[3])
+    numpy.copyto(out, scratch[3], where=numpy.greater_equal(z, 0))
+    numpy.subtract(a, y, out=scratch[3])
+    numpy.sign(scratch[3], out=scratch[3])
+    numpy.multiply(out, scratch[3], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def absolute_error__tanh(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example absolute_error (output activation tanh).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce(abs(a - y)/m, axis=None)
+
+
+def absolute_error__tanh_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for tanh with absolute_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -(a - 1)*(1 + a)*numpy.sign(a - y)/m
+    numpy.add(1, a, out=out)
+    numpy.subtract(a, 1, out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def binary_cross_entropy__sigmoid(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example binary_cross_entropy (output activation sigmoid).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
     _t0 = -numpy.log1p(numpy.exp(-abs(z)))
-    return numpy.add.reduce(numpy.where(numpy.greater_equal(z, 0), -_t0 - z*(y - 1), -_t0 - y*z), axis=None)
+    return numpy.add.reduce(numpy.where(numpy.greater_equal(z, 0), -_t0 - z*(y - 1), -_t0 - y*z)/m, axis=None)
 
 
-def binary_cross_entropy__sigmoid_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for sigmoid with binary_cross_entropy, times scale (= 1/m, folded in before the GEMMs).
+def binary_cross_entropy__sigmoid_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sigmoid with binary_cross_entropy (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = scale*(a - y)
+    # out = (a - y)/m
     numpy.subtract(a, y, out=out)
-    numpy.multiply(out, scale, out=out)
+    numpy.divide(out, m, out=out)
     return out
 
 
-def cross_entropy__softmax(a, z, y):
-    """Sum over the batch of the per-example cross_entropy (output activation softmax).
+def cross_entropy__softmax(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example cross_entropy (output activation softmax).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
     _t0 = numpy.maximum.reduce(z, axis=1, keepdims=True)
-    return numpy.add.reduce(y*(_t0 + numpy.log(numpy.add.reduce(numpy.exp(z - _t0), axis=1, keepdims=True)) - z), axis=None)
+    return numpy.add.reduce(y*(_t0 + numpy.log(numpy.add.reduce(numpy.exp(z - _t0), axis=1, keepdims=True)) - z)/m, axis=None)
 
 
-def cross_entropy__softmax_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for softmax with cross_entropy, times scale (= 1/m, folded in before the GEMMs).
+def cross_entropy__softmax_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softmax with cross_entropy (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    numpy.copyto(out, scale*(a*numpy.add.reduce(y, axis=1, keepdims=True) - y))
+    numpy.copyto(out, (a*numpy.add.reduce(y, axis=1, keepdims=True) - y)/m)
     return out
 
 
-def cross_entropy__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, units, transposed):
-    """Output layer of softmax with cross_entropy in one pass: a, scale * delta, and the summed loss.
+def cross_entropy__softmax_output(z, y, m, a_out, delta_out, scratch, rows, units, transposed):
+    """Output layer of softmax with cross_entropy in one pass: a, the delta of the cost, and the cost's data term.
 
     Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
     """
@@ -59,97 +408,288 @@ def cross_entropy__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, 
     numpy.matmul(y, units, out=rows[2])
     numpy.multiply(a_out, rows[2], out=delta_out)
     numpy.subtract(delta_out, y, out=delta_out)
-    numpy.multiply(delta_out, scale, out=delta_out)
+    numpy.divide(delta_out, m, out=delta_out)
     numpy.log(rows[1], out=rows[2])
     numpy.add(rows[2], rows[0], out=rows[2])
     numpy.subtract(rows[2], z, out=scratch[1])
     numpy.multiply(scratch[1], y, out=scratch[1])
-    return numpy.add.reduce(scratch[1], axis=None)
+    return numpy.add.reduce(scratch[1], axis=None) / m
 
 
-def squared_error__identity(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation identity).
-
-    Loss value; derived in derivations/07_losses_x_activations.py.
-    """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
-
-
-def squared_error__identity_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for identity with squared_error, times scale (= 1/m, folded in before the GEMMs).
-
-    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
-    """
-    # out = scale*(a - y)
-    numpy.subtract(a, y, out=out)
-    numpy.multiply(out, scale, out=out)
-    return out
-
-
-def squared_error__relu(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation relu).
+def huber__elu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation elu).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
 
 
-def squared_error__relu_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for relu with squared_error, times scale (= 1/m, folded in before the GEMMs).
-
-    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
-    """
-    # out = scale*(a - y)*numpy.greater(a, 0)
-    numpy.subtract(a, y, out=out)
-    numpy.greater(a, 0, out=scratch[0])
-    numpy.multiply(out, scratch[0], out=out)
-    numpy.multiply(out, scale, out=out)
-    return out
-
-
-def squared_error__sigmoid(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation sigmoid).
-
-    Loss value; derived in derivations/07_losses_x_activations.py.
-    """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
-
-
-def squared_error__sigmoid_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for sigmoid with squared_error, times scale (= 1/m, folded in before the GEMMs).
+def huber__elu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for elu with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = -a*scale*(a - 1)*(a - y)
-    numpy.subtract(a, 1, out=out)
+    # out = numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
     numpy.subtract(a, y, out=scratch[0])
-    numpy.multiply(out, scratch[0], out=out)
+    numpy.absolute(z, out=out)
+    numpy.negative(out, out=out)
+    numpy.exp(out, out=out)
+    numpy.copyto(out, 1, where=numpy.greater_equal(z, 0))
+    numpy.sign(scratch[0], out=scratch[1])
+    numpy.copyto(scratch[1], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__gelu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation gelu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__gelu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for gelu with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z))*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.multiply(z, 0.7071067811865476, out=scratch[1])
+    scipy.special.erf(scratch[1], out=out)
+    numpy.multiply(out, 0.5, out=out)
+    numpy.multiply(z, z, out=scratch[2])
+    numpy.multiply(scratch[2], -0.5, out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(scratch[2], scratch[1], out=scratch[2])
+    numpy.divide(scratch[2], 1.772453850905516, out=scratch[2])
+    numpy.add(out, scratch[2], out=out)
+    numpy.add(out, 0.5, out=out)
+    numpy.sign(scratch[0], out=scratch[2])
+    numpy.copyto(scratch[2], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[2], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__identity(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation identity).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__identity_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for identity with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=out)
+    numpy.copyto(out, scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__leaky_relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation leaky_relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__leaky_relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for leaky_relu with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater(z, 0), 1, 0.01)*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.copyto(out, 0.01)
+    numpy.copyto(out, 1, where=numpy.greater(z, 0))
+    numpy.sign(scratch[0], out=scratch[1])
+    numpy.copyto(scratch[1], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__mish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation mish).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__mish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for mish with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.absolute(z, out=scratch[1])
+    numpy.multiply(-2, scratch[1], out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.negative(scratch[1], out=scratch[3])
+    numpy.exp(scratch[3], out=scratch[3])
+    numpy.multiply(2, scratch[3], out=scratch[4])
+    numpy.multiply(-3, scratch[1], out=scratch[5])
+    numpy.exp(scratch[5], out=scratch[5])
+    numpy.multiply(4, scratch[5], out=scratch[6])
+    numpy.multiply(4, scratch[3], out=scratch[7])
+    numpy.multiply(4, z, out=scratch[8])
+    numpy.sign(scratch[0], out=out)
+    numpy.copyto(out, scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(4, scratch[2], out=scratch[9])
+    numpy.multiply(6, scratch[3], out=scratch[10])
+    numpy.add(scratch[9], scratch[10], out=scratch[9])
+    numpy.multiply(scratch[7], z, out=scratch[10])
+    numpy.add(scratch[9], scratch[10], out=scratch[9])
+    numpy.add(scratch[9], 4, out=scratch[9])
+    numpy.add(scratch[9], scratch[5], out=scratch[9])
+    numpy.add(scratch[9], scratch[8], out=scratch[9])
+    numpy.multiply(scratch[9], scratch[3], out=scratch[9])
+    numpy.add(2, scratch[2], out=scratch[10])
+    numpy.add(scratch[10], scratch[4], out=scratch[10])
+    numpy.multiply(scratch[10], scratch[10], out=scratch[10])
+    numpy.divide(scratch[9], scratch[10], out=scratch[9])
+    numpy.multiply(6, scratch[2], out=scratch[10])
+    numpy.multiply(scratch[2], scratch[8], out=scratch[11])
+    numpy.add(scratch[10], scratch[11], out=scratch[10])
+    numpy.multiply(scratch[6], z, out=scratch[11])
+    numpy.add(scratch[10], scratch[11], out=scratch[10])
+    numpy.add(scratch[10], 1, out=scratch[10])
+    numpy.add(scratch[10], scratch[6], out=scratch[10])
+    numpy.add(scratch[10], scratch[7], out=scratch[10])
+    numpy.multiply(2, scratch[2], out=scratch[11])
+    numpy.add(scratch[11], 1, out=scratch[11])
+    numpy.add(scratch[11], scratch[4], out=scratch[11])
+    numpy.multiply(scratch[11], scratch[11], out=scratch[11])
+    numpy.divide(scratch[10], scratch[11], out=scratch[10])
+    numpy.copyto(scratch[9], scratch[10], where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, scratch[9], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for relu with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))*numpy.greater(a, 0)/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.greater(a, 0, out=out)
+    numpy.sign(scratch[0], out=scratch[1])
+    numpy.copyto(scratch[1], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__sigmoid(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation sigmoid).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__sigmoid_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sigmoid with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -a*(a - 1)*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.subtract(a, 1, out=out)
+    numpy.sign(scratch[0], out=scratch[1])
+    numpy.copyto(scratch[1], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[1], out=out)
     numpy.multiply(out, a, out=out)
-    numpy.multiply(out, scale, out=out)
+    numpy.divide(out, m, out=out)
     numpy.negative(out, out=out)
     return out
 
 
-def squared_error__softmax(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation softmax).
+def huber__sin(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation sin).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
 
 
-def squared_error__softmax_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for softmax with squared_error, times scale (= 1/m, folded in before the GEMMs).
+def huber__sin_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sin with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))*numpy.cos(z)/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=out)
+    numpy.copyto(out, scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.cos(z, out=scratch[1])
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__softmax(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation softmax).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__softmax_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softmax with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
     _t0 = a - y
-    numpy.copyto(out, a*scale*(_t0 + numpy.add.reduce(-_t0*a, axis=1, keepdims=True)))
+    _t1 = numpy.less(abs(_t0), 1)
+    _t2 = numpy.sign(_t0)
+    numpy.copyto(out, a*(numpy.where(_t1, _t0, _t2) + numpy.add.reduce(numpy.where(_t1, -_t0*a, -_t2*a), axis=1, keepdims=True))/m)
     return out
 
 
-def squared_error__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, units, transposed):
-    """Output layer of softmax with squared_error in one pass: a, scale * delta, and the summed loss.
+def huber__softmax_output(z, y, m, a_out, delta_out, scratch, rows, units, transposed):
+    """Output layer of softmax with huber in one pass: a, the delta of the cost, and the cost's data term.
 
     Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
     """
@@ -160,53 +700,413 @@ def squared_error__softmax_output(z, y, scale, a_out, delta_out, scratch, rows, 
     numpy.matmul(scratch[0], units, out=rows[0])
     numpy.divide(scratch[0], rows[0], out=a_out)
     numpy.subtract(a_out, y, out=scratch[1])
-    numpy.multiply(scratch[1], a_out, out=scratch[2])
-    numpy.matmul(scratch[2], units, out=rows[0])
-    numpy.subtract(scratch[1], rows[0], out=delta_out)
+    numpy.absolute(scratch[1], out=scratch[2])
+    numpy.sign(scratch[1], out=scratch[3])
+    numpy.multiply(scratch[3], a_out, out=scratch[4])
+    numpy.negative(scratch[4], out=scratch[4])
+    numpy.multiply(scratch[1], a_out, out=scratch[5])
+    numpy.negative(scratch[5], out=scratch[5])
+    numpy.copyto(scratch[4], scratch[5], where=numpy.less(scratch[2], 1))
+    numpy.matmul(scratch[4], units, out=rows[0])
+    numpy.copyto(delta_out, scratch[3])
+    numpy.copyto(delta_out, scratch[1], where=numpy.less(scratch[2], 1))
+    numpy.add(delta_out, rows[0], out=delta_out)
     numpy.multiply(delta_out, a_out, out=delta_out)
-    numpy.multiply(delta_out, scale, out=delta_out)
-    numpy.multiply(scratch[1], scratch[1], out=scratch[2])
-    numpy.multiply(scratch[2], 0.5, out=scratch[2])
-    return numpy.add.reduce(scratch[2], axis=None)
+    numpy.divide(delta_out, m, out=delta_out)
+    numpy.subtract(scratch[2], 0.5, out=scratch[4])
+    numpy.multiply(scratch[1], scratch[1], out=scratch[5])
+    numpy.multiply(scratch[5], 0.5, out=scratch[5])
+    numpy.copyto(scratch[4], scratch[5], where=numpy.less(scratch[2], 1))
+    return numpy.add.reduce(scratch[4], axis=None) / m
 
 
-def squared_error__softplus(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation softplus).
+def huber__softplus(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation softplus).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
 
 
-def squared_error__softplus_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for softplus with squared_error, times scale (= 1/m, folded in before the GEMMs).
+def huber__softplus_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softplus with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = -scale*(a - y)*numpy.expm1(-a)
-    numpy.subtract(a, y, out=out)
-    numpy.negative(a, out=scratch[0])
-    numpy.expm1(scratch[0], out=scratch[0])
-    numpy.multiply(out, scratch[0], out=out)
-    numpy.multiply(out, scale, out=out)
+    # out = -numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))*numpy.expm1(-a)/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.sign(scratch[0], out=out)
+    numpy.copyto(out, scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.negative(a, out=scratch[1])
+    numpy.expm1(scratch[1], out=scratch[1])
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
     numpy.negative(out, out=out)
     return out
 
 
-def squared_error__swish(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation swish).
+def huber__swish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation swish).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
 
 
-def squared_error__swish_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for swish with squared_error, times scale (= 1/m, folded in before the GEMMs).
+def huber__swish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for swish with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = scale*(a - y)*numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
+    # out = numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.absolute(z, out=scratch[1])
+    numpy.negative(scratch[1], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.add(1, scratch[1], out=scratch[2])
+    numpy.power(scratch[2], -2, out=scratch[3])
+    numpy.sign(scratch[0], out=out)
+    numpy.copyto(out, scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.add(scratch[2], z, out=scratch[4])
+    numpy.multiply(scratch[4], scratch[1], out=scratch[4])
+    numpy.multiply(scratch[4], scratch[3], out=scratch[4])
+    numpy.multiply(scratch[1], z, out=scratch[5])
+    numpy.add(scratch[5], scratch[2], out=scratch[5])
+    numpy.multiply(scratch[5], scratch[3], out=scratch[5])
+    numpy.copyto(scratch[4], scratch[5], where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, scratch[4], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def huber__tanh(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example huber (output activation tanh).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    _t0 = a - y
+    _t1 = abs(_t0)
+    return numpy.add.reduce(numpy.where(numpy.less(_t1, 1), (0.5)*_t0**2, _t1 - 0.5)/m, axis=None)
+
+
+def huber__tanh_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for tanh with huber (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -(a - 1)*(1 + a)*numpy.where(numpy.less(abs(a - y), 1), a - y, numpy.sign(a - y))/m
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.add(1, a, out=out)
+    numpy.subtract(a, 1, out=scratch[1])
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.sign(scratch[0], out=scratch[1])
+    numpy.copyto(scratch[1], scratch[0], where=numpy.less(abs(scratch[0]), 1))
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def squared_error__elu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation elu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__elu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for elu with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))/m
+    numpy.subtract(a, y, out=out)
+    numpy.absolute(z, out=scratch[0])
+    numpy.negative(scratch[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.copyto(scratch[0], 1, where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__gelu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation gelu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__gelu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for gelu with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*(0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z))/m
+    numpy.multiply(z, 0.7071067811865476, out=scratch[0])
+    numpy.subtract(a, y, out=out)
+    scipy.special.erf(scratch[0], out=scratch[1])
+    numpy.multiply(scratch[1], 0.5, out=scratch[1])
+    numpy.multiply(z, z, out=scratch[2])
+    numpy.multiply(scratch[2], -0.5, out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(scratch[2], scratch[0], out=scratch[2])
+    numpy.divide(scratch[2], 1.772453850905516, out=scratch[2])
+    numpy.add(scratch[1], scratch[2], out=scratch[1])
+    numpy.add(scratch[1], 0.5, out=scratch[1])
+    numpy.multiply(out, scratch[1], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__identity(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation identity).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__identity_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for identity with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)/m
+    numpy.subtract(a, y, out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__leaky_relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation leaky_relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__leaky_relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for leaky_relu with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.where(numpy.greater(z, 0), 1, 0.01)/m
+    numpy.subtract(a, y, out=out)
+    numpy.copyto(scratch[0], 0.01)
+    numpy.copyto(scratch[0], 1, where=numpy.greater(z, 0))
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__mish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation mish).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__mish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for mish with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)/m
+    numpy.absolute(z, out=scratch[0])
+    numpy.multiply(-2, scratch[0], out=scratch[1])
+    numpy.exp(scratch[1], out=scratch[1])
+    numpy.negative(scratch[0], out=scratch[2])
+    numpy.exp(scratch[2], out=scratch[2])
+    numpy.multiply(2, scratch[2], out=scratch[3])
+    numpy.multiply(-3, scratch[0], out=scratch[4])
+    numpy.exp(scratch[4], out=scratch[4])
+    numpy.multiply(4, scratch[4], out=scratch[5])
+    numpy.multiply(4, scratch[2], out=scratch[6])
+    numpy.multiply(4, z, out=scratch[7])
+    numpy.subtract(a, y, out=out)
+    numpy.multiply(4, scratch[1], out=scratch[8])
+    numpy.multiply(6, scratch[2], out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.multiply(scratch[6], z, out=scratch[9])
+    numpy.add(scratch[8], scratch[9], out=scratch[8])
+    numpy.add(scratch[8], 4, out=scratch[8])
+    numpy.add(scratch[8], scratch[4], out=scratch[8])
+    numpy.add(scratch[8], scratch[7], out=scratch[8])
+    numpy.multiply(scratch[8], scratch[2], out=scratch[8])
+    numpy.add(2, scratch[1], out=scratch[9])
+    numpy.add(scratch[9], scratch[3], out=scratch[9])
+    numpy.multiply(scratch[9], scratch[9], out=scratch[9])
+    numpy.divide(scratch[8], scratch[9], out=scratch[8])
+    numpy.multiply(6, scratch[1], out=scratch[9])
+    numpy.multiply(scratch[1], scratch[7], out=scratch[10])
+    numpy.add(scratch[9], scratch[10], out=scratch[9])
+    numpy.multiply(scratch[5], z, out=scratch[10])
+    numpy.add(scratch[9], scratch[10], out=scratch[9])
+    numpy.add(scratch[9], 1, out=scratch[9])
+    numpy.add(scratch[9], scratch[5], out=scratch[9])
+    numpy.add(scratch[9], scratch[6], out=scratch[9])
+    numpy.multiply(2, scratch[1], out=scratch[10])
+    numpy.add(scratch[10], 1, out=scratch[10])
+    numpy.add(scratch[10], scratch[3], out=scratch[10])
+    numpy.multiply(scratch[10], scratch[10], out=scratch[10])
+    numpy.divide(scratch[9], scratch[10], out=scratch[9])
+    numpy.copyto(scratch[8], scratch[9], where=numpy.greater_equal(z, 0))
+    numpy.multiply(out, scratch[8], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__relu(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation relu).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__relu_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for relu with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.greater(a, 0)/m
+    numpy.subtract(a, y, out=out)
+    numpy.greater(a, 0, out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__sigmoid(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation sigmoid).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__sigmoid_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sigmoid with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -a*(a - 1)*(a - y)/m
+    numpy.subtract(a, 1, out=out)
+    numpy.subtract(a, y, out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.multiply(out, a, out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def squared_error__sin(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation sin).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__sin_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for sin with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.cos(z)/m
+    numpy.subtract(a, y, out=out)
+    numpy.cos(z, out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    return out
+
+
+def squared_error__softmax(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation softmax).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__softmax_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softmax with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    numpy.copyto(out, a*(a + numpy.add.reduce(a*y, axis=1, keepdims=True) - y - numpy.add.reduce(a**2, axis=1, keepdims=True))/m)
+    return out
+
+
+def squared_error__softmax_output(z, y, m, a_out, delta_out, scratch, rows, units, transposed):
+    """Output layer of softmax with squared_error in one pass: a, the delta of the cost, and the cost's data term.
+
+    Forward pass, loss value and output delta; derived in derivations/07_losses_x_activations.py.
+    """
+    numpy.copyto(transposed, z.T)
+    numpy.maximum.reduce(transposed, axis=0, keepdims=True, out=rows[0].T)
+    numpy.subtract(z, rows[0], out=scratch[0])
+    numpy.exp(scratch[0], out=scratch[0])
+    numpy.matmul(scratch[0], units, out=rows[0])
+    numpy.divide(scratch[0], rows[0], out=a_out)
+    numpy.subtract(a_out, y, out=scratch[1])
+    numpy.multiply(a_out, y, out=scratch[2])
+    numpy.matmul(scratch[2], units, out=rows[0])
+    numpy.multiply(a_out, a_out, out=scratch[2])
+    numpy.matmul(scratch[2], units, out=rows[1])
+    numpy.subtract(rows[0], rows[1], out=rows[0])
+    numpy.add(scratch[1], rows[0], out=delta_out)
+    numpy.multiply(delta_out, a_out, out=delta_out)
+    numpy.divide(delta_out, m, out=delta_out)
+    numpy.multiply(scratch[1], scratch[1], out=scratch[2])
+    return numpy.add.reduce(scratch[2], axis=None) * ((0.5)/m)
+
+
+def squared_error__softplus(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation softplus).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__softplus_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for softplus with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = -(a - y)*numpy.expm1(-a)/m
+    numpy.subtract(a, y, out=out)
+    numpy.negative(a, out=scratch[0])
+    numpy.expm1(scratch[0], out=scratch[0])
+    numpy.multiply(out, scratch[0], out=out)
+    numpy.divide(out, m, out=out)
+    numpy.negative(out, out=out)
+    return out
+
+
+def squared_error__swish(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation swish).
+
+    Loss value; derived in derivations/07_losses_x_activations.py.
+    """
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
+
+
+def squared_error__swish_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for swish with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
+
+    Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
+    """
+    # out = (a - y)*numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)/m
     numpy.absolute(z, out=scratch[0])
     numpy.negative(scratch[0], out=scratch[0])
     numpy.exp(scratch[0], out=scratch[0])
@@ -221,29 +1121,29 @@ def squared_error__swish_delta(a, z, y, scale, out, scratch):
     numpy.multiply(scratch[4], scratch[2], out=scratch[4])
     numpy.copyto(scratch[3], scratch[4], where=numpy.greater_equal(z, 0))
     numpy.multiply(out, scratch[3], out=out)
-    numpy.multiply(out, scale, out=out)
+    numpy.divide(out, m, out=out)
     return out
 
 
-def squared_error__tanh(a, z, y):
-    """Sum over the batch of the per-example squared_error (output activation tanh).
+def squared_error__tanh(a, z, y, m):
+    """The cost's data term: the mean over the batch of the per-example squared_error (output activation tanh).
 
     Loss value; derived in derivations/07_losses_x_activations.py.
     """
-    return numpy.add.reduce((0.5)*(a - y)**2, axis=None)
+    return numpy.add.reduce((0.5)*(a - y)**2/m, axis=None)
 
 
-def squared_error__tanh_delta(a, z, y, scale, out, scratch):
-    """Output delta dE/dz for tanh with squared_error, times scale (= 1/m, folded in before the GEMMs).
+def squared_error__tanh_delta(a, z, y, m, out, scratch):
+    """Output delta of the cost, dC/dL * dE/dz, for tanh with squared_error (dC/dL from the catalog's COST, folded in before the GEMMs).
 
     Output-layer delta, eq. (5)-(6); derived in derivations/07_losses_x_activations.py.
     """
-    # out = -scale*(a - 1)*(1 + a)*(a - y)
+    # out = -(a - 1)*(1 + a)*(a - y)/m
     numpy.add(1, a, out=out)
     numpy.subtract(a, 1, out=scratch[0])
     numpy.multiply(out, scratch[0], out=out)
     numpy.subtract(a, y, out=scratch[0])
     numpy.multiply(out, scratch[0], out=out)
-    numpy.multiply(out, scale, out=out)
+    numpy.divide(out, m, out=out)
     numpy.negative(out, out=out)
     return out

@@ -12,7 +12,7 @@ def batch_norm_backward(dy, xhat, var, gamma, epsilon):
 
     dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
-    m = xhat.shape[0]
+    m = dy.shape[0]
     dy_xhat = dy*xhat
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
@@ -72,7 +72,7 @@ def layer_norm_backward(dy, xhat, var, gamma, epsilon):
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
     scale = 1/numpy.sqrt(epsilon + var)
-    slope = (numpy.einsum('ab,ab->a', dxhat, xhat, optimize=True))*scale/n
+    slope = (numpy.einsum('ab,ab->a', dxhat, xhat))*scale/n
     offset = (numpy.add.reduce(dxhat, axis=1))*scale/n
     dx = dxhat*scale[:, None] - offset[:, None] - slope[:, None]*xhat
     return dx, dgamma, dbeta

@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""simple"""
+"""Dropout, embedding and residual layers: forward and backward kernels."""
 
 import numpy
 

@@ -25,6 +25,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE
 
 __all__ = [
     "ArrayPrinter",
@@ -95,6 +96,17 @@ class ArrayPrinter(NumPyPrinter):
     def __init__(self, settings=None):
         super().__init__({"fully_qualified_modules": True, **(settings or {})})
 
+    def doprint(self, expr, assign_to=None):
+        _refuse_unproven(expr)
+        return super().doprint(expr, assign_to)
+
+    def _print_CheckedOnExample(self, expr):
+        _refuse_unproven(expr)
+
+    def _print_erf(self, expr):
+        # no NumPy ufunc; SciPy's is a ufunc with out= like NumPy's own
+        return f"scipy.special.erf({self._print(expr.args[0])})"
+
     def _print_Piecewise(self, expr):
         if len(expr.args) != 2 or expr.args[-1].cond is not sp.true:
             return super()._print_Piecewise(expr)
@@ -154,11 +166,28 @@ _UNARY = {
     sp.sin: "sin",
     sp.cos: "cos",
     sp.atan: "arctan",
-    sp.erf: None,  # no NumPy ufunc: rejected below with a clear message
+    sp.erf: "scipy.special.erf",  # no NumPy ufunc; SciPy's takes out= too
 }
 
 
-_BUFFERS = 8  # the most scratch buffers of one kind a kernel may use
+def _cse(exprs):
+    """``sympy.cse`` with conditions kept inline: a buffer holds numbers, not a mask."""
+    replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_t"))
+    inline: dict = {}
+    kept = []
+    for sym, sub in replacements:
+        sub = sub.xreplace(inline)
+        if isinstance(sub, sp.logic.boolalg.Boolean):
+            inline[sym] = sub
+        else:
+            kept.append((sym, sub))
+    return kept, [r.xreplace(inline) for r in reduced]
+
+
+def _refuse_unproven(expr) -> None:
+    from .checked import assert_proven
+
+    assert_proven(expr, "kernel expression")
 
 
 class UfuncPrinter(ArrayPrinter):
@@ -180,13 +209,15 @@ class UfuncPrinter(ArrayPrinter):
         self.scratch_used = 0
         self.rows_used = 0
         self._kinds: dict[sp.Symbol, str] = {}
-        self._free = [f"scratch[{i}]" for i in range(_BUFFERS)]
-        self._free_rows = [f"rows[{i}]" for i in range(_BUFFERS)]
+        self._kind_of_name: dict[str, str] = {}
+        self._free: list[str] = []  # buffers given back, reused before a new one
+        self._free_rows: list[str] = []
 
     # -- public -----------------------------------------------------------
     def statements(self, expr: sp.Expr, target: str, inputs=()) -> list[str]:
+        _refuse_unproven(expr)
         self._lines: list[str] = []
-        replacements, (reduced,) = sp.cse([expr], symbols=sp.numbered_symbols("_t"))
+        replacements, (reduced,) = _cse([expr])
         self._cse = {}
         for sym, sub in replacements:
             buf = self._take()
@@ -206,11 +237,19 @@ class UfuncPrinter(ArrayPrinter):
         sum is the product with the ones vector ``units`` (a GEMV, as
         ``db = 1^T dZ``), a row maximum reduces a contiguous transposed copy.
         """
+        for _, e in outputs:
+            _refuse_unproven(e)
         self._lines = []
         self._cse = {}
-        self._kinds = {sp.Symbol(name, real=True): kind for name, kind in kinds.items()}
-        replacements, reduced = sp.cse([e for _, e in outputs],
-                                       symbols=sp.numbered_symbols("_t"))
+        self._kind_of_name = dict(kinds)  # by name: m is an integer symbol, z a real one
+        replacements, reduced = _cse([e for _, e in outputs])
+        scalars: dict = {}  # 1/m: a Python number, not a buffer of copies
+        for sym, sub in replacements:
+            if self._kind(sub.xreplace(scalars)) == "scalar":
+                scalars[sym] = sub.xreplace(scalars)
+        replacements = [(sym, sub.xreplace(scalars)) for sym, sub in replacements
+                        if sym not in scalars]
+        reduced = [r.xreplace(scalars) for r in reduced]
         pending = dict(replacements)
         order = [sym for sym, _ in replacements]
 
@@ -229,20 +268,33 @@ class UfuncPrinter(ArrayPrinter):
         for (target, _), e in zip(outputs, reduced, strict=True):
             emit_needed(e)
             if target == "return":
+                # a scalar factor (1/m) once on the total, not on every element
+                scalars = [f for f in sp.Mul.make_args(e) if self._kind(f) == "scalar"]
+                coeff = sp.Mul(*scalars)
                 buf = self._take()
-                self._statement(e, buf)
-                self._emit(f"return numpy.add.reduce({buf}, axis=None)")
+                self._statement(e / coeff, buf)
+                total = f"numpy.add.reduce({buf}, axis=None)"
+                if (inv := _inverted(coeff)) is not None:
+                    total += f" / {self.parenthesize(inv, PRECEDENCE['Mul'] + 1)}"
+                elif coeff != 1:
+                    total += f" * {self.parenthesize(coeff, PRECEDENCE['Mul'] + 1)}"
+                self._emit(f"return {total}")
             else:
                 self._statement(e, target)
         return self._lines
 
+    def _print_Symbol(self, expr):
+        # a shared subexpression inside a printed condition: its buffer
+        cse = getattr(self, "_cse", {})
+        return cse[expr] if expr in cse else super()._print_Symbol(expr)
+
     # -- buffers ------------------------------------------------------------
     def _take(self) -> str:
-        if not self._free:
-            raise NotImplementedError(f"a kernel needing more than {_BUFFERS} scratch buffers")
-        buf = self._free.pop(0)
-        self.scratch_used = max(self.scratch_used, _BUFFERS - len(self._free))
-        return buf
+        """A free scratch buffer; a new one when all are in use (no fixed limit)."""
+        if self._free:
+            return self._free.pop(0)
+        self.scratch_used += 1
+        return f"scratch[{self.scratch_used - 1}]"
 
     def _give(self, buf: str) -> None:
         if buf.startswith("rows"):
@@ -251,11 +303,10 @@ class UfuncPrinter(ArrayPrinter):
             self._free.insert(0, buf)
 
     def _take_row(self) -> str:
-        if not self._free_rows:
-            raise NotImplementedError(f"a kernel needing more than {_BUFFERS} row buffers")
-        buf = self._free_rows.pop(0)
-        self.rows_used = max(self.rows_used, _BUFFERS - len(self._free_rows))
-        return buf
+        if self._free_rows:
+            return self._free_rows.pop(0)
+        self.rows_used += 1
+        return f"rows[{self.rows_used - 1}]"
 
     def _take_like(self, e) -> str:
         return self._take_row() if self._kind(e) == "row" else self._take()
@@ -266,7 +317,7 @@ class UfuncPrinter(ArrayPrinter):
         if isinstance(e, RowSum | RowMax):
             return "row"
         if e.is_Symbol:
-            return self._kinds.get(e, "full")
+            return self._kinds.get(e) or self._kind_of_name.get(e.name, "full")
         if e.is_number:
             return "scalar"
         kinds = {self._kind(a) for a in e.args}
@@ -357,11 +408,7 @@ class UfuncPrinter(ArrayPrinter):
         elif isinstance(e, sp.Pow):
             self._pow(e, target)
         elif e.func in _UNARY or type(e).__name__ in ("log1p", "expm1"):
-            name = _UNARY.get(e.func, type(e).__name__)
-            if name is None:
-                raise NotImplementedError(f"{e.func} has no NumPy ufunc; write the activation "
-                                          "without it (e.g. gelu through tanh)")
-            self._unary(name, e.args[0], target)
+            self._unary(_UNARY.get(e.func, type(e).__name__), e.args[0], target)
         elif isinstance(e, RowSum) and _negated(e.args[0]) is not None:
             self._eval(-RowSum(_negated(e.args[0])), target)  # negate m sums, not m*K terms
         elif isinstance(e, RowSum):
@@ -419,7 +466,11 @@ class UfuncPrinter(ArrayPrinter):
         elif isinstance(e, sp.MatMul):
             scalars, factors = e.args_cnc()
             if scalars:
-                raise NotImplementedError(f"scaled product {e}: fold the scale into a factor")
+                # c (X Y): the product into out, then one in-place scaling
+                self._matrix(sp.MatMul(*factors), target)
+                coeff = self._print(sp.Mul(*scalars))
+                self._emit(f"numpy.multiply({target}, {coeff}, out={target})")
+                return
             if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
                 self._emit(f"numpy.add.reduce({self._mat(factors[1])}, axis=0, out={target})")
             elif len(factors) == 2 and getattr(factors[0], "name", None) == "ones":
@@ -445,8 +496,9 @@ class UfuncPrinter(ArrayPrinter):
         if isinstance(term, sp.MatrixSymbol):
             return term.name
         scalars, factors = term.args_cnc()
-        if not scalars and len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
-            return self._mat(factors[1].T)
+        if len(factors) == 2 and isinstance(factors[0], sp.OneMatrix):
+            row = self._mat(factors[1].T)
+            return f"{self._print(sp.Mul(*scalars))} * {row}" if scalars else row
         if len(factors) == 1:
             coeff = sp.Mul(*scalars)
             return f"{self._print(coeff)} * {self._mat(factors[0])}"
@@ -461,7 +513,8 @@ class UfuncPrinter(ArrayPrinter):
         return target
 
     def _unary(self, name: str, arg, target: str) -> None:
-        self._emit(f"numpy.{name}({self._operand(arg, target)}, out={target})")
+        ufunc = name if "." in name else f"numpy.{name}"
+        self._emit(f"{ufunc}({self._operand(arg, target)}, out={target})")
 
     def _pow(self, e: sp.Pow, target: str) -> None:
         base, exp_ = e.args
@@ -527,11 +580,11 @@ class UfuncPrinter(ArrayPrinter):
 
 
 def _is_gemm(term) -> bool:
-    """A product of two matrices (not the batch-ones vector), unscaled."""
+    """A product of two matrices (not the batch-ones vector), possibly scaled."""
     if not isinstance(term, sp.MatMul):
         return False
-    scalars, factors = term.args_cnc()
-    return not scalars and len(factors) == 2 and not isinstance(factors[0], sp.OneMatrix)
+    _, factors = term.args_cnc()
+    return len(factors) == 2 and not isinstance(factors[0], sp.OneMatrix)
 
 
 def _negated(term):
@@ -618,6 +671,10 @@ class DerivationLatexPrinter(LatexPrinter):
             tex = rf"{name}\left({self._print(expr.args[0])}\right)"
             return tex if exp is None else rf"\left({tex}\right)^{{{exp}}}"
         return super()._print_Function(expr, exp)
+
+    def _print_CheckedOnExample(self, expr):
+        # the step's label says it was only checked on an example
+        return self._print(expr.args[0])
 
     def _print_RowSum(self, expr):
         return rf"\sum_{{\text{{units}}}} {self._print(expr.args[0])}"

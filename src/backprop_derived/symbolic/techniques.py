@@ -6,13 +6,22 @@ nothing here names a particular activation.
 
 from __future__ import annotations
 
+from functools import cache
+
 import sympy as sp
 from sympy import Piecewise, exp
 
 from .catalog import fix_heaviside
 from .checked import Chain, StepNotVerified, prove_equal
 
-__all__ = ["derive_activation", "split_exponentials", "through_output", "to_batch"]
+__all__ = [
+    "derive_activation",
+    "overflowing_exponentials",
+    "shift_exponentials",
+    "split_exponentials",
+    "through_output",
+    "to_batch",
+]
 
 
 def _verified(candidate, expr, g, z, a) -> bool:
@@ -92,6 +101,15 @@ def through_output(
     return chain.step(best, r"written through the output $a = g(z)$")
 
 
+def overflowing_exponentials(expr: sp.Expr) -> set[sp.Expr]:
+    """The ``exp(u)`` in ``expr`` whose exponent is not known to be <= 0.
+
+    ``exp(-z**2/2)`` (gelu's derivative) is at most 1 for every real z and
+    needs no rewriting; ``exp(z)`` and ``exp(-z)`` overflow on one side.
+    """
+    return {e for e in expr.atoms(exp) if not e.args[0].is_nonpositive}
+
+
 def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     """Rewrite ``expr`` so that no ``exp`` can overflow, as a checked chain.
 
@@ -115,7 +133,7 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
         logs = [term for term in sp.Add.make_args(sp.expand(e)) if term.has(sp.log)]
         rest = sp.expand(e) - sp.Add(*logs)
         e = sp.factor(sp.together(rest)) + sp.collect(sp.Add(*logs), sp.log(1 + t))
-        if e.has(exp):
+        if overflowing_exponentials(e):
             raise ValueError(f"{name}: an exponential survived the split: {e}")
         return e.subs(zz, z)
 
@@ -127,6 +145,18 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     chain = Chain(sp.Symbol(name), expr, "catalog definition", variables=(z,))
     chain.step(stable, r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$")
     return chain
+
+
+def shift_exponentials(expr: sp.Expr, c: sp.Symbol, lhs: sp.Basic) -> Chain:
+    """``expr`` with every ``exp(u)`` written ``exp(u - c)``, proven equal for every size.
+
+    Holds for a ratio of exponentials and their index sums (softmax): the
+    common factor ``exp(-c)`` cancels. With ``c`` the row maximum no
+    exponential exceeds 1.
+    """
+    shifted = expr.replace(lambda e: isinstance(e, exp), lambda e: exp(e.args[0] - c))
+    chain = Chain(lhs, expr, "catalog definition")
+    return chain.step(shifted, r"divide numerator and denominator by $e^{c}$")
 
 
 def to_batch(expr: sp.Expr) -> sp.Expr:
@@ -141,9 +171,12 @@ def to_batch(expr: sp.Expr) -> sp.Expr:
 
     def convert(e):
         if isinstance(e, sp.Sum):
-            (_, lo, hi), = e.limits
+            (v, lo, hi), = e.limits
             if (lo, hi) != (-sp.oo, sp.oo):
                 raise ValueError(f"not a formal sum over the units: {e}")
+            other = [x for x in e.function.atoms(sp.Indexed) if x.indices != (v,)]
+            if other:  # a_k inside sum_p: a row sum would multiply it unit by unit
+                raise ValueError(f"{other[0]} inside a sum over {v}: take it out first: {e}")
             return RowSum(convert(e.function))
         if isinstance(e, sp.Indexed):
             return sp.Symbol(str(e.base.label), real=True)
@@ -154,6 +187,7 @@ def to_batch(expr: sp.Expr) -> sp.Expr:
     return convert(expr)
 
 
+@cache  # pages 01 and 07 both need it; regenerate runs them in one process
 def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
     """Derivative of an elementwise activation, ready for code.
 
@@ -175,12 +209,12 @@ def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
         # No elementary inverse (swish): keep g' in z, made stable.
         chains.append(Chain(sp.Symbol(f"{name}'"), g_prime, "derivative of the definition"))
         derivative = g_prime
-        if g_prime.has(exp):
+        if overflowing_exponentials(g_prime):
             stable_d = split_exponentials(g_prime, z, f"{name}'")
             chains.append(stable_d)
             derivative = stable_d.result
     forward = g
-    if g.has(exp):
+    if overflowing_exponentials(g):
         stable = split_exponentials(g, z, name)
         chains.append(stable)
         forward = stable.result
