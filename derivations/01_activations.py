@@ -37,8 +37,8 @@
 # Two functions appear in the results that are not in every calculus course.
 # $H(z)$ is the Heaviside step: 1 for $z > 0$ and 0 for $z \le 0$ (the value
 # at the kink is a choice; 0 is the one PyTorch makes), so the ReLU's slope is
-# $H(z)$. $\operatorname{expm1}(x) = e^x - 1$ and
-# $\operatorname{log1p}(x) = \log(1 + x)$ are the same functions as written,
+# $H(z)$. $\mathrm{expm1}(x) = e^x - 1$ and
+# $\mathrm{log1p}(x) = \log(1 + x)$ are the same functions as written,
 # computed without the cancellation that loses every digit when $x$ is tiny;
 # the generated code calls NumPy's `expm1` and `log1p`.
 

@@ -621,11 +621,11 @@ class DerivationLatexPrinter(LatexPrinter):
         return super()._print_MatrixSymbol(expr)
 
     def _print_expm1(self, expr, exp=None):
-        tex = rf"\operatorname{{expm1}}\left({self._print(expr.args[0])}\right)"
+        tex = rf"\mathrm{{expm1}}\left({self._print(expr.args[0])}\right)"
         return tex if exp is None else rf"{tex}^{{{exp}}}"
 
     def _print_log1p(self, expr, exp=None):
-        tex = rf"\operatorname{{log1p}}\left({self._print(expr.args[0])}\right)"
+        tex = rf"\mathrm{{log1p}}\left({self._print(expr.args[0])}\right)"
         return tex if exp is None else rf"{tex}^{{{exp}}}"
 
     def _print_Sum(self, expr):
