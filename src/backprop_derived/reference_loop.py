@@ -77,7 +77,22 @@ def _one_hot_targets(net, Y) -> np.ndarray:
     return Y.reshape(len(Y), K).astype(np.float64)
 
 
-def example_cost(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> float:
+def _one_example(loss: str, g_name: str | None):
+    """A loss the notes do not cover: the pair's generated kernels, on one example (m = 1)."""
+    from backprop_derived._generated import OUTPUTS
+
+    if (g_name, loss) not in OUTPUTS:
+        raise ValueError(f"unknown loss {loss!r} for output activation {g_name!r}")
+    out = OUTPUTS[g_name, loss]
+
+    def row(v):
+        return np.ascontiguousarray(v, dtype=np.float64).reshape(1, -1)
+
+    return out, row
+
+
+def example_cost(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray,
+                 g_name: str | None = None) -> float:
     """cost(t): the loss of one example, in log-sum-exp form where logs appear."""
     if loss == "squared_error":
         return 0.5 * float(np.sum((a - y) ** 2))
@@ -89,7 +104,8 @@ def example_cost(loss: str, z: np.ndarray, a: np.ndarray, y: np.ndarray) -> floa
         zmax = z.max()
         log_a = z - (zmax + np.log(np.sum(np.exp(z - zmax))))
         return float(-np.sum(y * log_a))
-    raise ValueError(f"unknown loss {loss!r}")
+    out, row = _one_example(loss, g_name)
+    return float(out.value(row(a), row(z), row(y), 1))
 
 
 def output_delta(loss: str, g_name: str, z: np.ndarray, a: np.ndarray, y: np.ndarray):
@@ -98,10 +114,15 @@ def output_delta(loss: str, g_name: str, z: np.ndarray, a: np.ndarray, y: np.nda
         # The notes' delta^(L) = a^(L) - y: the sigmoid (softmax) derivative cancels
         # against the log loss; cross_entropy also uses sum_k y_k = 1.
         return a - y
-    # squared error: dcost/da = a - y, times the Jacobian of a = g(z).
-    if g_name == "softmax":
-        return (np.diag(a) - np.outer(a, a)) @ (a - y)
-    return (a - y) * activation(g_name)[1](z)
+    if loss == "squared_error":
+        # dcost/da = a - y, times the Jacobian of a = g(z).
+        if g_name == "softmax":
+            return (np.diag(a) - np.outer(a, a)) @ (a - y)
+        return (a - y) * activation(g_name)[1](z)
+    out, row = _one_example(loss, g_name)
+    delta = np.empty((1, a.size))
+    scratch = [np.empty_like(delta) for _ in range(out.scratch)]
+    return out.delta(row(a), row(z), row(y), 1, delta, scratch).ravel()
 
 
 def reference_gradients(net, X, Y) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
@@ -128,7 +149,7 @@ def reference_gradients(net, X, Y) -> tuple[float, list[np.ndarray], list[np.nda
             z = theta @ a
             zs.append(z)
             a = activation(name)[0](z)
-        J += example_cost(net.loss_name, zs[-1], a, Y[t])
+        J += example_cost(net.loss_name, zs[-1], a, Y[t], net.activations[-1])
         delta = output_delta(net.loss_name, net.activations[-1], zs[-1], a, Y[t])
         for l in range(len(thetas) - 1, -1, -1):
             Deltas[l] += np.outer(delta, a_biased[l])  # Delta := Delta + delta^(l+1) (a^(l))^T
