@@ -248,3 +248,22 @@ def test_a_scalar_factor_of_the_total_is_applied_once():
     assert any(line.startswith("numpy.divide(") and line.endswith(", m, out=delta_out)")
                for line in lines)
     assert not any("numpy.divide(1, m" in line for line in lines)  # no buffer of 1/m
+
+
+@pytest.mark.parametrize("expr", [
+    sp.Piecewise((-1, z < -1), (z, z < 1), (1, True)),  # three branches (hard tanh)
+    sp.Piecewise((sp.exp(z), z < -1), (z**2, z < 1), (sp.sin(z), True)),
+    sp.Max(z**2, sp.exp(-z), a),  # no leaf first, three arguments
+    sp.Min(0, z) + sp.Min(sp.exp(z), a * z),
+    da * sp.Heaviside(z, sp.Rational(1, 2)),  # another value at 0, stated in the expression
+])
+def test_in_place_forms_of_kinked_expressions(expr):
+    printer = UfuncPrinter()
+    lines = printer.statements(expr, "out")
+    rng = np.random.default_rng(2)
+    env = {"z": rng.normal(scale=2, size=(5, 3)), "a": rng.normal(size=(5, 3)),
+           "da": rng.normal(size=(5, 3))}
+    env["z"][0, :] = [-1.0, 0.0, 1.0]  # the kinks themselves
+    out, _ = run(lines, env, printer.scratch_used)
+    expected = eval(ArrayPrinter().doprint(expr), {"numpy": np, **env})
+    np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=1e-14)

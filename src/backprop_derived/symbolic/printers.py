@@ -131,14 +131,25 @@ class ArrayPrinter(NumPyPrinter):
         return text
 
     def _print_Max(self, expr):
-        if len(expr.args) != 2:
-            return super()._print_Max(expr)
-        return "numpy.maximum({}, {})".format(*map(self._print, expr.args))
+        return self._fold("numpy.maximum", expr.args)
+
+    def _print_Min(self, expr):
+        return self._fold("numpy.minimum", expr.args)
+
+    def _fold(self, ufunc, args):
+        """``f(f(x, y), w)``: elementwise, where ``numpy.amax`` of a tuple would stack."""
+        text = self._print(args[0])
+        for arg in args[1:]:
+            text = f"{ufunc}({text}, {self._print(arg)})"
+        return text
 
     def _print_Heaviside(self, expr):
-        if len(expr.args) != 2 or expr.args[1] != 0:
-            raise ValueError(f"Heaviside needs its value at 0 fixed to 0: {expr}")
-        return f"numpy.greater({self._print(expr.args[0])}, 0)"
+        if len(expr.args) != 2:
+            raise ValueError(f"Heaviside needs its value at 0 stated (catalog.fix_heaviside): {expr}")
+        x, at_zero = expr.args
+        if at_zero == 0:
+            return f"numpy.greater({self._print(x)}, 0)"
+        return f"numpy.heaviside({self._print(x)}, {self._print(at_zero)})"
 
     # The ufuncs' own reduce methods: numpy.sum/numpy.max add a Python-level
     # wrapper that costs more than the reduction itself on an output layer.
@@ -424,26 +435,44 @@ class UfuncPrinter(ArrayPrinter):
             self._emit(f"numpy.maximum.reduce(transposed, axis=0, keepdims=True, out={target}.T)")
             if tmp:
                 self._give(tmp)
-        elif isinstance(e, sp.Heaviside):
-            self._emit(f"numpy.greater({self._operand(e.args[0], target)}, 0, out={target})")
-        elif isinstance(e, sp.Max) and len(e.args) == 2:
-            x, y_ = e.args
-            if self._leaf(x) is None:
-                x, y_ = y_, x
-            self._emit(
-                f"numpy.maximum({self._operand(y_, target)}, {self._leaf(x)}, out={target})"
-            )
-        elif isinstance(e, sp.Piecewise) and len(e.args) == 2:
-            (then, cond), (otherwise, _) = e.args
-            self._eval(otherwise, target)
-            leaf = self._leaf(then)
-            if leaf is not None:
-                self._emit(f"numpy.copyto({target}, {leaf}, where={self._print(cond)})")
+        elif isinstance(e, sp.Heaviside) and len(e.args) == 2:
+            x, at_zero = e.args
+            x = self._operand(x, target)
+            if at_zero == 0:
+                self._emit(f"numpy.greater({x}, 0, out={target})")
             else:
-                tmp = self._take_like(then)
-                self._eval(then, tmp)
-                self._emit(f"numpy.copyto({target}, {tmp}, where={self._print(cond)})")
-                self._give(tmp)
+                self._emit(f"numpy.heaviside({x}, {self._print(at_zero)}, out={target})")
+        elif isinstance(e, sp.Max | sp.Min):
+            # compound arguments first, into target; then the others one by one
+            ufunc = "maximum" if isinstance(e, sp.Max) else "minimum"
+            first, *rest = sorted(e.args, key=lambda t: self._leaf(t) is not None)
+            if self._leaf(first) is not None and rest:
+                x, y_ = self._leaf(first), rest.pop(0)
+                self._emit(f"numpy.{ufunc}({self._operand(y_, target)}, {x}, out={target})")
+            else:
+                self._eval(first, target)
+            for other in rest:
+                leaf = self._leaf(other)
+                if leaf is None:
+                    tmp = self._take_like(other)
+                    self._eval(other, tmp)
+                    self._emit(f"numpy.{ufunc}({target}, {tmp}, out={target})")
+                    self._give(tmp)
+                else:
+                    self._emit(f"numpy.{ufunc}({target}, {leaf}, out={target})")
+        elif isinstance(e, sp.Piecewise) and e.args[-1].cond is sp.true:
+            # the last branch everywhere, then each earlier one where its condition
+            # holds, in reverse: the first true condition wins, as in Piecewise
+            self._eval(e.args[-1].expr, target)
+            for then, cond in reversed(e.args[:-1]):
+                leaf = self._leaf(then)
+                if leaf is not None:
+                    self._emit(f"numpy.copyto({target}, {leaf}, where={self._print(cond)})")
+                else:
+                    tmp = self._take_like(then)
+                    self._eval(then, tmp)
+                    self._emit(f"numpy.copyto({target}, {tmp}, where={self._print(cond)})")
+                    self._give(tmp)
         else:
             raise NotImplementedError(f"no in-place form for {type(e).__name__}: {e}")
 
