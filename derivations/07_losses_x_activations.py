@@ -28,7 +28,10 @@
 #
 # The chain-rule route is written through the outputs $a$, which is what
 # the code has in hand. SymPy proves it equal to the direct route with
-# $a = g(z)$ substituted.
+# $a = g(z)$ substituted: for an elementwise output once per loss, for an
+# arbitrary $g$, after which each activation's $g'$ (proven on the Activations
+# page) is put in; for softmax with its Jacobian, with index sums that hold for
+# any number of units.
 #
 # Readers of Nielsen's book keep asking why $g'$ disappears for some pairs.
 # The chains below answer it, one captioned chain per pair, and the
@@ -271,7 +274,7 @@ if PER_EXAMPLE.has(s_, L) or sp.diff(COST, L[s_], 2).doit() != 0:
 # ## From these results to code
 #
 # Each pair gets a loss kernel and a delta kernel. A softmax output also gets
-# one pass that computes $a$, the scaled delta and the summed loss together,
+# one pass that computes $a$, the delta of the cost and its value together,
 # sharing the exponentials and the row sums (the Generated code page shows it).
 # In that pass a sum over the units of one example, $\sum_k x_k$, is the
 # product $x\,\mathbf{1}$ with a ones vector over the units. That is the same
