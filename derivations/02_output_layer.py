@@ -69,7 +69,7 @@ dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], w_out[j, k]),
              r"eq. (3): chain rule through $a_k = g(z_k)$")
 dE_dwjk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * a_hid[j], r"eq. (4): $\partial z_k/\partial w_{jk} = a_j$")
 dE_dwjk.step(delta_out[k] * a_hid[j], r"eq. (5), with $\delta_k = (a_k - t_k)\, g'(z_k)$")
-show(dE_dwjk)
+show(dE_dwjk, caption="Weights into the output layer")
 
 # %% [markdown]
 # $\delta_k$ collects every factor that carries the index $k$. It is the
@@ -89,7 +89,7 @@ dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_{k}}"), d(E, b_out[k]), 
 dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]) * d(z_out[k], b_out[k]),
             r"eq. (3) with $b_k$ in place of $w_{jk}$")
 dE_dbk.step(delta_out[k], r"eq. (6): $\partial z_k/\partial b_k = 1$")
-show(dE_dbk)
+show(dE_dbk, caption="Output biases")
 
 # %% [markdown]
 # A bias is a weight on an input that is always 1, so its gradient is the
@@ -120,7 +120,8 @@ example = {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit],
 show(batch_mean(sp.Symbol("dW_{kj}"), dE_dwjk.result, example, grads[catalog.W], (k, j),
                 "(BP1) from the engine"),
      batch_mean(sp.Symbol("db_k"), dE_dbk.result, example, grads[catalog.b], (k,),
-                "(BP2) from the engine"))
+                "(BP2) from the engine"),
+     caption="The same gradients for a batch")
 EXPORTS = [Agreement("layers.weight_gradient", "derivations/02_output_layer.py",
                      "the weight gradient of the scalar derivation"),
            Agreement("layers.bias_gradient", "derivations/02_output_layer.py",

@@ -65,7 +65,7 @@ dzk_dwij = Chain(sp.Symbol(r"\frac{\partial z_k}{\partial w_{ij}}"), d(z_out[k],
 dzk_dwij.step(w_out[j, k] * d(a_hid[j], w_in[i, j]), r"only $a_j$ depends on $w_{ij}$")
 dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * d(z_hid[j], w_in[i, j]), "chain rule")
 dzk_dwij.step(w_out[j, k] * g_prime(z_hid[j]) * a_in[i], "eq. (9)")
-show(dzk_dwij)
+show(dzk_dwij, caption="The inner step, eq. (9)")
 
 # %% [markdown]
 # ## Weights into the hidden layer, $w_{ij}$ (eq. 7–11)
@@ -81,7 +81,7 @@ dE_dwij.step(over_k((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k] * g_prim
 dE_dwij.step(a_in[i] * g_prime(z_hid[j]) * over_k(delta_out[k] * w_out[j, k]),
              r"eq. (10): factors free of $k$ leave the sum")
 dE_dwij.step(delta_hid[j] * a_in[i], r"eq. (11), with $\delta_j = g'(z_j) \sum_k \delta_k w_{jk}$")
-show(dE_dwij)
+show(dE_dwij, caption="Weights into the hidden layer")
 
 # %% [markdown]
 # The recurrence
@@ -119,6 +119,6 @@ dZ = next(x.base for x in dW.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ"
 example = {delta_hid: lambda ex, unit: catalog.m * dZ[ex, unit],
            a_in: lambda ex, unit: catalog.A[ex, unit]}
 show(batch_mean(sp.Symbol("dW_{ji}"), dE_dwij.result, example, dW, (j, i),
-                "(BP1) from the engine"))
+                "(BP1) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.weight_gradient", "derivations/03_hidden_layer.py",
                      "the hidden-layer weight gradient of the scalar derivation")]

@@ -53,7 +53,7 @@ dE_dbk = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_k}"), d(E, b_out[k]), "e
                definitions=expand_definitions)
 dE_dbk.step((a_out[k] - t[k]) * g_prime(z_out[k]), r"only term $k$; $\partial z_k/\partial b_k = 1$")
 dE_dbk.step(delta_out[k], "eq. (6)")
-show(dE_dbk)
+show(dE_dbk, caption="Output biases")
 
 # %% [markdown]
 # ## Hidden biases $b_j$ (eq. 12)
@@ -71,7 +71,7 @@ dE_dbj = Chain(sp.Symbol(r"\frac{\partial E}{\partial b_j}"), d(E, b_hid[j]), "e
 dE_dbj.step(Sum((a_out[k] - t[k]) * g_prime(z_out[k]) * w_out[j, k], (k, -oo, oo))
             * g_prime(z_hid[j]), "eq. (7) with the factor above")
 dE_dbj.step(delta_hid[j], "eq. (12)")
-show(dzk_dbj, dE_dbj)
+show(dzk_dbj, dE_dbj, caption="Hidden biases")
 
 # %% [markdown]
 # In every layer the bias gradient is that layer's $\delta$. For a minibatch it
@@ -98,6 +98,6 @@ db = backward(catalog.DENSE, [catalog.b])[catalog.b]
 dZ = next(x.base for x in db.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
 show(batch_mean(sp.Symbol("db_k"), dE_dbk.result,
                 {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit]},
-                db, (k,), "(BP2) from the engine"))
+                db, (k,), "(BP2) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.bias_gradient", "derivations/04_biases.py",
                      "the bias gradient of the scalar derivation")]

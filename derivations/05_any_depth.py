@@ -84,7 +84,7 @@ step = Chain(sp.Symbol(r"\delta^{(l)}_j"), Sum(dl[k] * local, (k, -oo, oo)),
              r"chain rule, $\partial z^{(l+1)}_k/\partial z^{(l)}_j$ from sympy.diff")
 step.step(sp.Derivative(g(zl[j]), zl[j]) * Sum(wl[j, k] * dl[k], (k, -oo, oo)),
           r"factors free of $k$ leave the sum")
-show(step)
+show(step, caption="The inductive step")
 
 # %% [markdown]
 # ## Exact confirmation on concrete networks
@@ -211,6 +211,6 @@ def to_batch(e):
 agree = Chain(sp.Symbol(r"\delta^{(l)}_j"), step.result, "the recurrence, proven above",
               definitions=to_batch)
 agree.step(m * vectorized, r"$m$ times the engine's $dZ^{(l)}_{ij}$ (BP3 and BP4)")
-show(agree)
+show(agree, caption="The recurrence is the vectorized (BP3) and (BP4)")
 EXPORTS = [Agreement("layers.backpropagate", "derivations/05_any_depth.py",
                      "the delta recurrence of the scalar derivation")]

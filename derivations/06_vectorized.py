@@ -68,7 +68,7 @@ CODE = {"A": "a_prev", "W": "w", "b": "b", "Z": "z", "dZ": "dz", "dA": "da"}
 
 # %%
 (Z_ir, forward_index), = DENSE
-show(Chain(Z_ir, forward_index, "catalog definition"))
+show(Chain(Z_ir, forward_index, "catalog definition"), caption="A dense layer")
 
 # %% [markdown]
 # ## The chain rule, one array at a time
@@ -83,7 +83,8 @@ show(Chain(Z_ir, forward_index, "catalog definition"))
 
 # %%
 grads = backward(DENSE, [W, b, A])
-show(*(gradient_chain(grads[x], DENSE) for x in (W, b, A)))
+for x, name in ((W, "the weights (BP1)"), (b, "the biases (BP2)"), (A, "the inputs (BP3)")):
+    show(gradient_chain(grads[x], DENSE), caption=f"Gradient with respect to {name}")
 
 # %% [markdown]
 # Read the three results the way a textbook would. A weight $W_{uv}$ joins
@@ -108,10 +109,11 @@ show(*(gradient_chain(grads[x], DENSE) for x in (W, b, A)))
 # %%
 forward = to_matrix(forward_index, (i, r))
 BP1, BP2, BP3 = (to_matrix(grads[x]) for x in (W, b, A))
-show(matrix_chain(Z_ir, forward_index, (i, r), forward, why="catalog definition"))
-for x, form in ((W, BP1), (b, BP2), (A, BP3)):
+show(matrix_chain(Z_ir, forward_index, (i, r), forward, why="catalog definition"),
+     caption="The forward map as matrices")
+for x, form, name in ((W, BP1, "(BP1)"), (b, BP2, "(BP2)"), (A, BP3, "(BP3)")):
     g = grads[x]
-    show(matrix_chain(g.lhs, g.expr, g.indices, form))
+    show(matrix_chain(g.lhs, g.expr, g.indices, form), caption=f"{name} as matrices")
 
 # %% [markdown]
 # ## (BP4): through the activation
@@ -124,7 +126,7 @@ for x, form in ((W, BP1), (b, BP2), (A, BP3)):
 # %%
 (act_lhs, _), = ACTIVATION_LAYER
 bp4 = backward(ACTIVATION_LAYER, [Z])[Z]
-show(gradient_chain(bp4, ACTIVATION_LAYER))
+show(gradient_chain(bp4, ACTIVATION_LAYER), caption="(BP4) for any activation g")
 BP4 = to_elementwise(bp4, names=CODE)
 
 # %% [markdown]
@@ -165,7 +167,7 @@ columns = Chain(sp.Symbol(r"\frac1m \Delta_{u,v+1}"),
                 sp.Sum(delta_c[t_, u] * a_c[t_, v], (t_, 0, m - 1)) / m,
                 "Coursera's accumulator, column v + 1", definitions=coursera_to_batch)
 columns.step(grads[W].expr, "(BP1)")
-show(column_0, columns)
+show(column_0, columns, caption="Coursera's accumulator is (BP2) and (BP1)")
 
 # %% tags=["hide-input"]
 EXPORTS = [

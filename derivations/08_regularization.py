@@ -42,7 +42,7 @@ SCALARS = {"lambda": "lam"}  # `lambda` is a Python keyword
 P = sp.Symbol("P", real=True)
 
 # %%
-show(Chain(P, PENALTY, "catalog definition"))
+show(Chain(P, PENALTY, "catalog definition"), caption="The L2 penalty of one layer")
 
 # %% [markdown]
 # The regularized layer is the dense layer's equation plus the penalty, a
@@ -54,9 +54,12 @@ show(Chain(P, PENALTY, "catalog definition"))
 # %%
 LAYER = (*DENSE, (P, PENALTY))
 grads = backward(LAYER, [W, b, A], upstream={P: sp.Integer(1)})
-show(*(gradient_chain(grads[x], LAYER, upstream={P: sp.Integer(1)}) for x in (W, b)))
+for x, name in ((W, "the weights"), (b, "the biases")):
+    show(gradient_chain(grads[x], LAYER, upstream={P: sp.Integer(1)}),
+         caption=f"Gradient of the regularized cost with respect to {name}")
 dW = to_matrix(grads[W], symbols=SCALARS)
-show(matrix_chain(grads[W].lhs, grads[W].expr, grads[W].indices, dW, symbols=SCALARS))
+show(matrix_chain(grads[W].lhs, grads[W].expr, grads[W].indices, dW, symbols=SCALARS),
+     caption="(BP1) with the penalty, as matrices")
 
 # %% [markdown]
 # The penalty adds $\frac{\lambda}{m} W$ to each weight gradient (BP1) and
@@ -72,7 +75,7 @@ correct = (Delta + lam * theta) / m
 slide = Delta / m + lam * theta
 difference = sp.factor(slide - correct)
 show(Chain(sp.Symbol("D_{slide} - D"), slide - correct, "slide minus notes")
-     .step(difference, "factor"))
+     .step(difference, "factor"), caption="The lecture slide's typo")
 assert difference != 0 and difference.subs(m, 1) == 0
 
 # %% tags=["hide-input"]

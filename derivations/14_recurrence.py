@@ -60,8 +60,9 @@ SOURCE = "derivations/14_recurrence.py"
 # $t - 1$, and only from $t = 1$ on.
 
 # %%
-for lhs, rhs in RNN:
-    show(Chain(lhs, rhs, "catalog definition"))
+for (lhs, rhs), name in zip(RNN, ("The pre-activation of step t", "The output of step t"),
+                            strict=True):
+    show(Chain(lhs, rhs, "catalog definition"), caption=name)
 
 # %% [markdown]
 # ## The engine's result
@@ -76,8 +77,10 @@ for lhs, rhs in RNN:
 dY = IndexedBase("dY", shape=RNN_HID.shape, real=True)
 grads = backward(RNN, [RNN_X, RNN_W_IH, RNN_W_HH, RNN_B], upstream={RNN_HID: dY})
 UPSTREAM = {RNN_HID: dY}
-for x in (RNN_HID, RNN_A, RNN_X, RNN_W_IH, RNN_W_HH, RNN_B):
-    show(gradient_chain(grads[x], RNN, upstream=UPSTREAM))
+NAMES = {RNN_HID: "the outputs h (total)", RNN_A: "the pre-activations", RNN_X: "the inputs",
+         RNN_W_IH: "the input weights", RNN_W_HH: "the recurrent weights", RNN_B: "the biases"}
+for x, name in NAMES.items():
+    show(gradient_chain(grads[x], RNN, upstream=UPSTREAM), caption=f"Gradient with respect to {name}")
 
 # %% [markdown]
 # ## The BPTT recurrence
@@ -109,7 +112,7 @@ def engine_results(e):
 
 bptt = Chain(dA.lhs, dA.expr, "the engine's result", definitions=engine_results)
 bptt.step(compact, r"$dH$ substituted, $\tanh' = 1 - h^2$")
-show(bptt)
+show(bptt, caption="The BPTT recurrence")
 
 # %% [markdown]
 # ## A common mistake
@@ -131,7 +134,7 @@ through_time = g1 * (1 - h1**2) * whh * (1 - h0**2) * x0  # what BPTT adds to dA
 mistake = Chain(sp.Symbol(r"\frac{\partial J}{\partial w_{ih}} - \text{(per step)}"),
                 sp.diff(J, wih) - per_step, "the exact derivative minus the per-step one")
 mistake.step(through_time, "the path through $h_0$ into $h_1$")
-show(mistake)
+show(mistake, caption="What the per-step derivation drops")
 point = {x0: 1, x1: -1, wih: sp.Rational(1, 2), whh: sp.Rational(3, 4), bb: 0, g0: 1, g1: 1}
 print(f"At x = (1, -1), w_ih = 1/2, w_hh = 3/4, b = 0, dY = (1, 1) the per-step "
       f"gradient is off by {float(through_time.subs(point)):.4f}.")
