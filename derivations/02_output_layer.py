@@ -108,10 +108,10 @@ show(dE_dbk, caption="Output biases")
 # and width:
 
 # %%
-from backprop_derived.symbolic import catalog  # noqa: E402
-from backprop_derived.symbolic.agreement import batch_mean  # noqa: E402
-from backprop_derived.symbolic.engine import backward  # noqa: E402
-from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+from backprop_derived.symbolic import catalog
+from backprop_derived.symbolic.agreement import batch_mean
+from backprop_derived.symbolic.engine import backward
+from backprop_derived.symbolic.kernels import Agreement
 
 grads = backward(catalog.DENSE, [catalog.W, catalog.b])
 dZ = next(x.base for x in grads[catalog.b].expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")

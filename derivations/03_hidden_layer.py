@@ -109,10 +109,10 @@ show(dE_dwij, caption="Weights into the hidden layer")
 # of this page's result over the batch is the engine's gradient:
 
 # %%
-from backprop_derived.symbolic import catalog  # noqa: E402
-from backprop_derived.symbolic.agreement import batch_mean  # noqa: E402
-from backprop_derived.symbolic.engine import backward  # noqa: E402
-from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+from backprop_derived.symbolic import catalog
+from backprop_derived.symbolic.agreement import batch_mean
+from backprop_derived.symbolic.engine import backward
+from backprop_derived.symbolic.kernels import Agreement
 
 dW = backward(catalog.DENSE, [catalog.W])[catalog.W]
 dZ = next(x.base for x in dW.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")

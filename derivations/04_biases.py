@@ -89,10 +89,10 @@ show(dzk_dbj, dE_dbj, caption="Hidden biases")
 # batch is the engine's bias gradient, for any batch size and width:
 
 # %%
-from backprop_derived.symbolic import catalog  # noqa: E402
-from backprop_derived.symbolic.agreement import batch_mean  # noqa: E402
-from backprop_derived.symbolic.engine import backward  # noqa: E402
-from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+from backprop_derived.symbolic import catalog
+from backprop_derived.symbolic.agreement import batch_mean
+from backprop_derived.symbolic.engine import backward
+from backprop_derived.symbolic.kernels import Agreement
 
 db = backward(catalog.DENSE, [catalog.b])[catalog.b]
 dZ = next(x.base for x in db.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")

@@ -180,9 +180,9 @@ for sizes, acts in (([2, 2, 2], [S, S]), ([1, 2, 2, 1], [T, T, S]), ([2, 2, 2, 2
 # recurrence does not follow, stops `backprop-derived regenerate`.
 
 # %%
-from backprop_derived.symbolic import catalog  # noqa: E402
-from backprop_derived.symbolic.engine import backward  # noqa: E402
-from backprop_derived.symbolic.kernels import Agreement  # noqa: E402
+from backprop_derived.symbolic import catalog
+from backprop_derived.symbolic.engine import backward
+from backprop_derived.symbolic.kernels import Agreement
 
 i_, t_ = catalog.i, catalog.t
 Z_l = IndexedBase("Z^{(l)}", shape=catalog.A.shape, real=True)

@@ -26,7 +26,8 @@ _WHERE = {
     "Sequential": "sequential",
 }
 
-__all__ = ["Layer", *sorted(_WHERE)]
+__all__ = [  # noqa: PLE0604 (the names are the keys above)
+    "Layer", *sorted(_WHERE)]
 
 
 def __getattr__(name: str):

@@ -11,9 +11,9 @@ from collections import defaultdict
 
 import sympy as sp
 
-from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
 from .batched_forms import BatchedIndexPrinter
 from .index_printer import IndexPrinter, Loop
+from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"

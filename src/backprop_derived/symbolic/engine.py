@@ -183,7 +183,7 @@ def _flatten_term(term) -> list[tuple[sp.Expr, list, list]]:
                 results = [_merge((c1, f1, l1), (c2, f2, l2), term)
                            for c1, f1, l1 in results for c2, f2, l2 in parts]
             elif factor.has(Indexed) or factor.has(KroneckerDelta):
-                results = [(c, f + [factor], lim) for c, f, lim in results]
+                results = [(c, [*f, factor], lim) for c, f, lim in results]
             else:
                 results = [(c * factor, f, lim) for c, f, lim in results]
         return results
@@ -421,11 +421,11 @@ def backward(
         lhs_idx = lhs.indices if isinstance(lhs, Indexed) else ()
         lhs_limits = [(s, 0, d - 1) for s, d in zip(lhs_idx, _shape(var), strict=True)]
         seed = grad[lhs_idx] if lhs_idx else grad
-        for v in contributions:
+        for v, parts in contributions.items():
             if not _occurrences(rhs, v):
                 continue
             local = _derivative(rhs, v, indices[v])
-            contributions[v].append(Sum(seed * local, *lhs_limits) if lhs_limits else seed * local)
+            parts.append(Sum(seed * local, *lhs_limits) if lhs_limits else seed * local)
     for v in recurrent + wrt:
         results[v] = _finish(v, indices[v], contributions[v])
     return results

@@ -366,14 +366,6 @@ class IndexPrinter:
             return f"numpy.einsum('{spec}', {args})", tuple(out)
         return f"numpy.einsum('{spec}', {args}, optimize=True)", tuple(out)
 
-    def _check_full_range(self, body, v, lo, hi) -> None:
-        for x in body.atoms(Indexed):
-            for pos, s in enumerate(x.indices):
-                if s == v and x.base.shape is not None:
-                    if sp.simplify(lo) != 0 or sp.simplify(hi - (x.base.shape[pos] - 1)) != 0:
-                        raise NotImplementedError(
-                            f"the sum over {v} does not cover the whole axis {pos} of {x.base}")
-
     # -- alignment --------------------------------------------------------------
     @staticmethod
     def _ordered(axes: set, order: list) -> list:
