@@ -12,7 +12,7 @@ def batch_norm_backward(dy, xhat, var, gamma, epsilon):
 
     dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
-    m = dy.shape[0]
+    m = xhat.shape[0]
     dy_xhat = dy*xhat
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
