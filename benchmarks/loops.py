@@ -12,11 +12,14 @@ consecutive minibatches, the last one possibly short):
   minibatch, the hand-written forward and backward pass of
   ``contenders.handwritten_gradients``, ``W -= lr * dW``;
 - ``pytorch``: the idiomatic PyTorch CPU loop: ``nn.Linear`` and ``nn.Tanh``
-  layers, ``nn.CrossEntropyLoss`` on class indices, ``optim.SGD``, with
-  whichever of one thread or as many as NumPy's BLAS was faster on a few
-  epochs just before (on two busy cores PyTorch's second thread made the
-  64-25-10 epoch 50 times slower: the yardstick should be PyTorch at its
-  best, not at its worst).
+  layers, ``nn.CrossEntropyLoss`` on class indices, ``optim.SGD``.
+
+Threads: each runtime runs with whichever of one thread or all the cores made
+its loop faster on a few epochs just before the timing (NumPy's BLAS through
+threadpoolctl, for ``fit`` and the hand-written loop alike; PyTorch through
+``torch.set_num_threads``). On two cores that other processes keep busy, a
+second thread made PyTorch's 64-25-10 epoch 50 times slower and NumPy's
+784-wide GEMMs several times slower; each yardstick is taken at its best.
 
 Before any timing, one epoch of each must give the same weights as the
 hand-written loop (else the benchmark stops). Each timed call first copies the
@@ -28,6 +31,7 @@ hundred kilobytes for every contender and is timed with them.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -186,19 +190,40 @@ def pytorch_loop(problem: LoopProblem, num_threads: int) -> Callable[[], Params]
     return run
 
 
+def _seconds(fn: Callable[[], object], calls: int = 3) -> float:
+    fn()  # warm-up
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return time.perf_counter() - start
+
+
 def fastest_pytorch(problem: LoopProblem, threads: int) -> tuple[Callable[[], Params], int]:
     """The PyTorch loop with 1 or ``threads`` threads, whichever ran 3 epochs faster."""
-    best = None
+    best = min((_seconds(pytorch_loop(problem, n)), n) for n in sorted({1, threads}))[1]
+    return pytorch_loop(problem, best), best
+
+
+def blas_limit(threads: int):
+    """A context that runs NumPy's BLAS (only it: PyTorch's threads are OpenMP's) on
+    ``threads`` threads; None without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return None
+    return ThreadpoolController().limit(limits=threads, user_api="blas")
+
+
+def fastest_blas_threads(fn: Callable[[], object], threads: int) -> int:
+    """1 or ``threads`` BLAS threads, whichever ran 3 epochs of ``fn`` faster."""
+    timings = []
     for n in sorted({1, threads}):
-        fn = pytorch_loop(problem, n)
-        fn()  # warm-up
-        start = time.perf_counter()
-        for _ in range(3):
-            fn()
-        elapsed = time.perf_counter() - start
-        if best is None or elapsed < best[0]:
-            best = (elapsed, n)
-    return pytorch_loop(problem, best[1]), best[1]
+        limit = blas_limit(n)
+        if limit is None:
+            return threads
+        with limit:
+            timings.append((_seconds(fn), n))
+    return min(timings)[1]
 
 
 def same_weights(got: Params, reference: Params, dtype: np.dtype) -> dict[str, Any]:
@@ -223,6 +248,7 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
                     settle_s: float) -> dict[str, Any]:
     problem = make_loop_problem(config)
     fns: dict[str, Callable[[], Params]] = {"numpy": numpy_loop(problem)}
+    torch_threads = 0
     status: dict[str, str] = {}
     try:
         fns["fit"] = network_fit(problem)
@@ -235,6 +261,15 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
     else:
         fns["pytorch"], torch_threads = fastest_pytorch(problem, threads)
 
+    numpy_threads = fastest_blas_threads(fns["numpy"], threads)
+    limit = blas_limit(numpy_threads)
+    with limit if limit is not None else contextlib.nullcontext():
+        return _measure(config, problem, fns, status, numpy_threads, torch_threads, target_s,
+                        budget_s, min_rounds, max_rounds, settle_s)
+
+
+def _measure(config, problem, fns, status, numpy_threads, torch_threads, target_s, budget_s,
+             min_rounds, max_rounds, settle_s) -> dict[str, Any]:
     reference = _copy(fns["numpy"]())
     checks = {name: same_weights(fn(), reference, problem.dtype)
               for name, fn in fns.items() if name != "numpy"}
@@ -260,9 +295,10 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
             contenders[name] = {"label": label, "status": status[name]}
             continue
         t = times[name]
+        n = torch_threads if name == "pytorch" else numpy_threads
         contenders[name] = {
-            "label": label if name != "pytorch" else f"{label} ({torch_threads} thread"
-            f"{'s' if torch_threads > 1 else ''})",
+            "label": f"{label} ({n} thread{'s' if n > 1 else ''})",
+            "threads": n,
             "status": "measured",
             "rounds": int(np.isfinite(t).sum()),
             "epochs_per_sample": entries[name].number,
@@ -293,14 +329,14 @@ def format_loop(res: dict[str, Any]) -> str:
     lines = [
         (f"{res['name']}: {res['examples']} examples, {res['batches_per_epoch']} minibatches "
          f"per epoch; {res['rounds']} rounds"),
-        f"  {'contender':<26} {'epoch':>10}  {'x NumPy loop [IQR]':>22}  {'x PyTorch [IQR]':>22}",
+        f"  {'contender':<40} {'epoch':>10}  {'x NumPy loop [IQR]':>22}  {'x PyTorch [IQR]':>22}",
     ]
     for c in res["contenders"].values():
         if c["status"] != "measured":
-            lines.append(f"  {c['label']:<26} {c['status']}")
+            lines.append(f"  {c['label']:<40} {c['status']}")
             continue
         lines.append(
-            f"  {c['label']:<26} {c['median_epoch_s'] * 1e3:>7.2f} ms  "
+            f"  {c['label']:<40} {c['median_epoch_s'] * 1e3:>7.2f} ms  "
             f"{_fmt(c['ratio_to_numpy']):>22}  {_fmt(c['ratio_to_pytorch']):>22}"
         )
     return "\n".join(lines)
