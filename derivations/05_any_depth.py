@@ -212,5 +212,53 @@ agree = Chain(sp.Symbol(r"\delta^{(l)}_j"), step.result, "the recurrence, proven
               definitions=to_batch)
 agree.step(m * vectorized, r"$m$ times the engine's $dZ^{(l)}_{ij}$ (BP3 and BP4)")
 show(agree, caption="The recurrence is the vectorized (BP3) and (BP4)")
+
+# %% [markdown]
+# ## The Coursera form, vectorized
+#
+# The Coursera notes keep the bias as column 0 of
+# $\Theta^{(l)} = [\,b \mid W\,]$ and prepend a 1 to each activation vector, so
+# that $\Theta^{(l)} [1; a] = W a + b$. They loop over examples $t$ and
+# accumulate $\Delta^{(l)} \mathrel{+}= \delta^{(t)} (a^{(t)})^T$, then take
+# $D = \frac1m(\Delta + \lambda\Theta)$ outside column 0. Their
+# $\delta^{(t)}_r$ is the derivative of example $t$'s own loss, so
+# $\delta^{(t)}_r = m\,dZ_{tr}$, and $a^{(t)}_s = A_{ts}$. SymPy proves that
+# the accumulated sums are BP2 (column 0) and BP1 (the other columns), for any
+# batch size:
+
+# %%
+grads = backward(catalog.DENSE, [catalog.W, catalog.b])
+W, b, A = catalog.W, catalog.b, catalog.A
+t_ = sp.Symbol("t", integer=True)
+m = A.shape[0]
+delta_c, a_c = sp.IndexedBase(r"\delta", real=True), sp.IndexedBase("a", real=True)
+dZ = grads[W].expr.atoms(sp.Indexed)
+dZ_base = next(x.base for x in dZ if str(x.base.label) == "dZ")
+
+
+def coursera_to_batch(e):
+    """delta^(t)_r = m dZ_tr and a^(t)_s = A_ts."""
+    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == delta_c,
+                  lambda x: m * dZ_base[x.indices[0], x.indices[1]])
+    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == a_c,
+                     lambda x: A[x.indices[0], x.indices[1]])
+
+
+u, v = grads[W].indices
+column_0 = Chain(sp.Symbol(r"\frac1m \Delta_{u0}"),
+                 sp.Sum(delta_c[t_, u] * 1, (t_, 0, m - 1)) / m,
+                 "Coursera's accumulator, column 0", definitions=coursera_to_batch)
+column_0.step(grads[b].expr.xreplace({grads[b].indices[0]: u}), "(BP2)")
+columns = Chain(sp.Symbol(r"\frac1m \Delta_{u,v+1}"),
+                sp.Sum(delta_c[t_, u] * a_c[t_, v], (t_, 0, m - 1)) / m,
+                "Coursera's accumulator, column v + 1", definitions=coursera_to_batch)
+columns.step(grads[W].expr, "(BP1)")
+show(column_0, columns, caption="Coursera's accumulator is (BP2) and (BP1)")
+
+# %% tags=["hide-input"]
 EXPORTS = [Agreement("layers.backpropagate", "derivations/05_any_depth.py",
-                     "the delta recurrence of the scalar derivation")]
+                     "the delta recurrence of the scalar derivation"),
+           Agreement("layers.weight_gradient", "derivations/05_any_depth.py",
+                     "Coursera's accumulator Delta, columns 1 on"),
+           Agreement("layers.bias_gradient", "derivations/05_any_depth.py",
+                     "Coursera's accumulator Delta, column 0")]

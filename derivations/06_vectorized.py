@@ -39,7 +39,6 @@
 # gradient below is rescaled afterwards.
 
 # %% tags=["hide-input"]
-import sympy as sp
 
 from backprop_derived.symbolic.catalog import ACTIVATION_LAYER, DENSE, A, W, Z, b, i, r
 from backprop_derived.symbolic.checked import Chain
@@ -130,44 +129,9 @@ show(gradient_chain(bp4, ACTIVATION_LAYER), caption="(BP4) for any activation g"
 BP4 = to_elementwise(bp4, names=CODE)
 
 # %% [markdown]
-# ## The Coursera form
-#
-# The Coursera notes keep the bias as column 0 of
-# $\Theta^{(l)} = [\,b \mid W\,]$ and prepend a 1 to each activation vector, so
-# that $\Theta^{(l)} [1; a] = W a + b$. They loop over examples $t$ and
-# accumulate $\Delta^{(l)} \mathrel{+}= \delta^{(t)} (a^{(t)})^T$, then take
-# $D = \frac1m(\Delta + \lambda\Theta)$ outside column 0. Their
-# $\delta^{(t)}_r$ is the derivative of example $t$'s own loss, so
-# $\delta^{(t)}_r = m\,dZ_{tr}$, and $a^{(t)}_s = A_{ts}$. SymPy proves that
-# the accumulated sums are BP2 (column 0) and BP1 (the other columns), for any
-# batch size:
-
-# %%
-t_ = sp.Symbol("t", integer=True)
-m = A.shape[0]
-delta_c, a_c = sp.IndexedBase(r"\delta", real=True), sp.IndexedBase("a", real=True)
-dZ = grads[W].expr.atoms(sp.Indexed)
-dZ_base = next(x.base for x in dZ if str(x.base.label) == "dZ")
-
-
-def coursera_to_batch(e):
-    """delta^(t)_r = m dZ_tr and a^(t)_s = A_ts."""
-    e = e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == delta_c,
-                  lambda x: m * dZ_base[x.indices[0], x.indices[1]])
-    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == a_c,
-                     lambda x: A[x.indices[0], x.indices[1]])
-
-
-u, v = grads[W].indices
-column_0 = Chain(sp.Symbol(r"\frac1m \Delta_{u0}"),
-                 sp.Sum(delta_c[t_, u] * 1, (t_, 0, m - 1)) / m,
-                 "Coursera's accumulator, column 0", definitions=coursera_to_batch)
-column_0.step(grads[b].expr.xreplace({grads[b].indices[0]: u}), "(BP2)")
-columns = Chain(sp.Symbol(r"\frac1m \Delta_{u,v+1}"),
-                sp.Sum(delta_c[t_, u] * a_c[t_, v], (t_, 0, m - 1)) / m,
-                "Coursera's accumulator, column v + 1", definitions=coursera_to_batch)
-columns.step(grads[W].expr, "(BP1)")
-show(column_0, columns, caption="Coursera's accumulator is (BP2) and (BP1)")
+# The Coursera notes' loop over examples, which accumulates
+# $\Delta \mathrel{+}= \delta a^\top$, is proven equal to (BP1) and (BP2) on the
+# *Any depth* page, with the other textbook forms.
 
 # %% tags=["hide-input"]
 EXPORTS = [

@@ -203,3 +203,14 @@ def test_scalar_pages_must_agree_with_the_engine(scalar, at):
     else:
         with pytest.raises(StepNotVerified):
             batch_mean(*args)
+
+
+def test_an_example_only_result_cannot_feed_an_index_kernel():
+    from backprop_derived.symbolic.checked import CheckedOnExample, StepNotVerified
+    from backprop_derived.symbolic.index_printer import Assignment
+    from backprop_derived.symbolic.kernels import Kernel
+
+    X = IndexedBase("X", shape=(m,))
+    with pytest.raises(StepNotVerified, match="only checked on an example"):
+        Kernel("m", "k", ("x",), (Assignment("Y", (i,), CheckedOnExample(2 * X[i])),),
+               "doc", "eq", "src", style="index", returns=("Y",))

@@ -15,7 +15,7 @@ def attention_backward(dy, x, q, k, v, p, o, wq, wk, wv, wo, head):
     N = dy.shape[0]
     T = dy.shape[1]
     d_head = wo.shape[1]
-    d_model = dy.shape[2]
+    d_model = wo.shape[0]
     do = (numpy.matmul(dy.reshape(dy.shape[0] * dy.shape[1], dy.shape[2]), wo).reshape(dy.shape[0], dy.shape[1], wo.shape[1]))
     dp = (numpy.matmul(do, v.swapaxes(-1, -2)))
     ds = p*(dp - (numpy.einsum('abc,abc->ab', p, dp))[:, :, None])

@@ -35,6 +35,7 @@ def bias_gradient(dz, ones, out):
     (BP2), eq. (6) and (12); derived in derivations/06_vectorized.py.
     Agrees with the bias gradient of the scalar derivation (derivations/02_output_layer.py).
     Agrees with the bias gradient of the scalar derivation (derivations/04_biases.py).
+    Agrees with Coursera's accumulator Delta, column 0 (derivations/05_any_depth.py).
     """
     # out = ones*dz
     numpy.matmul(ones, dz, out=out)
@@ -55,6 +56,7 @@ def weight_gradient(dz, a_prev, out):
     (BP1), eq. (5) and (11); derived in derivations/06_vectorized.py.
     Agrees with the weight gradient of the scalar derivation (derivations/02_output_layer.py).
     Agrees with the hidden-layer weight gradient of the scalar derivation (derivations/03_hidden_layer.py).
+    Agrees with Coursera's accumulator Delta, columns 1 on (derivations/05_any_depth.py).
     """
     # out = dz.T*a_prev
     numpy.matmul(dz.T, a_prev, out=out)

@@ -12,7 +12,7 @@ def batch_norm_backward(dy, xhat, var, gamma, epsilon):
 
     dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
-    m = xhat.shape[0]
+    m = dy.shape[0]
     dy_xhat = dy*xhat
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))
     dbeta = (numpy.add.reduce(dy, axis=0))
@@ -66,7 +66,7 @@ def layer_norm_backward(dy, xhat, var, gamma, epsilon):
     dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma) = scale dxhat - slope xhat - offset; derived in derivations/10_normalization.py.
     """
     m = dy.shape[0]
-    n = gamma.shape[0]
+    n = dy.shape[1]
     dxhat = dy*gamma
     dy_xhat = dy*xhat
     dgamma = (numpy.add.reduce(dy_xhat, axis=0))

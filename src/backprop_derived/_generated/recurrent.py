@@ -35,7 +35,7 @@ def rnn_forward(x, w_ih, w_hh, b):
     N = x.shape[0]
     T = x.shape[1]
     d_h = w_hh.shape[0]
-    d_in = x.shape[2]
+    d_in = w_ih.shape[1]
     a = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     h = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
     for t in range(T):

@@ -154,7 +154,8 @@ class IndexPrinter:
         for size in sorted(used, key=str):
             source = None
             for a in assignments:
-                for x in a.expr.atoms(Indexed):
+                # sorted: the set's order follows the hash seed, the output must not
+                for x in sorted(a.expr.atoms(Indexed), key=str):
                     label = str(x.base.label)
                     if label in assigned or x.base.shape is None:
                         continue

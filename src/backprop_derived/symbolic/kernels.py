@@ -48,6 +48,15 @@ class Kernel:
     # "index" only: the arrays the kernel returns, in order
     returns: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        # Whatever the style, a formula only checked on an example never
+        # reaches the generated code (the ufunc and array printers refuse it
+        # too; this covers every other form, "index" kernels included).
+        from .checked import assert_proven
+
+        for e in _expressions(self.expr):
+            assert_proven(e, f"kernel {self.name}")
+
     def symbols(self) -> dict[str, sp.Symbol]:
         return {s.name: s for s in self.expr.free_symbols if isinstance(s, sp.Symbol)}
 
@@ -87,3 +96,16 @@ class Agreement:
     kernel: str
     source: str
     statement: str
+
+
+def _expressions(expr):
+    """Every SymPy expression inside a kernel's ``expr``, whatever its style."""
+    if isinstance(expr, sp.Basic):
+        yield expr
+    elif isinstance(expr, tuple | list):
+        for item in expr:
+            yield from _expressions(item)
+    elif hasattr(expr, "expr") and hasattr(expr, "target"):  # an index Assignment
+        yield expr.expr
+    elif hasattr(expr, "body"):  # an index Loop
+        yield from _expressions(expr.body)
