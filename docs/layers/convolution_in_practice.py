@@ -28,7 +28,7 @@
 # the loss and the optimizer (Adam) are a few lines of NumPy on this page; the
 # convolution's forward and backward are the generated kernels.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -54,6 +54,7 @@ def signals(n):
     return X, label[:, None].astype(float)
 
 
+# %%
 conv = Conv1d(1, 8, K, seed=0)
 relu = Activation("relu")
 dense = Dense(8, 1, seed=0)
