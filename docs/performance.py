@@ -197,7 +197,11 @@ if results:
 #
 # Before timing, one epoch of each must end with the weights of the
 # hand-written loop (to 1e-4 of the largest weight in float32, 1e-10 in
-# float64). Each bar is the median over rounds of the per-round ratio of
+# float64). Each runtime runs on whichever of one thread or all the cores made
+# its loop faster just before the timing (the labels say which): on two cores
+# that other processes keep busy, a second thread made PyTorch's small-net
+# epoch fifty times slower, and each yardstick should be taken at its best.
+# `fit` and the hand-written loop always share NumPy's setting. Each bar is the median over rounds of the per-round ratio of
 # `fit`'s epoch to the other loop's; 1 is parity and lower is better for `fit`.
 
 # %%
