@@ -81,7 +81,7 @@ for name, g in ACTIVATIONS.items():
     if not is_elementwise(name):
         continue
     chains, forward, derivative = derive_activation(name, g, a)
-    show(*chains)
+    show(*chains, caption=name)
     needs_z = derivative.has(z)
     EXPORTS += [
         Kernel("activations", name, ("z", "out", "scratch"), forward,
@@ -117,7 +117,7 @@ SHIFTED = {}  # every activation in index form (softmax), shifted by c
 for name, g in ACTIVATIONS.items():
     if not is_elementwise(name):
         SHIFTED[name] = shift_exponentials(g, c, sp.Symbol("a_k"))
-        show(SHIFTED[name])
+        show(SHIFTED[name], caption=f"{name}, shifted by c")
 
 # %% [markdown]
 # In the batch form, $z_k$ becomes the row of pre-activations of an example,

@@ -116,7 +116,7 @@ def chain_rule(loss: str) -> Chain:
     direct = assert_clean(expand_sums(sp.diff(of_any_g(E), zv[k]).doit()),
                           f"{loss}, direct route", abstract=True)
     dE_da = expand_sums(sp.diff(E, a[k]).doit())  # a function of a_k and y_k only
-    chain = Chain(sp.Symbol(r"\delta_k"), direct, r"direct: d/dz_k of the loss, $a_q = g(z_q)$",
+    chain = Chain(sp.Symbol(r"\delta_k"), direct, r"direct: $\partial E/\partial z_k$ with $a_q = g(z_q)$ substituted",
                   definitions=of_any_g)
     return chain.step(dE_da * sp.Derivative(g_any(zv[k]), zv[k]),
                       r"chain rule through $a_k = g(z_k)$")
@@ -143,7 +143,7 @@ def derive_delta(act: str, loss: str) -> list[Chain]:
     direct = assert_clean(fix_heaviside(expand_sums(sp.diff(in_terms_of_z(act)(E), zv[k]).doit())),
                           f"{act}/{loss}, direct route")
     dE_da = expand_sums(sp.diff(E, a[p]).doit())  # a function of a_p and y_p only
-    chain = Chain(sp.Symbol(r"\delta_k"), direct, "direct: d/dz_k of the loss",
+    chain = Chain(sp.Symbol(r"\delta_k"), direct, r"direct: $\partial E/\partial z_k$ with $a = g(z)$ substituted",
                   definitions=in_terms_of_z(act), variables=(zv[k],))
     jac = expand_sums(sp.diff(activation_of(act, p), zv[k]).doit())
     jac_a = a[p] * (KroneckerDelta(p, k) - a[k])
@@ -163,10 +163,10 @@ def latex_name(act: str) -> str:
 EXPORTS = []
 DELTAS = {}
 for loss in LOSSES:  # the chain rule through any elementwise g, once per loss
-    show(chain_rule(loss))
+    show(chain_rule(loss), caption=f"{loss.replace('_', ' ')}, any elementwise output g")
 for act, loss in output_pairs():
     chains = derive_delta(act, loss)
-    show(*chains)
+    show(*chains, caption=f"{act} output, {loss.replace('_', ' ')}")
     DELTAS[act, loss] = chains[-1].result
 
 # %% [markdown]
@@ -183,7 +183,7 @@ general = DELTAS["softmax", "cross_entropy"]
 sum_y = next(iter(general.atoms(Sum)))
 assumed = Chain(sp.Symbol(r"\delta_k"), general.subs(sum_y, 1), r"with $\sum_p y_p = 1$")
 assumed.step(a[k] - y[k], "the textbook output delta")
-show(assumed)
+show(assumed, caption="Softmax with cross-entropy, targets summing to one")
 
 # %% [markdown]
 # ## Loss values that cannot overflow
@@ -248,7 +248,7 @@ def loss_value(act: str, loss: str):
 VALUES = {}
 for act, loss in output_pairs():
     chains, VALUES[act, loss] = loss_value(act, loss)
-    show(*chains)
+    show(*chains, caption=f"The value of {loss.replace('_', ' ')} with a {act} output")
 
 # %% [markdown]
 # ## The cost: where $1/m$ comes from
@@ -265,7 +265,7 @@ in_batch = {s_: (0, m - 1)}
 dC_dL = Chain(sp.Symbol(r"\partial C/\partial L_s"), sp.diff(COST, L[s_]),
               "derivative of the cost", ranges=in_batch)
 dC_dL.then(lambda e: expand_sums(e, in_batch), r"the delta picks example $s$ of the batch")
-show(dC_dL)
+show(dC_dL, caption="The cost: where 1/m comes from")
 PER_EXAMPLE = dC_dL.result
 if PER_EXAMPLE.has(s_, L) or sp.diff(COST, L[s_], 2).doit() != 0:
     raise StepNotVerified(f"the cost must weigh every example's loss alike: {COST}")

@@ -55,13 +55,12 @@ values = dict(zip(
 
 
 def refute(published, correct, what):
-    """Show ``published != correct`` by a concrete evaluation; return both values."""
+    """Show ``published != correct`` by a concrete evaluation (printed, not returned)."""
     left = sp.N(published.subs(values), 12)
     right = sp.N(correct.subs(values), 12)
     if abs(left - right) < 1e-9:
         raise AssertionError(f"{what}: the published form is not refuted here")
     print(f"{what}\n  as published: {left}\n  correct:      {right}")
-    return left, right
 
 
 # %% [markdown]
@@ -82,7 +81,8 @@ published_8 = b_k[0] + sum(g(b_j[j] + sum(z_i[i] * w_ij[i, j] for i in range(n))
 refute(published_8, z_k[0], "eq. (8), z_1 of the output layer")
 corrected_8 = b_k[0] + sum(g(b_j[j] + sum(a_in[i] * w_ij[i, j] for i in range(n))) * w_jk[j, 0]
                            for j in range(n))
-show(Chain(sp.Symbol("z_k"), z_k[0], "definition").step(corrected_8, r"eq. (8) corrected: $a_i$"))
+show(Chain(sp.Symbol("z_k"), z_k[0], "definition").step(corrected_8, r"eq. (8) corrected: $a_i$"),
+     caption="Eq. (8) corrected")
 
 # %% [markdown]
 # ## 2. Between eq. (3) and (4): $z_k$ written with $b_j$
@@ -123,7 +123,7 @@ delta_k = [(a_k[k] - t[k]) * sp.diff(g(sp.Symbol("u")), sp.Symbol("u")).subs(sp.
 delta_j = sp.diff(g(z_j[0]), b_j[0]) * sum(delta_k[k] * w_jk[0, k] for k in range(n))
 eq12 = Chain(sp.Symbol(r"\partial E/\partial b_j"), sp.diff(E, b_j[0]), "sympy.diff of E")
 eq12.step(delta_j, r"eq. (12) with $b_j$: $\delta_j$")
-show(eq12)
+show(eq12, caption="Eq. (12)")
 
 # %% [markdown]
 # ## 4. Eq. (2) and (7) drop the derivative
@@ -136,7 +136,7 @@ show(eq12)
 refute(E, sp.diff(E, w_jk[0, 0]), "eq. (2): dE/dw_jk written as E")
 eq2 = Chain(sp.Symbol(r"\partial E/\partial w_{jk}"), sp.diff(E, w_jk[0, 0]), "sympy.diff of E")
 eq2.step((a_k[0] - t[0]) * sp.diff(a_k[0], w_jk[0, 0]), r"eq. (2) corrected: $(a_k - t_k)\, \partial a_k/\partial w_{jk}$")
-show(eq2)
+show(eq2, caption="Eq. (2)")
 
 # %% [markdown]
 # ## 5. Coursera notes: the intuition section's cost has lost its sign

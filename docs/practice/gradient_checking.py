@@ -242,9 +242,11 @@ for name, sweep in sweeps.items():
 # `--no-progress` turns it off). From a shell:
 #
 # ```console
-# $ backprop-derived gradcheck --layers 4,5,3 --activations tanh,softmax --loss cross_entropy
-# $ backprop-derived gradcheck --layers 3,6,2 --activations relu,identity \
-#       --loss squared_error --l2 0.1 --batch 20
+# $ backprop-derived gradcheck --layers 4,5,3 \
+#       --activations tanh,softmax --loss cross_entropy
+# $ backprop-derived gradcheck --layers 3,6,2 \
+#       --activations relu,identity --loss squared_error \
+#       --l2 0.1 --batch 20
 # ```
 #
 # The exit status is 0 when the check passes and 1 when it fails, so it can

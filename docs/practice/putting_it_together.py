@@ -183,7 +183,8 @@ print(
     f"training accuracy {digits.train_accuracy:.2%}, test accuracy {digits.test_accuracy:.2%}"
 )
 print(
-    f"SGD:    {sgd_history.epochs} epochs, final J = {sgd_history.loss[-1]:.4f}, "
+    f"SGD:    {sgd_history.epochs} epochs, last epoch's mean minibatch cost "
+    f"{sgd_history.loss[-1]:.4f}, "
     f"test accuracy {sgd_net.score(X_test, y_test):.2%}"
 )
 
