@@ -38,7 +38,7 @@
 # `python -m benchmarks.layers` (part of `make bench`); building this page does
 # not rerun the benchmark.
 
-# %%
+# %% tags=["hide-input"]
 import json
 import os
 from pathlib import Path
