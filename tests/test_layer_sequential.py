@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from _finite_differences import assert_close, central_differences
 from backprop_derived import Network
 from backprop_derived._generated import ACTIVATIONS, LOSSES, OUTPUTS
 from backprop_derived.layers import (
@@ -31,7 +32,6 @@ from backprop_derived.training import History, TrainingDivergedError
 ELEMENTWISE = sorted(name for name, act in ACTIVATIONS.items() if act.elementwise)
 PAIRS = sorted(OUTPUTS)
 MODULES = ["scipy", "numpy"]
-EPS = 1e-6
 
 
 # -- the independent reference -------------------------------------------------
@@ -80,24 +80,6 @@ def reference_cost(model, X, Y_dense):
     K = A.shape[-1]
     per_unit = unit_loss_function(model.loss_name)(A.reshape(-1, K), Y_dense.reshape(-1, K))
     return float(np.sum(per_unit) / (A.size // K))  # the mean over rows
-
-
-def central_differences(f, array):
-    grad = np.empty_like(array, dtype=np.float64)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + EPS
-        plus = f()
-        array[idx] = old - EPS
-        minus = f()
-        array[idx] = old
-        grad[idx] = (plus - minus) / (2 * EPS)
-    return grad
-
-
-def assert_close(name, got, expected, rtol=1e-6, atol=1e-8):
-    err = np.max(np.abs(got - expected) / (atol + rtol * np.abs(expected)), initial=0.0)
-    assert err <= 1.0, f"{name}: max |got - fd| = {np.max(np.abs(got - expected)):.3e}"
 
 
 def check_against_fd(model, X, Y, Y_dense):

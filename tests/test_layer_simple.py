@@ -11,31 +11,12 @@ import numpy as np
 import pytest
 import sympy as sp
 
+from _finite_differences import assert_close, central_differences
 from backprop_derived._generated import ACTIVATIONS
 from backprop_derived.layers import Activation, Dense, Dropout, Embedding, Residual
 from backprop_derived.symbolic import catalog
 
 ELEMENTWISE = sorted(name for name, act in ACTIVATIONS.items() if act.elementwise)
-EPS = 1e-6
-
-
-def central_differences(f, array):
-    grad = np.empty_like(array, dtype=np.float64)
-    for idx in np.ndindex(array.shape):
-        old = array[idx]
-        array[idx] = old + EPS
-        plus = f()
-        array[idx] = old - EPS
-        minus = f()
-        array[idx] = old
-        grad[idx] = (plus - minus) / (2 * EPS)
-    return grad
-
-
-def assert_close(name, got, expected, rtol=1e-6, atol=1e-8):
-    assert got.shape == expected.shape, name
-    err = np.max(np.abs(got - expected) / (atol + rtol * np.abs(expected)), initial=0.0)
-    assert err <= 1.0, f"{name}: max |got - fd| = {np.max(np.abs(got - expected)):.3e}"
 
 
 def check_layer(make_layer, X, rng):
