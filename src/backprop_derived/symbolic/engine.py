@@ -17,7 +17,10 @@ same values as the summed index it replaces, so no range condition is left
 behind). A variable used by several equations accumulates (``+=``): the
 residual branch and repeated ids come out of this one rule. The 1/m of a mean
 and the lambda of a penalty are factors of the definitions, so they come out
-of the differentiation too.
+of the differentiation too. An output that an earlier equation reads through
+a shifted index (``h[t - 1]`` in a recurrence) gets a total gradient of its
+own, the upstream one plus what flows back from the next step: the BPTT
+recurrence, which the index printer runs as a loop over time.
 
 :func:`to_matrix` turns an index-form result into a matrix expression with
 SymPy's ``convert_indexed_to_array`` / ``convert_array_to_matrix`` and then
@@ -30,7 +33,6 @@ elementwise over their indices (BP4), and :func:`to_total` for a full sum
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -659,9 +661,6 @@ def to_total(expr: sp.Expr, names: Mapping[str, str] | None = None,
         out += _scalar_names(coeff, symbols) * body.xreplace(arrays)
     return out
 
-
-def entries(shape: tuple[int, ...]) -> Iterable[tuple[int, ...]]:
-    return itertools.product(*(range(n) for n in shape))
 
 
 # -- showing a derivation ------------------------------------------------------
