@@ -230,6 +230,15 @@ def torch_version() -> str | None:
     return str(torch.__version__)
 
 
+def pytorch_unavailable(use_torch: bool) -> str | None:
+    """Why the PyTorch contender is not timed, or None when it is."""
+    if not use_torch:
+        return "skipped (--no-torch)"
+    if torch_version() is None:
+        return "not installed"
+    return None
+
+
 def pytorch_autograd(problem: Problem, num_threads: int) -> Callable[[], Gradients]:
     """forward + loss + backward with autograd, on the same weights and dtype.
 

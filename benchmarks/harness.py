@@ -44,6 +44,7 @@ from .contenders import (
     make_problem,
     per_example_loop,
     pytorch_autograd,
+    pytorch_unavailable,
     reference_gradients,
     torch_version,
 )
@@ -199,10 +200,8 @@ def build_contenders(
         fns["network"] = derived_network(problem)
     except ImportError as exc:
         status["network"] = f"not available ({exc})"
-    if not use_torch:
-        status["pytorch"] = "skipped (--no-torch)"
-    elif torch_version() is None:
-        status["pytorch"] = "not installed"
+    if why := pytorch_unavailable(use_torch):
+        status["pytorch"] = why
     else:
         fns["pytorch"] = pytorch_autograd(problem, blas_threads())
     return fns, status
@@ -471,14 +470,14 @@ def validate(results: dict[str, Any]) -> None:
                         raise ValueError(f"{cfg['name']} / {name} lacks {key!r}")
 
 
-def _rounded(x: Any) -> Any:
+def rounded(x: Any) -> Any:
     """4 significant digits: the noise is far larger, and the diffs stay readable."""
     if isinstance(x, float):
         return float(f"{x:.4g}")
     if isinstance(x, dict):
-        return {k: _rounded(v) for k, v in x.items()}
+        return {k: rounded(v) for k, v in x.items()}
     if isinstance(x, list):
-        return [_rounded(v) for v in x]
+        return [rounded(v) for v in x]
     return x
 
 
@@ -578,6 +577,6 @@ def main(argv: list[str] | None = None) -> int:
     print("tooling:", json.dumps(results["tooling"]), flush=True)
     validate(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_rounded(results), indent=1) + "\n")
+    args.output.write_text(json.dumps(rounded(results), indent=1) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -57,7 +57,7 @@ from backprop_derived.layers import (
 )
 
 from .contenders import torch_version
-from .harness import OtherLoad, _rounded, machine_info
+from .harness import OtherLoad, machine_info, rounded
 from .timing import SETTLE_S, Entry, calibrate, interleave, ratio_stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -798,7 +798,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_case(res), flush=True)
     validate(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(_rounded(results), indent=1) + "\n")
+    args.output.write_text(json.dumps(rounded(results), indent=1) + "\n")
     print(f"wrote {args.output}")
     return 0
 

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .contenders import handwritten_gradients, torch_version
+from .contenders import handwritten_gradients, pytorch_unavailable
 from .timing import Entry, calibrate, interleave, ratio_stats
 
 
@@ -254,10 +254,8 @@ def run_loop_config(config: LoopConfig, *, use_torch: bool, threads: int, target
         fns["fit"] = network_fit(problem)
     except ImportError as exc:
         status["fit"] = f"not available ({exc})"
-    if not use_torch:
-        status["pytorch"] = "skipped (--no-torch)"
-    elif torch_version() is None:
-        status["pytorch"] = "not installed"
+    if why := pytorch_unavailable(use_torch):
+        status["pytorch"] = why
     else:
         fns["pytorch"], torch_threads = fastest_pytorch(problem, threads)
 
