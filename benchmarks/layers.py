@@ -90,6 +90,9 @@ class Spec:
     inputs: Callable[[dict[str, int], str, np.random.Generator], tuple[np.ndarray, np.ndarray]]
     torch: Callable[[dict[str, int]], tuple[Any, dict[str, str]]]  # module, our key -> its
     describe: Callable[[dict[str, int]], str]
+    # NumPy written by hand with the fewest passes we found (layers where the
+    # gap to PyTorch is NumPy's one pass per operation): the floor of NumPy
+    handwritten: Callable[[Any], Contender] | None = None
 
 
 def _normal(rng, shape, dtype) -> np.ndarray:
@@ -255,6 +258,73 @@ def _conv_spec(rank: int) -> Spec:
     )
 
 
+def _handwritten_norm(kind: str):
+    """Batch norm (``kind="batch"``) or layer norm over the rows of an (m, n) array,
+    in NumPy, as few passes as we could write: the deviations once, the sums
+    as BLAS products with a ones vector, in-place updates, no temporaries that
+    an ``out=`` can avoid. Independent of the generated kernels."""
+
+    def make(setup: Setup) -> Contender:
+        X, dY = setup.X, setup.dY
+        gamma, beta = setup.params["0.gamma"], setup.params["0.beta"]
+        eps = setup.layers[0].eps
+        axis = 0 if kind == "batch" else 1  # the axis the statistics are taken over
+        count = X.shape[axis]
+        ones = np.ones(count, X.dtype)
+        state: dict[str, np.ndarray] = {}
+
+        def stat_sum(A):  # a column sum (batch) or a row sum (layer)
+            return ones @ A if axis == 0 else A @ ones
+
+        def along(v):  # a statistic, broadcast against the (m, n) array
+            return v if axis == 0 else v[:, None]
+
+        def forward():
+            mu = stat_sum(X) / count
+            xhat = X - along(mu)
+            var = np.einsum("ij,ij->j" if axis == 0 else "ij,ij->i", xhat, xhat) / count
+            r = 1 / np.sqrt(var + eps)
+            xhat *= along(r)
+            Y = xhat * gamma
+            Y += beta
+            state["xhat"], state["r"] = xhat, r
+            return Y
+
+        def backward():
+            xhat, r = state["xhat"], state["r"]
+            dgamma = np.einsum("ij,ij->j", dY, xhat)
+            dbeta = ones @ dY if axis == 0 else np.ones(X.shape[0], X.dtype) @ dY
+            if axis == 0:  # dX = (gamma r / m) (m dY - dbeta - xhat dgamma)
+                scale = gamma * r
+                dX = dY * scale
+                dX -= xhat * (scale * dgamma / count)
+                dX -= scale * dbeta / count
+            else:  # dX = (r / n) (n dxhat - sum dxhat - xhat sum(dxhat xhat))
+                dX = dY * gamma
+                a = dX @ ones * (r / count)
+                b = np.einsum("ij,ij->i", dX, xhat) * (r / count)
+                dX *= r[:, None]
+                dX -= xhat * b[:, None]
+                dX -= a[:, None]
+            return dX, dgamma, dbeta
+
+        def make_backward():
+            forward()
+            return backward
+
+        def run():
+            Y = forward()
+            return Y, backward()
+
+        def result() -> Arrays:
+            Y, (dX, dgamma, dbeta) = run()
+            return {"Y": Y.copy(), "dX": dX, "d0.gamma": dgamma, "d0.beta": dbeta}
+
+        return Contender("NumPy by hand", run, forward, make_backward, result, "numpy")
+
+    return make
+
+
 def _rows_describe(s):
     return f"{s['m']} × {s['n']}"
 
@@ -266,10 +336,10 @@ SPECS: list[Spec] = [
          _rows_io, _torch_dense_relu, lambda s: f"{s['m']} × {s['n']} → {s['n']}"),
     Spec("BatchNorm", "nn.BatchNorm1d (training mode)", {"m": 256, "n": 512}, {"m": 4, "n": 5},
          lambda s, dt, seed: [_randomize_scale_shift(BatchNorm(s["n"], dtype=dt), seed)],
-         _rows_io, _torch_norm("batch"), _rows_describe),
+         _rows_io, _torch_norm("batch"), _rows_describe, _handwritten_norm("batch")),
     Spec("LayerNorm", "nn.LayerNorm", {"m": 256, "n": 512}, {"m": 4, "n": 5},
          lambda s, dt, seed: [_randomize_scale_shift(LayerNorm(s["n"], dtype=dt), seed)],
-         _rows_io, _torch_norm("layer"), _rows_describe),
+         _rows_io, _torch_norm("layer"), _rows_describe, _handwritten_norm("layer")),
     Spec("Dropout", f"nn.Dropout({DROPOUT_P})", {"m": 256, "n": 512}, {"m": 4, "n": 5},
          lambda s, dt, seed: [Dropout(DROPOUT_P, seed=seed, dtype=dt)],
          _rows_io, _torch_dropout, lambda s: f"{s['m']} × {s['n']}, p = {DROPOUT_P}"),
@@ -623,15 +693,22 @@ def run_case(case: Case, args: argparse.Namespace,
                          "not timed")
     else:
         res["status"] = "measured"
-        res.update(time_case(setup.ours, contender, args))
+        hand = case.spec.handwritten(setup) if case.spec.handwritten else None
+        if hand is not None:
+            checks["handwritten"] = agree(hand.result(), setup.ours.result(), case.dtype)
+            if not checks["handwritten"]["ok"]:
+                hand = None  # a wrong floor is no floor: reported, not timed
+        res.update(time_case(setup.ours, contender, args, hand))
     res["other_load"] = load.fraction()
     return res
 
 
-def time_case(ours: Contender, other: Contender, args: argparse.Namespace) -> dict[str, Any]:
+def time_case(ours: Contender, other: Contender, args: argparse.Namespace,
+              hand: Contender | None = None) -> dict[str, Any]:
     entries: dict[str, Entry] = {}
     per_round = 0.0
-    for side, c in (("ours", ours), ("torch", other)):
+    sides = [("ours", ours), ("torch", other)] + ([("hand", hand)] if hand else [])
+    for side, c in sides:
         for part, fn in (("pass", c.run), ("forward", c.forward),
                          ("backward", c.make_backward())):
             number, per_call = calibrate(fn, args.target_s)
@@ -641,6 +718,11 @@ def time_case(ours: Contender, other: Contender, args: argparse.Namespace) -> di
     rounds = int(np.clip(args.budget_s / per_round, args.min_rounds, args.max_rounds))
     t = {k: np.asarray(v) for k, v in interleave(entries, rounds, seed=0,
                                                    settle_s=args.settle_s).items()}
+    floor = {} if hand is None else {
+        # NumPy by hand / PyTorch: how close NumPy itself gets; ours / by hand
+        "handwritten_ratio": ratio_stats(t["hand pass"], t["torch pass"]),
+        "ours_vs_handwritten": ratio_stats(t["ours pass"], t["hand pass"]),
+    }
     return {
         "rounds": rounds,
         "calls_per_sample": {k: e.number for k, e in entries.items()},
@@ -649,6 +731,7 @@ def time_case(ours: Contender, other: Contender, args: argparse.Namespace) -> di
         "ratio": ratio_stats(t["ours pass"], t["torch pass"]),
         "forward_ratio": ratio_stats(t["ours forward"], t["torch forward"]),
         "backward_ratio": ratio_stats(t["ours backward"], t["torch backward"]),
+        **floor,
     }
 
 
@@ -708,6 +791,9 @@ def format_case(res: dict[str, Any]) -> str:
         f"{head}\n    ours {med['ours pass'] * 1e3:.3f} ms, PyTorch {med['torch pass'] * 1e3:.3f} "
         f"ms; ours/PyTorch pass {_fmt(res['ratio'])}, forward {_fmt(res['forward_ratio'])}, "
         f"backward {_fmt(res['backward_ratio'])}; {res['rounds']} rounds{others}"
+        + (f"\n    NumPy by hand/PyTorch pass {_fmt(res['handwritten_ratio'])}, "
+           f"ours/NumPy by hand {_fmt(res['ours_vs_handwritten'])}"
+           if "handwritten_ratio" in res else "")
     )
 
 
@@ -778,7 +864,12 @@ def main(argv: list[str] | None = None) -> int:
             "statistic": "median over rounds of the per-round time ratio ours / PyTorch; "
                          "quartiles for the IQR",
             "interleaving": "each round times the six entries (pass, forward, backward of "
-                            "each side) once each, in a shuffled order",
+                            "each side; nine with a hand-written NumPy floor) once each, in "
+                            "a shuffled order",
+            "handwritten": "BatchNorm and LayerNorm only: the same layer in NumPy written by "
+                           "hand with the fewest passes we found (benchmarks/layers.py, "
+                           "_handwritten_norm), checked against ours, timed in the same "
+                           "rounds; handwritten_ratio = by hand / PyTorch",
             "settle_s": args.settle_s,
             "sample_target_s": args.target_s,
             "budget_s_per_case": args.budget_s,

@@ -51,6 +51,7 @@ from backprop_derived.symbolic.catalog import (
     NORM_i,
     NORM_m,
     NORM_n,
+    NORM_r,
     NORM_s,
     NORM_t,
 )
@@ -66,7 +67,7 @@ m, n, eps = NORM_m, NORM_n, NORM_EPS
 # the page shows them as the textbook writes them.
 TEXTBOOK = {"xhat": r"\hat{x}", "var": r"\sigma^{2}", "dxhat": r"d\hat{x}",
             "dvar": r"d\sigma^{2}", "dmu": r"d\mu", "dgamma": r"d\gamma", "dbeta": r"d\beta",
-            "dy_xhat": r"(dY\hat{x})"}
+            "xc": "X_c", "rstd": r"\rho"}
 
 
 def textbook(chain):
@@ -347,39 +348,77 @@ LN_DX_COMPACT = ln_dx.result
 # ## In the kernels
 #
 # NumPy evaluates one operation at a time, each a pass over the whole
-# $(m, n)$ array, so the kernels gather everything that is per feature (batch
-# norm) or per row (layer norm) into three short vectors first: a *scale*
-# for the upstream gradient, a *slope* along $\hat x$ and an *offset*. Then
-# $dX$ costs four passes. The column sum $d\gamma$ is taken over the named
-# product $dY \odot \hat x$, one reduction. Each rewrite is proven equal to
-# the compact form above, with the new names replaced by their definitions:
+# $(m, n)$ array, so the kernels are written to make few passes. In the
+# forward pass the deviations $X - \mu$ are named once, $X_c$, and reused by
+# the variance and by $\hat x$; the reciprocal $\rho = 1/\sqrt{\sigma^2 +
+# \epsilon}$ is taken once per feature (batch norm) or per row (layer norm),
+# so that $\hat x$ is one multiplication. A sum of squares, and a sum of a
+# product such as $d\gamma = \sum_i dY_{iv}\hat x_{iv}$, is one `numpy.einsum`
+# pass that never stores the product. Each rewrite is proven equal to the
+# catalog's definition, with the new names replaced by their definitions:
+
+# %%
+xc = IndexedBase("xc", shape=(m, n), real=True)
+i_, r_ = NORM_i, NORM_r
+
+
+def forward_kernel(equations, X, k, summed, rstd):
+    """The catalog's four equations with ``xc = X - mu`` and ``rstd`` named.
+
+    ``k`` indexes the statistics (a feature or a row) and ``summed`` is the
+    limit of their sums (over the examples or over the features).
+    """
+    (mu_lhs, mu_rhs), (var_lhs, var_rhs), (xhat_lhs, xhat_rhs), y = equations
+    s_, size = summed[0], summed[2] + 1
+    entry = xc[s_, r_] if k == r_ else xc[i_, s_]
+    kernel = (
+        (mu_lhs, mu_rhs),
+        (xc[i_, r_], X[i_, r_] - mu_lhs),
+        (var_lhs, Sum(entry**2, summed) / size),
+        (rstd[k], 1 / sp.sqrt(var_lhs + eps)),
+        (xhat_lhs, xc[i_, r_] * rstd[k]),
+        y,
+    )
+    named = substituting(kernel[1], kernel[3])
+    show(Chain(var_lhs, var_rhs, "catalog definition", definitions=named)
+         .step(kernel[2][1], "named deviations $X_c$"),
+         Chain(xhat_lhs, xhat_rhs, "catalog definition", definitions=named)
+         .step(kernel[4][1], "$X_c$ and the reciprocal $\\rho$"))
+    return kernel
+
+
+BN_FORWARD_KERNEL = forward_kernel(BATCH_NORM, BN_X, r_, (NORM_s, 0, m - 1),
+                                   IndexedBase("rstd", shape=(n,), real=True))
+LN_FORWARD_KERNEL = forward_kernel(LAYER_NORM, LN_X, i_, (NORM_t, 0, n - 1),
+                                   IndexedBase("rstd", shape=(m,), real=True))
+
+# %% [markdown]
+# In the backward pass, everything that is per feature (batch norm) or per
+# row (layer norm) is gathered into three short vectors first: a *scale* for
+# the upstream gradient, a *slope* along $\hat x$ and an *offset*. Then $dX$
+# costs four passes, and $d\gamma$ and $d\beta$ one each. Each rewrite is
+# proven equal to the compact form above:
 
 # %%
 scale, slope, offset = (IndexedBase(name, shape=(n,), real=True)
                         for name in ("scale", "slope", "offset"))
-dy_xhat = IndexedBase("dy_xhat", shape=(m, n), real=True)
 BN_KERNEL = (
-    (dy_xhat[u, v], dY[u, v] * BN_XHAT[u, v]),
-    (d_gamma[v], Sum(dy_xhat[i, v], column)),
+    (d_gamma[v], bn[BN_GAMMA].expr.xreplace({bn[BN_GAMMA].indices[0]: v})),
     (d_beta[v], bn[BN_BETA].expr.xreplace({bn[BN_BETA].indices[0]: v})),
     (scale[v], BN_GAMMA[v] / sigma),
     (slope[v], scale[v] * d_gamma[v] / m),
     (offset[v], scale[v] * d_beta[v] / m),
     (bn[BN_X].lhs, scale[v] * dY[u, v] - slope[v] * BN_XHAT[u, v] - offset[v]),
 )
-show(Chain(d_gamma[v], bn[BN_GAMMA].expr.xreplace({bn[BN_GAMMA].indices[0]: v}),
-           "the engine's result", definitions=substituting(BN_KERNEL[0]))
-     .step(BN_KERNEL[1][1], "named product"))
 show(Chain(bn[BN_X].lhs, BN_DX_COMPACT, "compact form",
-           definitions=substituting(*BN_KERNEL[3:6]))
+           definitions=substituting(*BN_KERNEL[2:5]))
      .step(BN_KERNEL[-1][1], "per-feature scale, slope, offset"))
 
 row_scale, row_slope, row_offset = (IndexedBase(name, shape=(m,), real=True)
                                     for name in ("scale", "slope", "offset"))
 LN_KERNEL = (
     (ln_dxhat[u_, v_], ln[LN_XHAT].expr),
-    (dy_xhat[u_, v_], dY[u_, v_] * LN_XHAT[u_, v_]),
-    (ln[LN_GAMMA].grad[v_], Sum(dy_xhat[i, v_], column)),
+    (ln[LN_GAMMA].grad[v_], ln[LN_GAMMA].expr.xreplace({ln[LN_GAMMA].indices[0]: v_})),
     (ln[LN_BETA].lhs, ln[LN_BETA].expr),
     (row_scale[u_], 1 / ln_sigma),
     (row_slope[u_], row_scale[u_] * Sum(ln_dxhat[u_, NORM_t] * LN_XHAT[u_, NORM_t], row) / n),
@@ -387,9 +426,8 @@ LN_KERNEL = (
     (ln[LN_X].lhs,
      row_scale[u_] * ln_dxhat[u_, v_] - row_slope[u_] * LN_XHAT[u_, v_] - row_offset[u_]),
 )
-assert ln[LN_GAMMA].expr == bn[BN_GAMMA].expr  # the same d-gamma: the same named product
 show(Chain(ln[LN_X].lhs, LN_DX_COMPACT, "compact form",
-           definitions=substituting(*LN_KERNEL[4:7]))
+           definitions=substituting(*LN_KERNEL[3:6]))
      .step(LN_KERNEL[-1][1], "per-row scale, slope, offset"))
 
 # %% tags=["hide-input"]
@@ -404,7 +442,7 @@ def gradients(result, *arrays):
 
 EXPORTS = [
     Kernel("norm", "batch_norm_forward", ("x", "gamma", "beta", "epsilon"),
-           assignments(*BATCH_NORM),
+           assignments(*BN_FORWARD_KERNEL),
            "Batch norm, training mode: batch statistics (biased variance), then scale and shift.",
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the batch", SOURCE,
            style="index", returns=("Y", "mu", "var", "xhat")),
@@ -420,12 +458,12 @@ EXPORTS = [
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta, mu and var given", SOURCE,
            style="index", returns=("Y", "xhat")),
     Kernel("norm", "batch_norm_eval_backward", ("dy", "xhat", "var", "gamma", "epsilon"),
-           assignments(*gradients(bn_eval, BN_XHAT, BN_X), *BN_KERNEL[:3]),
+           assignments(*gradients(bn_eval, BN_XHAT, BN_X), *BN_KERNEL[:2]),
            "Batch norm backward, evaluation mode: mu and var are constants.",
            "dX = gamma dY / sqrt(var + epsilon)", SOURCE,
            style="index", returns=("dX", "dgamma", "dbeta")),
     Kernel("norm", "layer_norm_forward", ("x", "gamma", "beta", "epsilon"),
-           assignments(*LAYER_NORM),
+           assignments(*LN_FORWARD_KERNEL),
            "Layer norm: statistics of each row over its features, then scale and shift.",
            "Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the features", SOURCE,
            style="index", returns=("Y", "mu", "var", "xhat")),

@@ -52,6 +52,19 @@ def test_without_a_contender_our_checks_run_and_nothing_is_timed(case, quick_arg
     assert "ratio" not in res
 
 
+@pytest.mark.parametrize("case", [c for c in TINY if c.spec.handwritten],
+                         ids=lambda c: c.name)
+def test_the_handwritten_floor_computes_the_same_layer(case):
+    """The NumPy-by-hand floor is timed only if it agrees; here it must, with a
+    batch whose statistics are far from 0 and 1 (a wrong axis or a dropped
+    term shows)."""
+    setup = bl.make_setup(case, seed=5)
+    setup.X[...] = 3 + 2 * setup.X
+    hand = case.spec.handwritten(setup)
+    check = bl.agree(hand.result(), setup.ours.result(), case.dtype)
+    assert check["ok"], check
+
+
 def _wrong_numpy_contender(setup: bl.Setup) -> bl.Contender:
     """Our own layer, with one gradient 1% off: must be reported, not timed."""
     honest = bl.ours_contender(setup.layers, setup.X, setup.dY)

@@ -22,7 +22,9 @@ def attention_backward(dy, x, q, k, v, p, o, wq, wk, wv, wo, head):
     dv = (numpy.matmul(p.swapaxes(-1, -2), do))
     dk = (numpy.matmul(ds.swapaxes(-1, -2), q))/numpy.sqrt(head)
     dq = (numpy.matmul(ds, k))/numpy.sqrt(head)
-    dx = (numpy.matmul(dk.reshape(dk.shape[0] * dk.shape[1], dk.shape[2]), wk).reshape(dk.shape[0], dk.shape[1], wk.shape[1])) + (numpy.matmul(dq.reshape(dq.shape[0] * dq.shape[1], dq.shape[2]), wq).reshape(dq.shape[0], dq.shape[1], wq.shape[1])) + (numpy.matmul(dv.reshape(dv.shape[0] * dv.shape[1], dv.shape[2]), wv).reshape(dv.shape[0], dv.shape[1], wv.shape[1]))
+    dx = (numpy.matmul(dk.reshape(dk.shape[0] * dk.shape[1], dk.shape[2]), wk).reshape(dk.shape[0], dk.shape[1], wk.shape[1]))
+    dx += (numpy.matmul(dq.reshape(dq.shape[0] * dq.shape[1], dq.shape[2]), wq).reshape(dq.shape[0], dq.shape[1], wq.shape[1]))
+    dx += (numpy.matmul(dv.reshape(dv.shape[0] * dv.shape[1], dv.shape[2]), wv).reshape(dv.shape[0], dv.shape[1], wv.shape[1]))
     dwq = (numpy.matmul(dq.reshape(dq.shape[0] * dq.shape[1], dq.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
     dwk = (numpy.matmul(dk.reshape(dk.shape[0] * dk.shape[1], dk.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
     dwv = (numpy.matmul(dv.reshape(dv.shape[0] * dv.shape[1], dv.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
@@ -38,7 +40,7 @@ def attention_mix(s, c, m, v, wo):
     T = c.shape[1]
     d_head = v.shape[2]
     e = m*numpy.exp(m*(s - c[:, :, None]))
-    p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
+    p = e/(numpy.matmul(e, numpy.ones(e.shape[-1], e.dtype)))[:, :, None]
     o = (numpy.matmul(p, v))
     y = (numpy.matmul(o.reshape(o.shape[0] * o.shape[1], o.shape[2]), wo.T).reshape(o.shape[0], o.shape[1], wo.shape[0]))
     return p, o, y
@@ -52,7 +54,7 @@ def attention_mix_unmasked(s, c, v, wo):
     T = c.shape[1]
     d_head = v.shape[2]
     e = numpy.exp(s - c[:, :, None])
-    p = e/(numpy.add.reduce(e, axis=2))[:, :, None]
+    p = e/(numpy.matmul(e, numpy.ones(e.shape[-1], e.dtype)))[:, :, None]
     o = (numpy.matmul(p, v))
     y = (numpy.matmul(o.reshape(o.shape[0] * o.shape[1], o.shape[2]), wo.T).reshape(o.shape[0], o.shape[1], wo.shape[0]))
     return p, o, y

@@ -13,13 +13,14 @@ def batch_norm_backward(dy, xhat, var, gamma, epsilon):
     dX = gamma/(m sigma) (m dY - dbeta - xhat dgamma) = scale dY - slope xhat - offset; derived in derivations/10_normalization.py.
     """
     m = dy.shape[0]
-    dy_xhat = dy*xhat
-    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
-    dbeta = (numpy.add.reduce(dy, axis=0))
+    dgamma = (numpy.einsum('ab,ab->b', dy, xhat))
+    dbeta = (numpy.matmul(numpy.ones(dy.shape[-2], dy.dtype), dy))
     scale = gamma/numpy.sqrt(epsilon + var)
     slope = dgamma*scale/m
     offset = dbeta*scale/m
-    dx = dy*scale - offset - slope*xhat
+    dx = dy*scale
+    dx -= offset
+    dx -= slope*xhat
     return dx, dgamma, dbeta
 
 
@@ -31,9 +32,8 @@ def batch_norm_eval_backward(dy, xhat, var, gamma, epsilon):
     m = dy.shape[0]
     dxhat = dy*gamma
     dx = dxhat/numpy.sqrt(epsilon + var)
-    dy_xhat = dy*xhat
-    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
-    dbeta = (numpy.add.reduce(dy, axis=0))
+    dgamma = (numpy.einsum('ab,ab->b', dy, xhat))
+    dbeta = (numpy.matmul(numpy.ones(dy.shape[-2], dy.dtype), dy))
     return dx, dgamma, dbeta
 
 
@@ -43,7 +43,8 @@ def batch_norm_eval_forward(x, mu, var, gamma, beta, epsilon):
     Y = gamma * (X - mu) / sqrt(var + epsilon) + beta, mu and var given; derived in derivations/10_normalization.py.
     """
     xhat = (x - mu)/numpy.sqrt(epsilon + var)
-    y = beta + gamma*xhat
+    y = gamma*xhat
+    y += beta
     return y, xhat
 
 
@@ -53,10 +54,13 @@ def batch_norm_forward(x, gamma, beta, epsilon):
     Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the batch; derived in derivations/10_normalization.py.
     """
     m = x.shape[0]
-    mu = (numpy.add.reduce(x, axis=0))/m
-    var = (numpy.add.reduce((x.T - mu[:, None])**2, axis=1))/m
-    xhat = (x - mu)/numpy.sqrt(epsilon + var)
-    y = beta + gamma*xhat
+    mu = (numpy.matmul(numpy.ones(x.shape[-2], x.dtype), x))/m
+    xc = x - mu
+    var = (numpy.einsum('ab,ab->b', xc, xc))/m
+    rstd = 1/numpy.sqrt(epsilon + var)
+    xhat = rstd*xc
+    y = gamma*xhat
+    y += beta
     return y, mu, var, xhat
 
 
@@ -68,13 +72,14 @@ def layer_norm_backward(dy, xhat, var, gamma, epsilon):
     m = dy.shape[0]
     n = dy.shape[1]
     dxhat = dy*gamma
-    dy_xhat = dy*xhat
-    dgamma = (numpy.add.reduce(dy_xhat, axis=0))
-    dbeta = (numpy.add.reduce(dy, axis=0))
+    dgamma = (numpy.einsum('ab,ab->b', dy, xhat))
+    dbeta = (numpy.matmul(numpy.ones(dy.shape[-2], dy.dtype), dy))
     scale = 1/numpy.sqrt(epsilon + var)
     slope = (numpy.einsum('ab,ab->a', dxhat, xhat))*scale/n
-    offset = (numpy.add.reduce(dxhat, axis=1))*scale/n
-    dx = dxhat*scale[:, None] - offset[:, None] - slope[:, None]*xhat
+    offset = (numpy.matmul(dxhat, numpy.ones(dxhat.shape[-1], dxhat.dtype)))*scale/n
+    dx = dxhat*scale[:, None]
+    dx -= offset[:, None]
+    dx -= slope[:, None]*xhat
     return dx, dgamma, dbeta
 
 
@@ -84,8 +89,11 @@ def layer_norm_forward(x, gamma, beta, epsilon):
     Y = gamma * (X - mu) / sqrt(var + epsilon) + beta over the features; derived in derivations/10_normalization.py.
     """
     n = x.shape[1]
-    mu = (numpy.add.reduce(x, axis=1))/n
-    var = (numpy.add.reduce((x - mu[:, None])**2, axis=1))/n
-    xhat = (x - mu[:, None])/numpy.sqrt(epsilon + var[:, None])
-    y = beta + gamma*xhat
+    mu = (numpy.matmul(x, numpy.ones(x.shape[-1], x.dtype)))/n
+    xc = x - mu[:, None]
+    var = (numpy.einsum('ab,ab->a', xc, xc))/n
+    rstd = 1/numpy.sqrt(epsilon + var)
+    xhat = rstd[:, None]*xc
+    y = gamma*xhat
+    y += beta
     return y, mu, var, xhat

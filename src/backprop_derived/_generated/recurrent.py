@@ -23,7 +23,7 @@ def rnn_backward(dy, x, h, w_ih, w_hh):
     dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]))
     dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
     dw_hh = (numpy.matmul((da[:, 1:T]).reshape((da[:, 1:T]).shape[0] * (da[:, 1:T]).shape[1], (da[:, 1:T]).shape[2]).T, (h[:, 0:T - 1]).reshape((h[:, 0:T - 1]).shape[0] * (h[:, 0:T - 1]).shape[1], (h[:, 0:T - 1]).shape[2])))
-    db = (numpy.add.reduce(da, axis=(0, 1)))
+    db = (numpy.matmul(numpy.ones(da.size // da.shape[-1], da.dtype), da.reshape(-1, da.shape[-1])))
     return dx, dw_ih, dw_hh, db
 
 
