@@ -49,6 +49,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from backprop_derived.symbolic.pages import show_markdown as show
+
 
 def find_results() -> Path | None:
     """The results JSON: $BENCHMARK_RESULTS, else benchmarks/results.json from the repo root."""
@@ -57,18 +59,6 @@ def find_results() -> Path | None:
     )
     candidates += [Path("benchmarks/results.json"), Path("../benchmarks/results.json")]
     return next((p for p in candidates if p.is_file()), None)
-
-
-def show(markdown: str) -> None:
-    """Markdown in the rendered page, plain text when run as a script."""
-    try:
-        get_ipython  # noqa: B018 (defined only inside a Jupyter kernel)
-    except NameError:
-        print(markdown)
-        return
-    from IPython.display import Markdown, display
-
-    display(Markdown(markdown))
 
 
 path = find_results()

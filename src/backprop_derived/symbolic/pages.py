@@ -6,7 +6,7 @@ import sys
 
 from .display import chain_html, chain_latex
 
-__all__ = ["show", "show_math"]
+__all__ = ["show", "show_markdown", "show_math"]
 
 
 def _ipython_active() -> bool:
@@ -37,3 +37,14 @@ def show_math(tex: str) -> None:
         from IPython.display import Math, display
 
         display(Math(tex))
+
+
+def show_markdown(markdown: str) -> None:
+    """Markdown in the rendered page (tables of the benchmark pages); printed as
+    text when the page runs as a script."""
+    if not _ipython_active():
+        print(markdown)
+        return
+    from IPython.display import Markdown, display
+
+    display(Markdown(markdown))
