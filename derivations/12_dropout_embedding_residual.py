@@ -125,8 +125,10 @@ show(embedding_chain, caption="embedding, table gradient")
 # $N$ columns with a single 1 per column, and $dE = A\, dY$. The kernel is
 # generated as that product, with $A$ a SciPy sparse (COO) matrix holding its
 # $N$ ones at $(\mathrm{ids}_s, s)$: one pass over the rows of $dY$ that adds
-# each into row $\mathrm{ids}_s$, in the dtype of $dY$, and faster than
-# `numpy.add.at` or a `numpy.bincount` over the flat positions. `scatter_form`
+# each into row $\mathrm{ids}_s$, in the dtype of $dY$. Where many ids
+# are summed it is many times faster than `numpy.add.at` or a
+# `numpy.bincount` over the flat positions; where the table is large and the
+# ids few, all of them cost the zeroed table they return. `scatter_form`
 # proves that the entry $\sum_s [\mathrm{ids}_s = u]\, dY_{sv}$ of that form
 # is the gradient above before the code is printed.
 #

@@ -59,10 +59,14 @@ class ScatterAddRows(sp.Function):
     and the COO constructor rejects an id outside ``[0, rows)``.
 
     Chosen by measurement against ``numpy.add.at``, ``numpy.bincount`` over
-    the flat (row, column) positions, sort + ``numpy.add.reduceat`` and CSR
-    forms, from 10 to 10**6 rows, 1 to 512 columns and 10 to 10**5 ids
-    (SciPy >= 1.15, whose COO product with a dense array is one compiled
-    loop; older SciPy gives the same sum, one column at a time).
+    the flat (row, column) positions (which sums in float64 and casts back),
+    sort + ``numpy.add.reduceat``, and CSR and CSC forms of ``A`` (CSC is as
+    fast, but its product does not check the ids), from 10 to 10**6 rows, 1
+    to 512 columns and 10 to 10**5 ids (SciPy 1.17; from 1.15,
+    scipy/scipy#21240, a COO array times a dense one is one compiled loop,
+    before that the same sums one column at a time). float32 sums in
+    float32: a float64 sum would cost the upcast and the cast back that made
+    the ``bincount`` form slow.
     """
 
     nargs = 3
