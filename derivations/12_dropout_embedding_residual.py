@@ -120,11 +120,17 @@ show(embedding_chain, caption="embedding, table gradient")
 # %% [markdown]
 # Row $u$ of $dE$ is the **sum** of the upstream rows of every position whose
 # id is $u$, and zero for an id that does not occur. That sum is a
-# *scatter-add*: `numpy.add.at(dE, ids, dY)`, generated here as one
-# `numpy.bincount` over the flat (row, column) positions, which adds up
-# repeated positions the same way. `scatter_form` proves that the entry
-# $\sum_s [\mathrm{ids}_s = u]\, dY_{sv}$ of that form is the gradient above
-# before the code is printed.
+# *scatter-add*: `numpy.add.at(dE, ids, dY)`. Read as a matrix, the delta
+# $A_{us} = \delta_{u,\,\mathrm{ids}_s}$ is a one-hot matrix of $V$ rows and
+# $N$ columns with a single 1 per column, and $dE = A\, dY$. The kernel is
+# generated as that product, with $A$ a SciPy sparse (COO) matrix holding its
+# $N$ ones at $(\mathrm{ids}_s, s)$: one pass over the rows of $dY$ that adds
+# each into row $\mathrm{ids}_s$, in the dtype of $dY$. Where many ids
+# are summed it is many times faster than `numpy.add.at` or a
+# `numpy.bincount` over the flat positions; where the table is large and the
+# ids few, all of them cost the zeroed table they return. `scatter_form`
+# proves that the entry $\sum_s [\mathrm{ids}_s = u]\, dY_{sv}$ of that form
+# is the gradient above before the code is printed.
 #
 # **The common mistake** is to write `dE[ids] = dY`, an assignment. NumPy's
 # fancy assignment keeps *one* of the rows for a repeated id (the last), so

@@ -213,6 +213,99 @@ def test_embedding_bad_upstream():
         layer.backward(np.zeros((1, 3, 2)))
 
 
+def loop_scatter_add(ids, dY, vocab):
+    """The independent reference: one ``+=`` per position, in float64."""
+    expected = np.zeros((vocab, dY.shape[-1]))
+    for pos in np.ndindex(ids.shape):
+        expected[ids[pos]] += dY[pos]
+    return expected
+
+
+@pytest.mark.parametrize("ids_shape", [(), (1,), (7,), (2, 3, 4), (1, 1, 5, 1)])
+def test_embedding_ids_of_any_shape(ids_shape):
+    rng = np.random.default_rng(len(ids_shape))
+    layer = Embedding(5, 3, seed=3)
+    ids = rng.integers(0, 5, ids_shape)
+    Y = layer.forward(ids)
+    assert Y.shape == (*ids_shape, 3)
+    np.testing.assert_array_equal(Y, layer.params["E"][ids])
+    dY = rng.normal(size=Y.shape)
+    layer.backward(dY)
+    np.testing.assert_allclose(layer.grads["E"], loop_scatter_add(ids, dY, 5),
+                               rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32, np.int64,
+                                   np.uint8, np.uint16, np.uint32, np.uint64])
+def test_embedding_integer_id_dtypes(dtype):
+    rng = np.random.default_rng(8)
+    ids = np.array([[3, 0, 3], [6, 3, 0]], dtype=dtype)
+    layer = Embedding(7, 2, seed=4)
+    dY = rng.normal(size=(2, 3, 2))
+    np.testing.assert_array_equal(layer.forward(ids), layer.params["E"][ids.astype(np.intp)])
+    layer.backward(dY)
+    np.testing.assert_allclose(layer.grads["E"], loop_scatter_add(ids, dY, 7),
+                               rtol=1e-15, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_embedding_one_id_repeated_many_times(dtype):
+    """Every position names id 1: its row is the sum of all of dY, the others stay 0."""
+    rng = np.random.default_rng(9)
+    layer = Embedding(3, 4, dtype=dtype)
+    ids = np.ones((50, 40), dtype=np.int64)
+    layer.forward(ids)
+    dY = rng.normal(size=(50, 40, 4)).astype(dtype)
+    layer.backward(dY)
+    dE = layer.grads["E"]
+    assert dE.dtype == dtype
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dE[1], dY.astype(np.float64).sum(axis=(0, 1)), rtol=tol,
+                               atol=tol)
+    assert np.all(dE[[0, 2]] == 0)
+
+
+def test_embedding_vocab_one_and_a_single_id():
+    layer = Embedding(1, 3, seed=0)
+    Y = layer.forward(np.zeros((2, 2), dtype=np.uint8))
+    np.testing.assert_array_equal(Y, np.broadcast_to(layer.params["E"][0], (2, 2, 3)))
+    layer.backward(np.arange(12.0).reshape(2, 2, 3))
+    np.testing.assert_array_equal(layer.grads["E"], [[18.0, 22.0, 26.0]])
+    layer = Embedding(4, 2, seed=0)
+    layer.forward(np.array([2]))
+    layer.backward(np.array([[1.5, -2.0]]))
+    np.testing.assert_array_equal(layer.grads["E"], [[0, 0], [0, 0], [1.5, -2.0], [0, 0]])
+
+
+def test_embedding_large_table_few_ids_and_strided_upstream():
+    """10**5 rows and three ids; dY a non-contiguous view: the same sums."""
+    rng = np.random.default_rng(10)
+    layer = Embedding(100_000, 3, dtype=np.float32, seed=0)
+    ids = np.array([99_999, 5, 99_999])
+    layer.forward(ids)
+    dY = rng.normal(size=(3, 6)).astype(np.float32)[:, ::2]
+    assert not dY.flags.c_contiguous
+    layer.backward(dY)
+    dE = layer.grads["E"]
+    assert dE.shape == (100_000, 3) and dE.dtype == np.float32
+    np.testing.assert_allclose(dE[99_999], dY[0] + dY[2], rtol=1e-6)
+    np.testing.assert_array_equal(dE[5], dY[1])
+    assert np.count_nonzero(dE) == 6
+    from backprop_derived._generated import simple  # the kernel itself, given the view
+
+    np.testing.assert_array_equal(simple.embedding_backward(dY, ids, 100_000), dE)
+
+
+def test_embedding_backward_kernel_refuses_ids_outside_the_table():
+    """The generated kernel alone (the layer checks ids first): no write outside dE."""
+    from backprop_derived._generated import simple
+
+    dy = np.ones((2, 3))
+    for ids in (np.array([0, 4]), np.array([-1, 0])):
+        with pytest.raises(ValueError, match="index"):
+            simple.embedding_backward(dy, ids, 4)
+
+
 # -- Residual -------------------------------------------------------------------------
 def test_residual_central_differences():
     rng = np.random.default_rng(7)

@@ -248,11 +248,14 @@ if measured:
 #   LayerNorm backward uses for one row-wise reduction, searches for a
 #   contraction order on every call (54 µs against 25 µs without `optimize`
 #   here). The input checks (`isfinite` over X) cost one pass.
-# - **Embedding: the backward.** The forward is one `take` in both. The table
-#   gradient is generated as a `bincount` with weights, which accumulates in
-#   float64 over the whole 5000 × 64 table and then casts; PyTorch's
-#   `embedding_dense_backward` adds the rows of dY into a table of the
-#   parameter's dtype. The float32 case pays for the upcast and the cast back.
+# - **Embedding: faster, in the backward.** The forward is one `take` in both.
+#   The table gradient, the sum of the rows of dY over the positions of each
+#   id, is generated as the product of the one-hot matrix of the ids (a SciPy
+#   sparse COO array with its ones at $(\mathrm{ids}_s, s)$) with dY: one
+#   compiled pass that adds each row of dY into its row of a zeroed table, in
+#   dY's dtype. That kernel took 0.31 ms in float32 where PyTorch's whole
+#   backward took 0.87 ms (on a loaded machine; our layer's backward adds
+#   the `isfinite` check of dY, 0.06 ms).
 # - **Conv1d and Conv2d: the input gradient.** Both sides lower a convolution to
 #   a matrix product over windows, but ours builds its windows with
 #   `sliding_window_view` and `tensordot`, which copies the strided view into a

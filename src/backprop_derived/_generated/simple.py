@@ -5,6 +5,7 @@
 """Dropout, embedding and residual layers: forward and backward kernels."""
 
 import numpy
+import scipy.sparse
 
 
 def dropout_backward(dy, mask, p):
@@ -30,7 +31,7 @@ def embedding_backward(dy, ids, vocab):
 
     Embedding table gradient, a scatter-add; derived in derivations/12_dropout_embedding_residual.py.
     """
-    de = numpy.bincount((ids[:, None] * dy.shape[1] + numpy.arange(dy.shape[1])).ravel(), weights=dy.ravel(), minlength=vocab * dy.shape[1]).reshape(vocab, dy.shape[1]).astype(dy.dtype, copy=False)
+    de = (scipy.sparse.coo_array((numpy.ones(ids.shape[0], dy.dtype), (ids, numpy.arange(ids.shape[0]))), shape=(vocab, ids.shape[0])) @ dy)
     return de
 
 

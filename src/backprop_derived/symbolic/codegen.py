@@ -150,8 +150,9 @@ def render_modules(
             scratch[k.name] = n
             rows[k.name] = n_rows
             parts.append("\n" + text)
-        if any("scipy.special." in text for text in parts[2:]):  # erf: no NumPy ufunc
-            parts[1] += "import scipy.special\n"
+        for sub in ("sparse", "special"):  # the embedding's scatter-add; erf: no NumPy ufunc
+            if any(f"scipy.{sub}." in text for text in parts[2:]):
+                parts[1] += f"import scipy.{sub}\n"
         files[f"{GENERATED_PACKAGE}/{module}.py"] = "\n".join(parts)
     files[f"{GENERATED_PACKAGE}/__init__.py"] = _render_registry(
         sorted(by_module), activations, outputs, scratch, rows, kernels
