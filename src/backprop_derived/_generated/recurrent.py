@@ -22,11 +22,10 @@ def rnn_backward(dy, x, h, w_ih, w_hh):
         numpy.matmul((da[1 + v]), w_hh, out=da[v])
         numpy.add(da[v], dy[:, v], out=da[v])
         numpy.multiply(da[v], da_invariant[v], out=da[v])
-    da = numpy.ascontiguousarray(numpy.moveaxis(da, 0, 1))
-    dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]))
-    dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
-    dw_hh = (numpy.matmul((da[:, 1:T]).reshape((da[:, 1:T]).shape[0] * (da[:, 1:T]).shape[1], (da[:, 1:T]).shape[2]).T, (h[:, 0:T - 1]).reshape((h[:, 0:T - 1]).shape[0] * (h[:, 0:T - 1]).shape[1], (h[:, 0:T - 1]).shape[2])))
-    db = (numpy.add.reduce(da, axis=(0, 1)))
+    dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]).transpose(1, 0, 2))
+    dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.transpose(1, 0, 2).reshape(x.shape[1] * x.shape[0], x.shape[2])))
+    dw_hh = (numpy.matmul((da[1:T]).reshape((da[1:T]).shape[0] * (da[1:T]).shape[1], (da[1:T]).shape[2]).T, (h[:, 0:T - 1]).transpose(1, 0, 2).reshape((h[:, 0:T - 1]).shape[1] * (h[:, 0:T - 1]).shape[0], (h[:, 0:T - 1]).shape[2])))
+    db = (numpy.add.reduce(da, axis=(1, 0)))
     return dx, dw_ih, dw_hh, db
 
 
@@ -39,14 +38,14 @@ def rnn_forward(x, w_ih, w_hh, b):
     T = x.shape[1]
     d_h = w_hh.shape[0]
     d_in = w_ih.shape[1]
-    a_invariant = numpy.ascontiguousarray((numpy.matmul(x.transpose(1, 0, 2).reshape(x.shape[1] * x.shape[0], x.shape[2]), w_ih.T).reshape(x.shape[1], x.shape[0], w_ih.shape[0])) + b)
-    a = numpy.empty((T, N, d_h,), dtype=w_hh.dtype)
+    a_invariant = numpy.ascontiguousarray((numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), w_ih.T).reshape(x.shape[0], x.shape[1], w_ih.shape[0]).transpose(1, 0, 2)) + b)
+    a = numpy.empty((N, d_h,), dtype=w_hh.dtype)
     h = numpy.empty((T, N, d_h,), dtype=w_hh.dtype)
-    a[0] = a_invariant[0]
-    numpy.tanh(a[0], out=h[0])
+    a[...] = a_invariant[0]
+    numpy.tanh(a, out=h[0])
     for t in range(1, T):
-        numpy.matmul((h[t - 1]), w_hh.T, out=a[t])
-        numpy.add(a[t], a_invariant[t], out=a[t])
-        numpy.tanh(a[t], out=h[t])
-    h = numpy.ascontiguousarray(numpy.moveaxis(h, 0, 1))
+        numpy.matmul((h[t - 1]), w_hh.T, out=a)
+        numpy.add(a, a_invariant[t], out=a)
+        numpy.tanh(a, out=h[t])
+    h = numpy.moveaxis(h, 0, 1)
     return h

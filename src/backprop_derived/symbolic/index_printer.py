@@ -61,8 +61,10 @@ class Loop:
       the loop, for every step at once (a single GEMM instead of one per
       step), and the body reads their step's slice;
     * *time-major storage*: each target is stored with the loop's axis first,
-      so that a step's slice is contiguous, and is returned to its declared
-      axis order (a C-contiguous copy) after the loop if it is used there;
+      so that a step's slice is contiguous; the statements after the loop read
+      it in that order, and a returned target is a view in its declared axis
+      order (``numpy.moveaxis``); a target read only at the step that writes
+      it, and not after the loop, is one step's buffer, reused;
     * *peeling*: a guard on the loop index alone (``[t >= 1]``) that is false
       only on the first steps run is resolved at print time: those steps are
       printed before the loop with the guarded term dropped, the loop runs
@@ -85,6 +87,12 @@ class _Hoisted(Assignment):
     its indices in the order of the statement it came from."""
 
     original: tuple[sp.Symbol, ...] = ()
+
+
+def _interleave(parts, axes, step):
+    """The axis of each part of an array entry (None for the loop's step)."""
+    found = iter(axes)
+    return [None if k == step else next(found) for k in range(len(parts))]
 
 
 def _call_arguments(code: str, functions: Sequence[str]) -> tuple[str, str] | None:
@@ -113,8 +121,10 @@ class IndexPrinter:
         self._printer = ArrayPrinter()
         self._loop: sp.Symbol | None = None
         self._ranges: dict = {}
-        self._major: set[str] = set()  # loop targets stored with the loop's axis first
+        self._stored: dict[str, int] = {}  # loop targets stored with the loop's axis (at
+        # this position of their indices) first, for the rest of the statements
         self._at = None  # the loop index's value, on a peeled step
+        self._scratch: set[str] = set()  # loop targets kept for one step only
 
     # -- public --------------------------------------------------------------
     def statements(self, assignments: Sequence[Assignment | Loop],
@@ -123,6 +133,7 @@ class IndexPrinter:
         flat = [x for a in assignments for x in (a.body if isinstance(a, Loop) else (a,))]
         lines = self._sizes(flat, [a for a in assignments if isinstance(a, Loop)])
         first_input = self._first_input(flat)
+        self._stored = {}
         for k, a in enumerate(assignments):
             if isinstance(a, Loop):
                 later = [x for b in assignments[k + 1:]
@@ -132,6 +143,11 @@ class IndexPrinter:
                 lines += self._loop_lines(a, first_input, needed)
             else:
                 lines.append(self._assignment(a))
+        for label in returns if returns is not None else list(self._stored):
+            if self._stored.get(label, 0) and label not in self._scratch:
+                n = self.array_name(label)  # the declared axis order, as a view
+                lines.append(f"{n} = numpy.moveaxis({n}, 0, {self._stored[label]})")
+        self._stored = {}
         return lines
 
     def _assignment(self, a: Assignment) -> str:
@@ -142,14 +158,15 @@ class IndexPrinter:
             raise ValueError(f"{a.target}: free indices {axes} beyond {a.indices}")
         if tuple(axes) != tuple(free):
             code = self._full(code, axes, tuple(free), a.expr)
-        return f"{self._target(a)} = {code}"
+        target = self._target(a)
+        return f"{target}[...] = {code}" if a.target in self._scratch else f"{target} = {code}"
 
     def _target(self, a: Assignment) -> str:
         """The target, or inside a loop its step's slice (``h[t]``, time-major)."""
         target = self.array_name(a.target)
-        if self._loop is None or self._loop not in a.indices:
+        if self._loop is None or self._loop not in a.indices or a.target in self._scratch:
             return target
-        if a.target in self._major:
+        if self._stored.get(a.target) == a.indices.index(self._loop):
             return f"{target}[{self._step(self._loop)}]"
         where = ", ".join(self._step(s) if s == self._loop else ":" for s in a.indices)
         return f"{target}[{where}]"
@@ -179,13 +196,21 @@ class IndexPrinter:
             for a in body:
                 if loop.index in a.indices:
                     positions[a.target] = a.indices.index(loop.index)
+            # a target read only at the step that writes it, and not after the loop: one
+            # step's buffer, reused
+            reads = [x for a in body for x in a.expr.atoms(Indexed)]
+            self._scratch = {name for name, p in positions.items()
+                             if needed is not None and name not in needed
+                             and all(x.indices[p] == loop.index for x in reads
+                                     if str(x.base.label) == name)}
             for name, shape in loop.shapes:
                 p = positions.get(name, 0)
-                shape = (shape[p], *shape[:p], *shape[p + 1:])
+                shape = ((*shape[:p], *shape[p + 1:]) if name in self._scratch
+                         else (shape[p], *shape[:p], *shape[p + 1:]))
                 dims = ", ".join(self._print_scalar(d) for d in shape)
                 lines.append(f"{self.array_name(name)} = numpy.empty(({dims},), "
                              f"dtype={first_input}.dtype)")
-            self._major = set(positions)
+            self._stored.update(positions)
             peeled, values, body = self._peeled(loop, body)
             for steps, value in zip(peeled, values, strict=True):
                 need = sp.Ge(loop.size, (loop.size - 1 - value if loop.reverse else value) + 1)
@@ -205,12 +230,8 @@ class IndexPrinter:
                 steps = f"range({k}, {size})" if k else f"range({size})"
             lines.append(f"for {self._print_scalar(loop.index)} in {steps}:")
             lines += ["    " + x for a in body for x in self._loop_assignment(a)]
-            for name, p in positions.items():
-                if p != 0 and (needed is None or name in needed):
-                    n = self.array_name(name)
-                    lines.append(f"{n} = numpy.ascontiguousarray(numpy.moveaxis({n}, 0, {p}))")
         finally:
-            self._loop, self._major, self._at = None, set(), None
+            self._loop, self._at, self._scratch = None, None, set()
         return lines
 
     # -- loops: hoisting, peeling, in place ---------------------------------------
@@ -539,8 +560,15 @@ class IndexPrinter:
                 start, stop = self._print_scalar(lo + shift), self._print_scalar(hi + shift + 1)
                 parts.append(f"{start}:{stop}")
             axes.append(s)
-        if step is not None and str(x.base.label) in self._major:
-            parts.insert(0, parts.pop(step))  # stored with the loop's axis first
+        label = str(x.base.label)
+        if step is not None and label in self._scratch:
+            parts.pop(step)  # one step's buffer
+        elif self._stored.get(label, 0):  # stored with its loop's axis first
+            p = self._stored[label]
+            axis = _interleave(parts, axes, step)
+            parts.insert(0, parts.pop(p))
+            axis.insert(0, axis.pop(p))
+            axes = [ax for ax in axis if ax is not None]
         if all(p == ":" for p in parts):
             return name, tuple(axes)
         while parts and parts[-1] == ":":
