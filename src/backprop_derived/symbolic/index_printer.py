@@ -491,13 +491,15 @@ class IndexPrinter:
 
     def _python_condition(self, cond) -> str:
         """A condition on integers as Python comparisons (no NumPy call per step)."""
+        if self._at is not None:
+            cond = cond.xreplace({self._loop: self._at})
+        if cond in (sp.true, sp.false):
+            return str(bool(cond))
         if isinstance(cond, sp.And):
             return " and ".join(f"({self._python_condition(c)})" for c in cond.args)
         if isinstance(cond, sp.Ge | sp.Gt | sp.Le | sp.Lt | sp.Eq | sp.Ne):
             op = {sp.Ge: ">=", sp.Gt: ">", sp.Le: "<=", sp.Lt: "<", sp.Eq: "==",
                   sp.Ne: "!="}[type(cond)]
-            if self._at is not None:
-                cond = cond.xreplace({self._loop: self._at})
             return f"{self._print_scalar(cond.lhs)} {op} {self._print_scalar(cond.rhs)}"
         return self._print_scalar(cond)
 
