@@ -155,7 +155,9 @@ print(f"At x = (1, -1), w_ih = 1/2, w_hh = 3/4, b = 0, dY = (1, 1) the per-step 
 # tested per step. The backward kernel runs the compact recurrence proven
 # above from the last step back, with $1 - h_t^2$ likewise computed for every
 # step before the loop; the weight gradients are then one contraction each
-# over the batch and the time steps.
+# over the batch and the time steps. Both loops store their arrays step by
+# step (time first), so that each step reads and writes contiguous memory;
+# the returned $h$ is a view of that array in (batch, time, unit) order.
 
 # %% tags=["hide-input"]
 # The kernels: the forward pass and the BPTT loop run over time (how the
