@@ -144,25 +144,33 @@ print(f"At x = (1, -1), w_ih = 1/2, w_hh = 3/4, b = 0, dY = (1, 1) the per-step 
 # reaches the earlier steps through $W_{hh}$, which is what the $dA_{t+1}$
 # term of the recurrence carries.
 
+# %% [markdown]
+# ## The kernels
+#
+# The forward kernel runs the definition one step at a time. Its input term
+# $x_t W_{ih}^\top + b$ reads nothing the loop writes, so the printer
+# computes it for every step at once, one matrix product before the loop;
+# each step then adds $h_{t-1} W_{hh}^\top$ and applies $\tanh$. The first
+# step, where $[t \ge 1]$ is false, is printed apart, so no condition is
+# tested per step. The backward kernel runs the compact recurrence proven
+# above from the last step back, with $1 - h_t^2$ likewise computed for every
+# step before the loop; the weight gradients are then one contraction each
+# over the batch and the time steps. Both loops store their arrays step by
+# step (time first), so that each step reads and writes contiguous memory;
+# the returned $h$ is a view of that array in (batch, time, unit) order.
+
 # %% tags=["hide-input"]
-# The kernels: the forward pass and the BPTT loop run over time; the weight
-# gradients are then one contraction each over the batch and the time steps.
+# The kernels: the forward pass and the BPTT loop run over time (how the
+# printer arranges a loop: index_printer.Loop); the weight gradients follow.
 N, T, H = catalog.RNN_N, catalog.RNN_T, catalog.RNN_H
 t_fwd = catalog.rnn_t
 forward = Loop(t_fwd, T, tuple(Assignment(str(lhs.base.label), lhs.indices, rhs)
                                for lhs, rhs in RNN),
                (("A", (N, T, H)), ("H", (N, T, H))))
 
-
-def through_outputs(e):
-    """tanh(A) -> H: the backward pass reads the stored outputs."""
-    return e.replace(lambda x: isinstance(x, sp.tanh) and isinstance(x.args[0], sp.Indexed)
-                     and x.args[0].base == RNN_A, lambda x: RNN_HID[x.args[0].indices])
-
-
-loop = Loop(v, T, (Assignment("dH", dH.indices, dH.expr),
-                   Assignment("dA", dA.indices, through_outputs(dA.expr))),
-            (("dH", (N, T, H)), ("dA", (N, T, H))), reverse=True)
+# The BPTT loop runs the compact recurrence proven above: dH is never stored.
+loop = Loop(v, T, (Assignment("dA", dA.indices, compact),), (("dA", (N, T, H)),),
+            reverse=True)
 after = tuple(Assignment(str(grads[x].grad.label), grads[x].indices, grads[x].expr)
               for x in (RNN_X, RNN_W_IH, RNN_W_HH, RNN_B))
 EXPORTS = [

@@ -12,17 +12,19 @@ def rnn_backward(dy, x, h, w_ih, w_hh):
 
     The BPTT recurrence, then (BP1)-(BP3) summed over time; derived in derivations/14_recurrence.py.
     """
-    N = dy.shape[0]
-    T = dy.shape[1]
-    d_h = w_hh.shape[0]
-    dh = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
-    da = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
-    for v in range(T - 1, -1, -1):
-        dh[:, v, :] = ((numpy.matmul((da[:, 1 + v]), w_hh)) if numpy.greater_equal(T, 2 + v) else 0) + dy[:, v]
-        da[:, v, :] = dh[:, v] - dh[:, v]*h[:, v]**2
-    dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]))
-    dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
-    dw_hh = (numpy.matmul((da[:, 1:T]).reshape((da[:, 1:T]).shape[0] * (da[:, 1:T]).shape[1], (da[:, 1:T]).shape[2]).T, (h[:, 0:T - 1]).reshape((h[:, 0:T - 1]).shape[0] * (h[:, 0:T - 1]).shape[1], (h[:, 0:T - 1]).shape[2])))
+    N = h.shape[0]
+    T = h.shape[1]
+    d_h = h.shape[2]
+    da_invariant = numpy.ascontiguousarray(1 - numpy.transpose(h, (1, 0, 2))**2)
+    da = numpy.empty((T, N, d_h,), dtype=h.dtype)
+    numpy.multiply(da_invariant[T - 1], dy[:, T - 1], out=da[T - 1])
+    for v in range(T - 2, -1, -1):
+        numpy.matmul((da[1 + v]), w_hh, out=da[v])
+        numpy.add(da[v], dy[:, v], out=da[v])
+        numpy.multiply(da[v], da_invariant[v], out=da[v])
+    dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]).transpose(1, 0, 2))
+    dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.transpose(1, 0, 2).reshape(x.shape[1] * x.shape[0], x.shape[2])))
+    dw_hh = (numpy.matmul((da[1:T]).reshape((da[1:T]).shape[0] * (da[1:T]).shape[1], (da[1:T]).shape[2]).T, (h[:, 0:T - 1]).transpose(1, 0, 2).reshape((h[:, 0:T - 1]).shape[1] * (h[:, 0:T - 1]).shape[0], (h[:, 0:T - 1]).shape[2])))
     db = (numpy.matmul(numpy.ones(da.size // da.shape[-1], da.dtype), da.reshape(-1, da.shape[-1])))
     return dx, dw_ih, dw_hh, db
 
@@ -36,9 +38,14 @@ def rnn_forward(x, w_ih, w_hh, b):
     T = x.shape[1]
     d_h = w_hh.shape[0]
     d_in = w_ih.shape[1]
-    a = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
-    h = numpy.empty((N, T, d_h,), dtype=w_hh.dtype)
-    for t in range(T):
-        a[:, t, :] = ((numpy.matmul((h[:, t - 1]), w_hh.T)) if numpy.greater_equal(t, 1) else 0) + (numpy.matmul((x[:, t]), w_ih.T)) + b
-        h[:, t, :] = numpy.tanh(a[:, t])
+    a_invariant = numpy.ascontiguousarray((numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), w_ih.T).reshape(x.shape[0], x.shape[1], w_ih.shape[0]).transpose(1, 0, 2)) + b)
+    a = numpy.empty((N, d_h,), dtype=w_hh.dtype)
+    h = numpy.empty((T, N, d_h,), dtype=w_hh.dtype)
+    a[...] = a_invariant[0]
+    numpy.tanh(a, out=h[0])
+    for t in range(1, T):
+        numpy.matmul((h[t - 1]), w_hh.T, out=a)
+        numpy.add(a, a_invariant[t], out=a)
+        numpy.tanh(a, out=h[t])
+    h = numpy.moveaxis(h, 0, 1)
     return h

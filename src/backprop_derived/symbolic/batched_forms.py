@@ -94,8 +94,10 @@ def matmul_code(spec: str, names: Sequence[str]) -> str | None:
     # the operand whose free indices come first in the result is the left factor
     if out.index(free_a[0]) > out.index(free_b[0]):
         a, b, free_a, free_b, names = b, a, free_b, free_a, names[::-1]
-    free_a = [x for x in out if x in free_a]
-    free_b = [x for x in out if x in free_b]
+    # free indices in the order each operand stores them: a reshape of the operand is then a
+    # view, and the product is transposed (a view) to the result's order instead
+    free_a = [x for x in a if x in free_a]
+    free_b = [x for x in b if x in free_b]
     contracted = [x for x in a if x in contracted]
     left = _operand(names[0], a, batch, free_a, contracted, free_first=True)
     right = _operand(names[1], b, batch, free_b, contracted, free_first=False)

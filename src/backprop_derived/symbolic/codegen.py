@@ -73,7 +73,7 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
         printer = BatchedIndexPrinter()
-        body += printer.statements(kernel.expr)
+        body += printer.statements(kernel.expr, kernel.returns)
         body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
     elif kernel.style in ("array", "scalar"):
         printer = ArrayPrinter()

@@ -21,12 +21,13 @@ refused with a clear message, for a dedicated form to handle.
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import sympy as sp
-from sympy import Indexed, Sum
+from sympy import Indexed, IndexedBase, Sum
 
 from .printers import ArrayPrinter
 
@@ -51,6 +52,26 @@ class Loop:
     Every target of the body is a full array of ``shapes[target]``, allocated
     before the loop with the dtype of the kernel's first array argument, and
     written one slice per step.
+
+    How it is printed (the values are those of the body's expressions; only
+    the order of evaluation differs):
+
+    * *hoisting*: the terms of a sum, or the factors of a product, that read
+      no array the loop writes (``x_t W_ih^T + b``) are one statement before
+      the loop, for every step at once (a single GEMM instead of one per
+      step), and the body reads their step's slice;
+    * *time-major storage*: each target is stored with the loop's axis first,
+      so that a step's slice is contiguous; the statements after the loop read
+      it in that order, and a returned target is a view in its declared axis
+      order (``numpy.moveaxis``); a target read only at the step that writes
+      it, and not after the loop, is one step's buffer, reused;
+    * *peeling*: a guard on the loop index alone (``[t >= 1]``) that is false
+      only on the first steps run is resolved at print time: those steps are
+      printed before the loop with the guarded term dropped, the loop runs
+      the others with it kept, and no condition is evaluated per step;
+    * *in place*: a body statement whose value is a sum, a product, a
+      function of one argument or a contraction is evaluated into its target
+      slice with ``out=`` (no temporary arrays).
     """
 
     index: sp.Symbol
@@ -58,6 +79,36 @@ class Loop:
     body: tuple[Assignment, ...]
     shapes: tuple[tuple[str, tuple], ...]
     reverse: bool = False
+
+
+@dataclass(frozen=True)
+class _Hoisted(Assignment):
+    """A loop-invariant part of a loop's body, computed before the loop; ``original``:
+    its indices in the order of the statement it came from."""
+
+    original: tuple[sp.Symbol, ...] = ()
+
+
+def _interleave(parts, axes, step):
+    """The axis of each part of an array entry (None for the loop's step)."""
+    found = iter(axes)
+    return [None if k == step else next(found) for k in range(len(parts))]
+
+
+def _call_arguments(code: str, functions: Sequence[str]) -> tuple[str, str] | None:
+    """``("numpy.matmul", "a, b")`` for ``code == "(numpy.matmul(a, b))"`` (one call, nothing
+    after it; the outer parentheses optional), else None."""
+    if code.startswith("(") and code.endswith(")"):
+        code = code[1:-1]
+    for f in functions:
+        if not code.startswith(f + "("):
+            continue
+        depth = 0
+        for i, ch in enumerate(code[len(f):], start=len(f)):
+            depth += {"(": 1, ")": -1}.get(ch, 0)
+            if depth == 0:
+                return (f, code[len(f) + 1:i]) if i == len(code) - 1 else None
+    return None
 
 
 class IndexPrinter:
@@ -70,17 +121,33 @@ class IndexPrinter:
         self._printer = ArrayPrinter()
         self._loop: sp.Symbol | None = None
         self._ranges: dict = {}
+        self._stored: dict[str, int] = {}  # loop targets stored with the loop's axis (at
+        # this position of their indices) first, for the rest of the statements
+        self._at = None  # the loop index's value, on a peeled step
+        self._scratch: set[str] = set()  # loop targets kept for one step only
 
     # -- public --------------------------------------------------------------
-    def statements(self, assignments: Sequence[Assignment | Loop]) -> list[str]:
+    def statements(self, assignments: Sequence[Assignment | Loop],
+                   returns: Sequence[str] | None = None) -> list[str]:
+        """The statements; ``returns``: the targets used after them (None: all of them)."""
         flat = [x for a in assignments for x in (a.body if isinstance(a, Loop) else (a,))]
         lines = self._sizes(flat, [a for a in assignments if isinstance(a, Loop)])
         first_input = self._first_input(flat)
-        for a in assignments:
+        self._stored = {}
+        for k, a in enumerate(assignments):
             if isinstance(a, Loop):
-                lines += self._loop_lines(a, first_input)
+                later = [x for b in assignments[k + 1:]
+                         for x in (b.body if isinstance(b, Loop) else (b,))]
+                read = {str(x.base.label) for b in later for x in b.expr.atoms(Indexed)}
+                needed = None if returns is None else read | set(returns)
+                lines += self._loop_lines(a, first_input, needed)
             else:
                 lines += self._accumulated(a) or [self._assignment(a)]
+        for label in returns if returns is not None else list(self._stored):
+            if self._stored.get(label, 0) and label not in self._scratch:
+                n = self.array_name(label)  # the declared axis order, as a view
+                lines.append(f"{n} = numpy.moveaxis({n}, 0, {self._stored[label]})")
+        self._stored = {}
         return lines
 
     def _accumulated(self, a: Assignment) -> list[str] | None:
@@ -121,28 +188,232 @@ class IndexPrinter:
             raise ValueError(f"{a.target}: free indices {axes} beyond {a.indices}")
         if tuple(axes) != tuple(free):
             code = self._full(code, axes, tuple(free), a.expr)
-        target = self.array_name(a.target)
-        if self._loop is not None and self._loop in a.indices:
-            where = ", ".join(self._print_scalar(s) if s == self._loop else ":"
-                              for s in a.indices)
-            target = f"{target}[{where}]"
-        return f"{target} = {code}"
+        target = self._target(a)
+        return f"{target}[...] = {code}" if a.target in self._scratch else f"{target} = {code}"
 
-    def _loop_lines(self, loop: Loop, first_input: str) -> list[str]:
+    def _target(self, a: Assignment) -> str:
+        """The target, or inside a loop its step's slice (``h[t]``, time-major)."""
+        target = self.array_name(a.target)
+        if self._loop is None or self._loop not in a.indices or a.target in self._scratch:
+            return target
+        if self._stored.get(a.target) == a.indices.index(self._loop):
+            return f"{target}[{self._step(self._loop)}]"
+        where = ", ".join(self._step(s) if s == self._loop else ":" for s in a.indices)
+        return f"{target}[{where}]"
+
+    def _step(self, idx) -> str:
+        """An index holding the loop index, printed (at the peeled step's value, if any)."""
+        if self._at is not None:
+            idx = idx.xreplace({self._loop: self._at})
+        return self._print_scalar(idx)
+
+    def _loop_lines(self, loop: Loop, first_input: str, needed=None) -> list[str]:
+        body, hoisted = self._hoisted(loop)
         lines = []
-        for name, shape in loop.shapes:
-            dims = ", ".join(self._print_scalar(d) for d in shape)
-            lines.append(f"{self.array_name(name)} = numpy.empty(({dims},), "
-                         f"dtype={first_input}.dtype)")
-        size = self._print_scalar(loop.size)
-        steps = f"range({size} - 1, -1, -1)" if loop.reverse else f"range({size})"
-        lines.append(f"for {self._print_scalar(loop.index)} in {steps}:")
         self._loop = loop.index
         try:
-            lines += ["    " + self._assignment(a) for a in loop.body]
+            for a in hoisted:  # before the loop: the loop index is an ordinary axis
+                self._loop = None
+                self._ranges = self._index_ranges(a)
+                code, axes = self._compile(a.expr, list(a.indices))
+                if tuple(axes) != a.indices:
+                    code = self._full(code, axes, a.indices, a.expr)
+                if loop.index in a.indices and a.indices[0] != a.original[0]:
+                    code = f"numpy.ascontiguousarray({code})"  # the loop's axis first
+                lines.append(f"{self.array_name(a.target)} = {code}")
+            self._loop = loop.index
+            positions = {}
+            for a in body:
+                if loop.index in a.indices:
+                    positions[a.target] = a.indices.index(loop.index)
+            # a target read only at the step that writes it, and not after the loop: one
+            # step's buffer, reused
+            reads = [x for a in body for x in a.expr.atoms(Indexed)]
+            self._scratch = {name for name, p in positions.items()
+                             if needed is not None and name not in needed
+                             and all(x.indices[p] == loop.index for x in reads
+                                     if str(x.base.label) == name)}
+            for name, shape in loop.shapes:
+                p = positions.get(name, 0)
+                shape = ((*shape[:p], *shape[p + 1:]) if name in self._scratch
+                         else (shape[p], *shape[:p], *shape[p + 1:]))
+                dims = ", ".join(self._print_scalar(d) for d in shape)
+                lines.append(f"{self.array_name(name)} = numpy.empty(({dims},), "
+                             f"dtype={first_input}.dtype)")
+            self._stored.update(positions)
+            peeled, values, body = self._peeled(loop, body)
+            for steps, value in zip(peeled, values, strict=True):
+                need = sp.Ge(loop.size, (loop.size - 1 - value if loop.reverse else value) + 1)
+                self._at = value
+                try:
+                    printed = [x for a in steps for x in self._loop_assignment(a)]
+                finally:
+                    self._at = None
+                if need is not sp.true:  # the loop may have fewer steps than are peeled
+                    lines.append(f"if {self._python_condition(need)}:")
+                    printed = ["    " + x for x in printed]
+                lines += printed
+            size, k = self._print_scalar(loop.size), len(peeled)
+            if loop.reverse:
+                steps = f"range({self._print_scalar(loop.size - 1 - k)}, -1, -1)"
+            else:
+                steps = f"range({k}, {size})" if k else f"range({size})"
+            lines.append(f"for {self._print_scalar(loop.index)} in {steps}:")
+            lines += ["    " + x for a in body for x in self._loop_assignment(a)]
         finally:
-            self._loop = None
+            self._loop, self._at, self._scratch = None, None, set()
         return lines
+
+    # -- loops: hoisting, peeling, in place ---------------------------------------
+    def _hoisted(self, loop: Loop):
+        """The body with its loop-invariant parts replaced by arrays, and those arrays."""
+        written = {a.target for a in loop.body}
+        hoisted: list[_Hoisted] = []
+
+        def invariant(e) -> bool:
+            if not e.has(Indexed) or e.has(sp.Piecewise):
+                return False
+            for x in e.atoms(Indexed):
+                if str(x.base.label) in written:
+                    return False
+                if any(i.has(loop.index) and i != loop.index for i in x.indices):
+                    return False  # a shifted step: not one slice of a full array
+            plain = e.replace(lambda x: isinstance(x, Indexed), lambda x: sp.Integer(1))
+            if loop.index in plain.free_symbols:
+                return False  # the loop index as a value
+            return all(not lim[1].has(loop.index) and not lim[2].has(loop.index)
+                       for x in e.atoms(Sum) for lim in x.limits)
+
+        def hoist(e, a: Assignment):
+            if isinstance(e, Indexed):
+                return e
+            if invariant(e):
+                used = [s for s in a.indices if s in e.free_symbols]
+                order = [s for s in used if s == loop.index] + [s for s in used if s != loop.index]
+                same = sum(h.target.startswith(f"{a.target}_invariant") for h in hoisted)
+                name = f"{a.target}_invariant" + (f"{same}" if same else "")
+                hoisted.append(_Hoisted(name, tuple(order), e, tuple(used)))
+                ranges = self._index_ranges(a)
+                shape = (tuple(ranges[s][1] + 1 for s in order)
+                         if all(s in ranges for s in order) else None)
+                return IndexedBase(name, shape=shape)[tuple(order)]
+            if isinstance(e, sp.Add | sp.Mul):
+                fixed = [x for x in e.args if invariant(x)]
+                if fixed and len(fixed) < len(e.args):
+                    group = e.func(*fixed)
+                    rest = [hoist(x, a) for x in e.args if x not in fixed]
+                    if not isinstance(group, Indexed):  # a lone array: nothing to save
+                        group = hoist(group, a)
+                    return e.func(group, *rest)
+            if isinstance(e, sp.Add | sp.Mul | sp.Pow | sp.Function) and not isinstance(
+                    e, sp.Piecewise):
+                return e.func(*[hoist(x, a) for x in e.args])
+            return e
+
+        body = tuple(Assignment(a.target, a.indices, hoist(a.expr, a)) for a in loop.body)
+        return body, hoisted
+
+    def _peeled(self, loop: Loop, body):
+        """``(steps, values, body)``: the first steps run, printed apart with their guards
+        resolved, and the body of the remaining steps, where every guard holds."""
+        guards = {g for a in body for g in a.expr.atoms(sp.Piecewise)
+                  if self._is_guard(g, loop.index)}
+        if not guards:
+            return [], [], body
+        k = 0
+        for g in guards:
+            first = self._first_true(g.args[0].cond, loop)
+            if first is None:
+                return [], [], body  # printed as a condition per step
+            k = max(k, first)
+
+        def resolved(value):
+            def subs(g):
+                if value is None:
+                    return g.args[0].expr
+                holds = g.args[0].cond.xreplace({loop.index: value})
+                return g.args[0].expr if holds is sp.true else sp.Integer(0)
+            return tuple(Assignment(a.target, a.indices,
+                                    a.expr.replace(lambda x: x in guards, subs))
+                         for a in body)
+
+        values = [loop.size - 1 - j if loop.reverse else sp.Integer(j) for j in range(k)]
+        return [resolved(v) for v in values], values, resolved(None)
+
+    @staticmethod
+    def _first_true(cond, loop: Loop, most: int = 4):
+        """How many of the first steps run fail ``cond``, if it holds on every later one
+        (it is monotone in the loop index, in the direction the loop runs); else None."""
+        for rel in sp.And.make_args(cond):
+            if not isinstance(rel, sp.Ge | sp.Gt | sp.Le | sp.Lt):
+                return None
+            d = rel.lhs - rel.rhs
+            coeff = d.coeff(loop.index)
+            if not coeff.is_number or coeff == 0 or (d - coeff * loop.index).has(loop.index):
+                return None
+            rising = (coeff > 0) == isinstance(rel, sp.Ge | sp.Gt)  # true from some t on
+            if rising == loop.reverse:
+                return None
+        for j in range(most + 1):
+            value = loop.size - 1 - j if loop.reverse else sp.Integer(j)
+            holds = cond.xreplace({loop.index: value})
+            if holds is sp.true:
+                return j
+            if holds is not sp.false:
+                return None
+        return None
+
+    def _loop_assignment(self, a: Assignment) -> list[str]:
+        """One body statement, evaluated into its slice where it can be."""
+        free = [s for s in a.indices if s != self._loop]
+        self._ranges = self._index_ranges(a)
+        for x in a.expr.atoms(Indexed):
+            if str(x.base.label) == a.target and self._loop in x.indices:
+                return [self._assignment(a)]  # reads the slice it writes
+        lines = self._into(self._target(a), a.expr, free)
+        return lines if lines is not None else [self._assignment(a)]
+
+    def _into(self, target: str, e, free: list) -> list[str] | None:
+        """Statements that leave ``e`` in ``target`` without temporaries, or None."""
+        if isinstance(e, sp.Add | sp.Mul):
+            ufunc = "numpy.add" if isinstance(e, sp.Add) else "numpy.multiply"
+            args = list(e.args)
+            compiled = [self._compile(x, list(free)) for x in args]
+            full = [i for i, (_, ax) in enumerate(compiled) if tuple(ax) == tuple(free)]
+            if not full:
+                return None
+            lines, first = None, full[0]
+            for i in full:
+                lines = self._into(target, args[i], free)
+                if lines is not None:
+                    first = i
+                    break
+            # the other whole slices first: the first operation then reads two of them
+            others = sorted((j for j in range(len(args)) if j != first),
+                            key=lambda j: j not in full)
+            rest = [self._align(*compiled[j], free) for j in others]
+            if lines is None:  # the first operation writes the target
+                lines = [f"{ufunc}({compiled[first][0]}, {rest.pop(0)}, out={target})"]
+            return lines + [f"{ufunc}({target}, {c}, out={target})" for c in rest]
+        if isinstance(e, sp.Function) and len(e.args) == 1 and not self._is_guard(e):
+            call = re.fullmatch(r"(numpy\.\w+)\(_arg\)",
+                                self._printer.doprint(e.func(sp.Symbol("_arg"))))
+            if call is None:
+                return None
+            inner = self._into(target, e.args[0], free)  # the argument first, in place
+            if inner is not None:
+                return [*inner, f"{call.group(1)}({target}, out={target})"]
+            code, axes = self._compile(e.args[0], list(free))
+            if tuple(axes) != tuple(free):
+                return None
+            return [f"{call.group(1)}({code}, out={target})"]
+        if isinstance(e, Sum):
+            code, axes = self._compile(e, list(free))
+            inner = _call_arguments(code, ("numpy.matmul", "numpy.einsum"))
+            if inner is None or tuple(axes) != tuple(free):
+                return None
+            return [f"{inner[0]}({inner[1]}, out={target})"]
+        return None
 
     def _first_input(self, assignments) -> str:
         assigned = {a.target for a in assignments}
@@ -246,14 +517,29 @@ class IndexPrinter:
         else:
             return None
         code, axes = self._compile(inner, order)
-        return f"({code} if {self._print_scalar(cond)} else 0)", axes
+        return f"({code} if {self._python_condition(cond)} else 0)", axes
 
-    def _is_guard(self, f) -> bool:
+    def _python_condition(self, cond) -> str:
+        """A condition on integers as Python comparisons (no NumPy call per step)."""
+        if self._at is not None:
+            cond = cond.xreplace({self._loop: self._at})
+        if cond in (sp.true, sp.false):
+            return str(bool(cond))
+        if isinstance(cond, sp.And):
+            return " and ".join(f"({self._python_condition(c)})" for c in cond.args)
+        if isinstance(cond, sp.Ge | sp.Gt | sp.Le | sp.Lt | sp.Eq | sp.Ne):
+            op = {sp.Ge: ">=", sp.Gt: ">", sp.Le: "<=", sp.Lt: "<", sp.Eq: "==",
+                  sp.Ne: "!="}[type(cond)]
+            return f"{self._print_scalar(cond.lhs)} {op} {self._print_scalar(cond.rhs)}"
+        return self._print_scalar(cond)
+
+    def _is_guard(self, f, loop=None) -> bool:
         """``Piecewise((x, cond), (0, True))`` with a condition on the loop index only."""
+        loop = self._loop if loop is None else loop
         return (isinstance(f, sp.Piecewise) and len(f.args) == 2
                 and f.args[1].expr == 0 and f.args[1].cond is sp.true
                 and not f.args[0].cond.atoms(Indexed)
-                and self._loop in f.args[0].cond.free_symbols)
+                and loop in f.args[0].cond.free_symbols)
 
     def _is_guarded(self, x) -> bool:
         return self._loop is not None and (self._is_guard(x) or (
@@ -280,12 +566,13 @@ class IndexPrinter:
         a slice for an index shifted by a constant or summed over part of its
         range, the loop variable for the loop index."""
         name = self.array_name(str(x.base.label))
-        parts, axes = [], []
+        parts, axes, step = [], [], None
         for pos, idx in enumerate(x.indices):
             if self._loop is not None and idx.has(self._loop):
                 if (idx - self._loop).free_symbols:
                     raise NotImplementedError(f"{x}: the loop index mixed with another")
-                parts.append(self._print_scalar(idx))
+                step = len(parts)
+                parts.append(self._step(idx))
                 continue
             s = next(iter(idx.free_symbols), None)
             shift = idx - s if s is not None else None
@@ -305,6 +592,15 @@ class IndexPrinter:
                 start, stop = self._print_scalar(lo + shift), self._print_scalar(hi + shift + 1)
                 parts.append(f"{start}:{stop}")
             axes.append(s)
+        label = str(x.base.label)
+        if step is not None and label in self._scratch:
+            parts.pop(step)  # one step's buffer
+        elif self._stored.get(label, 0):  # stored with its loop's axis first
+            p = self._stored[label]
+            axis = _interleave(parts, axes, step)
+            parts.insert(0, parts.pop(p))
+            axis.insert(0, axis.pop(p))
+            axes = [ax for ax in axis if ax is not None]
         if all(p == ":" for p in parts):
             return name, tuple(axes)
         while parts and parts[-1] == ":":
@@ -397,6 +693,7 @@ class IndexPrinter:
         product after a reshape. Anything else (a slice, an expression, axes
         in the middle) is ``numpy.add.reduce``.
         """
+        positions = tuple(sorted(positions))
         if code.isidentifier() and ndim >= 2:
             if positions == (ndim - 1,):
                 return f"numpy.matmul({code}, numpy.ones({code}.shape[-1], {code}.dtype))"
