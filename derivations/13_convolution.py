@@ -241,20 +241,24 @@ show(dx2_chain, caption="2-d input gradient, compact")
 # `numpy.matmul` (one BLAS matrix product per call). All four kernels print
 # the engine's results; they add the same terms in another order.
 #
-# * **Forward and weight gradient.** In one dimension a kernel tap $j$ fixed
-#   leaves the strided matrix view `x[:, :, j:j+P]`, so the kernels loop over
-#   the $k$ taps: the forward map adds `W[:, :, j] @ x[:, :, j:j+P]` into `out`
-#   (then the bias), the weight gradient writes tap $j$'s slice of `out`, the
-#   batch of products `dY[n] @ x[n, :, j:j+P]ᵀ` added up over $n$. In two
-#   dimensions a tap's window is not a matrix, so the windows are copied once
-#   into a (batch, $C_{in} k_h k_w$, positions) array (*im2col*) for one
-#   batched matmul: against the flattened kernel in the forward map, against
-#   $dY$ (added up over the batch) in the weight gradient.
+# * **Forward map.** The windows are copied once into a (batch,
+#   $C_{in} k$, positions) array (*im2col*; $C_{in} k_h k_w$ in 2-d) for one
+#   batched matmul against the flattened kernel, written into `out`; then the
+#   bias is added.
+# * **Weight gradient.** In one dimension a kernel tap $j$ fixed leaves the
+#   strided matrix view `x[:, :, j:j+P]` ($P = L - k + 1$ output
+#   positions), so the kernel loops over the $k$
+#   taps and writes tap $j$'s slice of `out`: the batch of products
+#   `dY[n] @ x[n, :, j:j+P]ᵀ`, added up over $n$. In two dimensions a tap's
+#   window is not a matrix, so the windows are copied once (im2col) for one
+#   batched matmul against $dY$, added up over the batch.
 # * **Input gradient.** The engine's result above adds, for every tap $j$,
 #   $\sum_o W_{o,v,j}\, dY_{u,o,w-j}$ where $w - j$ is an output position. The
 #   kernel computes the sum over $o$ for every tap at once (one matmul of the
-#   flattened kernel, transposed, with $dY$), then adds tap $j$'s part into
-#   `out[:, :, j:j+P]` (*col2im*; one slice per tap in 2-d). The condition
+#   flattened kernel, transposed, with $dY$); tap 0's part is written into
+#   `out[:, :, 0:P]`, the rest of `out` set to zero, and every other tap $j$
+#   adds its part into `out[:, :, j:j+P]` (*col2im*; one slice per tap in
+#   2-d). The condition
 #   $0 \le w - j \le L - k$ is exactly that slice, which the printer checks
 #   before it prints the loop. No zero-padded copy of $dY$ is made; the
 #   compact form proven above is the textbook's reading of the same sum.

@@ -22,9 +22,7 @@ def conv1d_forward(x, w, b, out):
     The catalog's definition; derived in derivations/13_convolution.py.
     """
     _w0 = numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2)
-    numpy.matmul(w[:, :, 0], _w0[:, :, :, 0], out=out)
-    for _k1 in range(1, w.shape[2]):
-        out += numpy.matmul(w[:, :, _k1], _w0[:, :, :, _k1])
+    numpy.matmul(w.reshape(w.shape[0], w.shape[1] * w.shape[2]), numpy.transpose(_w0, (0, 1, 3, 2)).reshape(_w0.shape[0], w.shape[1] * w.shape[2], _w0.shape[2]), out=out)
     numpy.add(out, b[:, None], out=out)
     return out
 
@@ -35,8 +33,9 @@ def conv1d_input_gradient(dy, w, out):
     The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
     _t0 = numpy.matmul(numpy.swapaxes(w.reshape(w.shape[0], w.shape[1] * w.shape[2]), -1, -2), dy).reshape(dy.shape[0], w.shape[1], w.shape[2], dy.shape[2])
-    out[...] = 0
-    for _k1 in range(_t0.shape[2]):
+    out[:, :, :_t0.shape[3]] = _t0[:, :, 0]
+    out[:, :, _t0.shape[3]:] = 0
+    for _k1 in range(1, _t0.shape[2]):
         out[:, :, _k1:_k1 + _t0.shape[3]] += _t0[:, :, _k1]
     return out
 
@@ -81,10 +80,13 @@ def conv2d_input_gradient(dy, w, out):
     The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
     _t0 = numpy.matmul(numpy.swapaxes(w.reshape(w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]), -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], w.shape[2], w.shape[3], dy.shape[2], dy.shape[3])
-    out[...] = 0
+    out[:, :, :_t0.shape[4], :_t0.shape[5]] = _t0[:, :, 0, 0]
+    out[:, :, _t0.shape[4]:, :] = 0
+    out[:, :, :_t0.shape[4], _t0.shape[5]:] = 0
     for _k1 in range(_t0.shape[2]):
         for _k2 in range(_t0.shape[3]):
-            out[:, :, _k1:_k1 + _t0.shape[4], _k2:_k2 + _t0.shape[5]] += _t0[:, :, _k1, _k2]
+            if _k1 or _k2:
+                out[:, :, _k1:_k1 + _t0.shape[4], _k2:_k2 + _t0.shape[5]] += _t0[:, :, _k1, _k2]
     return out
 
 
