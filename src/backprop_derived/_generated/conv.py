@@ -32,11 +32,10 @@ def conv1d_input_gradient(dy, w, out):
 
     The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
-    _t0 = numpy.matmul(numpy.swapaxes(w.reshape(w.shape[0], w.shape[1] * w.shape[2]), -1, -2), dy).reshape(dy.shape[0], w.shape[1], w.shape[2], dy.shape[2])
-    out[:, :, :_t0.shape[3]] = _t0[:, :, 0]
-    out[:, :, _t0.shape[3]:] = 0
-    for _k1 in range(1, _t0.shape[2]):
-        out[:, :, _k1:_k1 + _t0.shape[3]] += _t0[:, :, _k1]
+    out[:, :, :dy.shape[2]] = numpy.matmul(numpy.swapaxes(w[:, :, 0], -1, -2), dy)
+    out[:, :, dy.shape[2]:] = 0
+    for _k0 in range(1, w.shape[2]):
+        out[:, :, _k0:_k0 + dy.shape[2]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0], -1, -2), dy)
     return out
 
 
@@ -79,14 +78,13 @@ def conv2d_input_gradient(dy, w, out):
 
     The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
-    _t0 = numpy.matmul(numpy.swapaxes(w.reshape(w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]), -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], w.shape[2], w.shape[3], dy.shape[2], dy.shape[3])
-    out[:, :, :_t0.shape[4], :_t0.shape[5]] = _t0[:, :, 0, 0]
-    out[:, :, _t0.shape[4]:, :] = 0
-    out[:, :, :_t0.shape[4], _t0.shape[5]:] = 0
-    for _k1 in range(_t0.shape[2]):
-        for _k2 in range(_t0.shape[3]):
-            if _k1 or _k2:
-                out[:, :, _k1:_k1 + _t0.shape[4], _k2:_k2 + _t0.shape[5]] += _t0[:, :, _k1, _k2]
+    out[:, :, :dy.shape[2], :dy.shape[3]] = numpy.matmul(numpy.swapaxes(w[:, :, 0, 0], -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], dy.shape[2], dy.shape[3])
+    out[:, :, dy.shape[2]:] = 0
+    out[:, :, :dy.shape[2], dy.shape[3]:] = 0
+    for _k0 in range(w.shape[2]):
+        for _k1 in range(w.shape[3]):
+            if _k0 or _k1:
+                out[:, :, _k0:_k0 + dy.shape[2], _k1:_k1 + dy.shape[3]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0, _k1], -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], dy.shape[2], dy.shape[3])
     return out
 
 
