@@ -253,15 +253,16 @@ show(dx2_chain, caption="2-d input gradient, compact")
 #   window is not a matrix, so the windows are copied once (im2col) for one
 #   batched matmul against $dY$, added up over the batch.
 # * **Input gradient.** The engine's result above adds, for every tap $j$,
-#   $\sum_o W_{o,v,j}\, dY_{u,o,w-j}$ where $w - j$ is an output position. For
-#   each tap the kernel computes that sum over $o$ as one matmul of the tap's
-#   kernel slice, transposed, with $dY$: tap 0's product is written into
-#   `out[:, :, 0:P]`, the rest of `out` is set to zero, and every other tap
-#   $j$ adds its product into `out[:, :, j:j+P]` (*col2im*; in 2-d tap
-#   $(i, j)$ adds into `out[:, :, i:i+P, j:j+Q]`). The condition $0 \le w - j \le L - k$ is exactly that
-#   slice, which the printer checks before it prints the loop. No zero-padded
-#   copy of $dY$ is made; the compact form proven above is the textbook's
-#   reading of the same sum.
+#   $\sum_o W_{o,v,j}\, dY_{u,o,w-j}$ where $w - j$ is an output position.
+#   For each tap the kernel computes that sum over $o$ as one matmul of the
+#   tap's kernel slice, transposed, with $dY$: tap 0's product is written
+#   into `out[:, :, 0:P]` (by `out=` in 1-d), the rest of `out` is set to
+#   zero, and every other tap $j$ adds its product into `out[:, :, j:j+P]`
+#   (*col2im*; in 2-d tap $(i, j)$ adds into `out[:, :, i:i+P, j:j+Q]`). The
+#   condition $0 \le w - j \le L - k$ is exactly that slice, which the
+#   printer checks before it prints the loop. No zero-padded copy of $dY$ is
+#   made; the compact form proven above is the textbook's reading of the
+#   same sum.
 # * **Bias gradient.** `numpy.add.reduce` of $dY$ over the batch and the
 #   positions, into `out`.
 

@@ -32,7 +32,7 @@ def conv1d_input_gradient(dy, w, out):
 
     The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
-    out[:, :, :dy.shape[2]] = numpy.matmul(numpy.swapaxes(w[:, :, 0], -1, -2), dy)
+    numpy.matmul(numpy.swapaxes(w[:, :, 0], -1, -2), dy, out=out[:, :, :dy.shape[2]])
     out[:, :, dy.shape[2]:] = 0
     for _k0 in range(1, w.shape[2]):
         out[:, :, _k0:_k0 + dy.shape[2]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0], -1, -2), dy)

@@ -304,12 +304,13 @@ def _shifted_add(w: _Writer, s: ShiftedAdd, out: str) -> None:
     loops = {tap: w.name("k") for tap in taps}
     kept = [letter for letter in t_output if letter not in taps]
 
-    def tap_term(at: dict) -> tuple[str, str]:
-        """``(out slice, product)`` of the taps at ``at``."""
+    def tap_term(at: dict) -> tuple[str, str, bool]:
+        """``(out slice, product, whether it has the slice's axes)`` of the taps at ``at``."""
         product, reduced, _, m, n = _plan(w, [op.indexed(at) for op in ops], kept, sizes)
         if reduced:
             raise _NoPlan
-        if len(m) != 1 or len(n) != 1:
+        flat = len(m) == 1 and len(n) == 1  # the product has out's axes
+        if not flat:
             product += f".reshape({', '.join(sizes[letter] for letter in kept)})"
         dst = []
         for a in axes:
@@ -321,10 +322,13 @@ def _shifted_add(w: _Writer, s: ShiftedAdd, out: str) -> None:
                 dst.append(":")
         while dst and dst[-1] == ":":
             dst.pop()
-        return f"{out}[{', '.join(dst)}]", product
+        return f"{out}[{', '.join(dst)}]", product, flat
 
-    first_dst, first_product = tap_term({tap: "0" for tap in taps})
-    w.lines.append(f"{first_dst} = {first_product}")
+    first_dst, first_product, flat = tap_term({tap: "0" for tap in taps})
+    if flat:  # a strided view of out takes the product directly
+        w.lines.append(f"{first_product[:-1]}, out={first_dst})")
+    else:
+        w.lines.append(f"{first_dst} = {first_product}")
     done = []
     for tap in taps:
         index = []
@@ -347,5 +351,5 @@ def _shifted_add(w: _Writer, s: ShiftedAdd, out: str) -> None:
         if len(taps) > 1 and n == len(taps) - 1:
             w.lines.append(f"{indent}if {' or '.join(loops.values())}:")
             indent += "    "
-    dst, product = tap_term(loops)
+    dst, product, _ = tap_term(loops)
     w.lines.append(f"{indent}{dst} += {product}")
