@@ -352,7 +352,9 @@ class Contraction(_Node):
     ``numpy.einsum(..., optimize=True)``; measured on the convolution kernels,
     tensordot was 1.1-3x faster than einsum's own path. A result whose axes
     come out of order is a transposed view (the kernel's copy into ``out``
-    makes it contiguous).
+    makes it contiguous). That is the expression form; the generated kernels
+    wrap it in :class:`.conv_statements.IntoOut`, which prints ``numpy.matmul``
+    statements into ``out`` instead.
     """
 
     def __new__(cls, spec, *operands):
