@@ -52,6 +52,7 @@ from backprop_derived.symbolic.conv_forms import (
     lower,
     reindexed_definitions,
 )
+from backprop_derived.symbolic.conv_statements import IntoOut
 from backprop_derived.symbolic.engine import backward, gradient_chain
 from backprop_derived.symbolic.index_printer import Assignment
 from backprop_derived.symbolic.kernels import Kernel
@@ -234,11 +235,36 @@ show(dx2_chain, caption="2-d input gradient, compact")
 # ## Kernels
 #
 # The index printer refuses shifted indices, so `symbolic/conv_forms.py`
-# prints these contractions: an entry $X_{n,c,p+j}$ becomes a
-# `sliding_window_view` of `x` (a view with a window axis, no copy), the
-# padding `numpy.pad`, the flip a reversed slice, and the sum one
-# `numpy.einsum`. The forward map and the weight and bias gradients are the
-# engine's results; the input gradient is the compact form proven above.
+# lowers these sums to NumPy pieces (an entry $X_{n,c,p+j}$ becomes a
+# `sliding_window_view` of `x`, a view with a window axis) and
+# `symbolic/conv_statements.py` writes them into the kernel's `out` with
+# `numpy.matmul` (one BLAS matrix product per call). All four kernels print
+# the engine's results; they add the same terms in another order.
+#
+# * **Forward map.** The windows are copied once into a (batch,
+#   $C_{in} k$, positions) array (*im2col*; $C_{in} k_h k_w$ in 2-d) for one
+#   batched matmul against the flattened kernel, written into `out`; then the
+#   bias is added.
+# * **Weight gradient.** In one dimension a kernel tap $j$ fixed leaves the
+#   strided matrix view `x[:, :, j:j+P]` ($P = L - k + 1$ output
+#   positions), so the kernel loops over the $k$
+#   taps and writes tap $j$'s slice of `out`: the batch of products
+#   `dY[n] @ x[n, :, j:j+P]ᵀ`, added up over $n$. In two dimensions a tap's
+#   window is not a matrix, so the windows are copied once (im2col) for one
+#   batched matmul against $dY$, added up over the batch.
+# * **Input gradient.** The engine's result above adds, for every tap $j$,
+#   $\sum_o W_{o,v,j}\, dY_{u,o,w-j}$ where $w - j$ is an output position.
+#   For each tap the kernel computes that sum over $o$ as one matmul of the
+#   tap's kernel slice, transposed, with $dY$: tap 0's product is written
+#   into `out[:, :, 0:P]` (by `out=` in 1-d), the rest of `out` is set to
+#   zero, and every other tap $j$ adds its product into `out[:, :, j:j+P]`
+#   (*col2im*; in 2-d tap $(i, j)$ adds into `out[:, :, i:i+P, j:j+Q]`). The
+#   condition $0 \le w - j \le L - k$ is exactly that slice, which the
+#   printer checks before it prints the loop. No zero-padded copy of $dY$ is
+#   made; the compact form proven above is the textbook's reading of the
+#   same sum.
+# * **Bias gradient.** `numpy.add.reduce` of $dY$ over the batch and the
+#   positions, into `out`.
 
 # %% tags=["hide-input"]
 CODE = {"X": "x", "W": "w", "b": "b", "dY": "dy", str(dY_pad.label): "dy_pad",
@@ -247,12 +273,13 @@ CODE = {"X": "x", "W": "w", "b": "b", "dY": "dy", str(dY_pad.label): "dy_pad",
 
 def kernel(name, params, target, indices, shape, expr, doc, equation, definitions=()):
     """One generated function ``name(*params, out)`` printing ``target[indices] = expr``."""
-    printable = lower(Assignment(target, tuple(indices), expr), shape, definitions, CODE)
+    printable = IntoOut(lower(Assignment(target, tuple(indices), expr), shape, definitions,
+                              CODE))
     return Kernel("conv", name, (*params, "out"), printable, doc, equation, SOURCE,
                   style="array")
 
 
-def conv_kernels(dim, equations, grads_, x, wt, dx_compact, pad, flip):
+def conv_kernels(dim, equations, grads_, x, wt):
     (lhs, rhs), = equations
     gw, gb, gxx = grads_[wt], grads_[CONV_B], grads_[x]
     out = []
@@ -266,9 +293,10 @@ def conv_kernels(dim, equations, grads_, x, wt, dx_compact, pad, flip):
         ("db", gb.indices, CONV_B.shape, gb.expr, ("dy",),
          f"db: dY summed over the batch and the positions ({dim}).",
          "The engine's bias gradient", ()),
-        ("dX", gxx.indices, x.shape, dx_compact, ("dy", "w"),
-         f"dX: full correlation of dY with the flipped kernel ({dim}).",
-         "The compact form, proven equal to the engine's input gradient", (pad, flip)),
+        ("dX", gxx.indices, x.shape, gxx.expr, ("dy", "w"),
+         f"dX: each tap's dY·W added at the tap's offset ({dim}).",
+         ("The engine's input gradient (equal to the full correlation of dY with the "
+          "flipped kernel)"), ()),
     ):
         name = {"Y": "forward", "dW": "weight_gradient", "db": "bias_gradient",
                 "dX": "input_gradient"}[target]
@@ -277,6 +305,6 @@ def conv_kernels(dim, equations, grads_, x, wt, dx_compact, pad, flip):
 
 
 EXPORTS = [
-    *conv_kernels("conv1d", CONV1D, grads, CONV1D_X, CONV1D_W, DX_COMPACT, PAD, FLIP),
-    *conv_kernels("conv2d", CONV2D, grads2, CONV2D_X, CONV2D_W, DX2_COMPACT, PAD2, FLIP2),
+    *conv_kernels("conv1d", CONV1D, grads, CONV1D_X, CONV1D_W),
+    *conv_kernels("conv2d", CONV2D, grads2, CONV2D_X, CONV2D_W),
 ]

@@ -305,3 +305,97 @@ def test_generated_kernels_directly_against_plain_sums():
     np.testing.assert_allclose(conv.conv2d_bias_gradient(dY, np.empty(C_out)),
                                dY.sum((0, 2, 3)), **close)
     np.testing.assert_allclose(conv.conv2d_input_gradient(dY, W, np.empty(X.shape)), dX, **close)
+
+
+# -- the statement printer of symbolic/conv_statements.py ------------------------
+
+def _run_statements(expr, arrays, out):
+    """Execute the statements ``IntoOut(expr)`` prints, writing into ``out``."""
+    from backprop_derived.symbolic.conv_statements import IntoOut
+    from backprop_derived.symbolic.printers import ArrayPrinter
+
+    lines = IntoOut(expr).statements(ArrayPrinter(), "out")
+    exec("\n".join(lines), {"numpy": np, "out": out, **arrays})  # noqa: S102
+    return lines
+
+
+def test_shifted_add_prints_the_engine_input_gradient_as_tap_adds():
+    """The engine's raw dX (a tap sum under a range condition) as one matmul and slice-adds."""
+    from backprop_derived.symbolic import catalog
+    from backprop_derived.symbolic.conv_forms import lower
+    from backprop_derived.symbolic.engine import backward
+    from backprop_derived.symbolic.index_printer import Assignment
+
+    g = backward(catalog.CONV1D, [catalog.CONV1D_X])[catalog.CONV1D_X]
+    names = {"W": "w", "dY": "dy"}
+    expr = lower(Assignment("dX", g.indices, g.expr), catalog.CONV1D_X.shape, (), names)
+    sizes = {catalog.CONV_N: 2, catalog.CONV_C_IN: 2, catalog.CONV_C_OUT: 3, catalog.CONV_L: 6,
+             catalog.CONV_K: 3}
+    rng = np.random.default_rng(5)
+    w, dy = rng.normal(size=(3, 2, 3)), rng.normal(size=(2, 3, 4))
+    out = np.full((2, 2, 6), np.nan)
+    lines = _run_statements(expr, {"w": w, "dy": dy}, out)
+    assert any("numpy.matmul" in line for line in lines)
+    assert not any("numpy.pad" in line or "copyto" in line for line in lines)
+    want = _index_form_values(g.expr, g.indices, (2, 2, 6), {"W": w, "dY": dy}, sizes)
+    np.testing.assert_allclose(out, want, rtol=1e-13, atol=1e-13)
+    # an edge one short is not the shifted entry's range: the printer refuses it
+    (pw,) = g.expr.atoms(sp.Piecewise)
+    (then, cond), rest = pw.args
+    short = cond.replace(lambda x: isinstance(x, sp.GreaterThan),
+                         lambda x: sp.StrictGreaterThan(x.lhs, x.rhs))
+    wrong = g.expr.xreplace({pw: sp.Piecewise((then, short), rest)})
+    with pytest.raises(NotImplementedError, match="range"):
+        lower(Assignment("dX", g.indices, wrong), catalog.CONV1D_X.shape, (), names)
+
+
+def test_statements_fall_back_to_the_expression_form():
+    """A scaled contraction is not a statement form: ``numpy.copyto(out, ...)``, same values."""
+    from sympy import IndexedBase, Sum
+
+    from backprop_derived.symbolic.conv_forms import lower
+    from backprop_derived.symbolic.index_printer import Assignment
+
+    N, C, L, k = sp.symbols("N C L k", integer=True, positive=True)
+    n, c, p, j = sp.symbols("n c p j", integer=True)
+    X, V = IndexedBase("X", shape=(N, C, L)), IndexedBase("V", shape=(C, k))
+    valid = Assignment("Y", (n, p), 2 * Sum(X[n, c, p + j] * V[c, j], (c, 0, C - 1),
+                                              (j, 0, k - 1)))
+    rng = np.random.default_rng(2)
+    x, v = rng.normal(size=(2, 3, 6)), rng.normal(size=(3, 2))
+    out = np.empty((2, 5))
+    lines = _run_statements(lower(valid, (N, L - k + 1)), {"x": x, "v": v}, out)
+    assert len(lines) == 1 and lines[0].startswith("numpy.copyto(out, ")
+    np.testing.assert_allclose(out, 2 * conv1d_loops(x, v[None], np.zeros(1))[:, 0], rtol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_generated_kernels_into_non_contiguous_out(dtype):
+    """``out`` seen with fewer axes (``out.reshape``) is a copy when ``out`` is not
+    contiguous; the kernels copy back, so any ``out`` gets the result."""
+    from backprop_derived._generated import conv
+
+    rng = np.random.default_rng(4)
+    X, W = rng.normal(size=(3, 2, 5, 6)).astype(dtype), rng.normal(size=(4, 2, 2, 3)).astype(dtype)
+    b, dY = rng.normal(size=4).astype(dtype), rng.normal(size=(3, 4, 4, 4)).astype(dtype)
+
+    def fortran(shape):
+        return np.empty(shape[::-1], dtype).T
+
+    for name, args, shape in (("forward", (X, W, b), dY.shape), ("weight_gradient", (X, dY), W.shape),
+                              ("input_gradient", (dY, W), X.shape),
+                              ("bias_gradient", (dY,), b.shape)):
+        kernel = getattr(conv, f"conv2d_{name}")
+        want = kernel(*args, np.empty(shape, dtype))
+        got = kernel(*args, fortran(shape))
+        assert got.dtype == dtype and (got.ndim == 1 or not got.flags.c_contiguous)
+        np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-13)
+    X1, W1 = X[:, :, 0], W[:, :, 0]
+    dY1 = rng.normal(size=(3, 4, 4)).astype(dtype)
+    for name, args, shape in (("forward", (X1, W1, b), dY1.shape),
+                              ("weight_gradient", (X1, dY1), W1.shape),
+                              ("input_gradient", (dY1, W1), X1.shape)):
+        kernel = getattr(conv, f"conv1d_{name}")
+        np.testing.assert_allclose(kernel(*args, fortran(shape)),
+                                   kernel(*args, np.empty(shape, dtype)),
+                                   rtol=1e-6 if dtype == np.float32 else 1e-13)

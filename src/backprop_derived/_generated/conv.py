@@ -12,7 +12,7 @@ def conv1d_bias_gradient(dy, out):
 
     The engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2)))
+    numpy.add.reduce(dy, axis=(0, 2), out=out)
     return out
 
 
@@ -21,18 +21,21 @@ def conv1d_forward(x, w, b, out):
 
     The catalog's definition; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, b[:, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2), axes=((1, 2), (1, 3))), (1, 0, 2)))
+    _w0 = numpy.lib.stride_tricks.sliding_window_view(x, w.shape[2], axis=2)
+    numpy.matmul(w.reshape(w.shape[0], w.shape[1] * w.shape[2]), numpy.transpose(_w0, (0, 1, 3, 2)).reshape(_w0.shape[0], w.shape[1] * w.shape[2], _w0.shape[2]), out=out)
+    numpy.add(out, b[:, None], out=out)
     return out
 
 
 def conv1d_input_gradient(dy, w, out):
-    """dX: full correlation of dY with the flipped kernel (conv1d).
+    """dX: each tap's dY·W added at the tap's offset (conv1d).
 
-    The compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
+    The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
-    _t0 = w.shape[2]
-    _t1 = _t0 - 1
-    numpy.copyto(out, numpy.transpose(numpy.tensordot(w[:, :, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1))), _t0, axis=2), axes=((0, 2), (1, 3))), (1, 0, 2)))
+    numpy.matmul(numpy.swapaxes(w[:, :, 0], -1, -2), dy, out=out[:, :, :dy.shape[2]])
+    out[:, :, dy.shape[2]:] = 0
+    for _k0 in range(1, w.shape[2]):
+        out[:, :, _k0:_k0 + dy.shape[2]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0], -1, -2), dy)
     return out
 
 
@@ -41,7 +44,9 @@ def conv1d_weight_gradient(x, dy, out):
 
     The engine's weight gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, dy.shape[2], axis=2), dy, axes=((0, 3), (0, 2))), (2, 0, 1)))
+    _w0 = numpy.lib.stride_tricks.sliding_window_view(x, dy.shape[2], axis=2)
+    for _k1 in range(_w0.shape[2]):
+        numpy.add.reduce(numpy.matmul(dy, numpy.swapaxes(_w0[:, :, _k1], -1, -2)), axis=0, out=out[:, :, _k1])
     return out
 
 
@@ -50,7 +55,7 @@ def conv2d_bias_gradient(dy, out):
 
     The engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.add.reduce(dy, axis=(0, 2, 3)))
+    numpy.add.reduce(dy, axis=(0, 2, 3), out=out)
     return out
 
 
@@ -59,20 +64,27 @@ def conv2d_forward(x, w, b, out):
 
     The catalog's definition; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, b[:, None, None] + numpy.transpose(numpy.tensordot(w, numpy.lib.stride_tricks.sliding_window_view(x, (w.shape[2], w.shape[3]), axis=(2, 3)), axes=((1, 2, 3), (1, 4, 5))), (1, 0, 2, 3)))
+    _w0 = numpy.lib.stride_tricks.sliding_window_view(x, (w.shape[2], w.shape[3]), axis=(2, 3))
+    _o1 = out.reshape(_w0.shape[0], w.shape[0], _w0.shape[2] * _w0.shape[3])
+    numpy.matmul(w.reshape(w.shape[0], w.shape[1] * w.shape[2] * w.shape[3]), numpy.transpose(_w0, (0, 1, 4, 5, 2, 3)).reshape(_w0.shape[0], w.shape[1] * w.shape[2] * w.shape[3], _w0.shape[2] * _w0.shape[3]), out=_o1)
+    if not numpy.may_share_memory(_o1, out):
+        numpy.copyto(out, _o1.reshape(out.shape))
+    numpy.add(out, b[:, None, None], out=out)
     return out
 
 
 def conv2d_input_gradient(dy, w, out):
-    """dX: full correlation of dY with the flipped kernel (conv2d).
+    """dX: each tap's dY·W added at the tap's offset (conv2d).
 
-    The compact form, proven equal to the engine's input gradient; derived in derivations/13_convolution.py.
+    The engine's input gradient (equal to the full correlation of dY with the flipped kernel); derived in derivations/13_convolution.py.
     """
-    _t0 = w.shape[2]
-    _t1 = _t0 - 1
-    _t2 = w.shape[3]
-    _t3 = _t2 - 1
-    numpy.copyto(out, numpy.transpose(numpy.tensordot(w[:, :, ::-1, ::-1], numpy.lib.stride_tricks.sliding_window_view(numpy.pad(dy, ((0, 0), (0, 0), (_t1, _t1), (_t3, _t3))), (_t0, _t2), axis=(2, 3)), axes=((0, 2, 3), (1, 4, 5))), (1, 0, 2, 3)))
+    out[:, :, :dy.shape[2], :dy.shape[3]] = numpy.matmul(numpy.swapaxes(w[:, :, 0, 0], -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], dy.shape[2], dy.shape[3])
+    out[:, :, dy.shape[2]:] = 0
+    out[:, :, :dy.shape[2], dy.shape[3]:] = 0
+    for _k0 in range(w.shape[2]):
+        for _k1 in range(w.shape[3]):
+            if _k0 or _k1:
+                out[:, :, _k0:_k0 + dy.shape[2], _k1:_k1 + dy.shape[3]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0, _k1], -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], dy.shape[2], dy.shape[3])
     return out
 
 
@@ -81,5 +93,9 @@ def conv2d_weight_gradient(x, dy, out):
 
     The engine's weight gradient; derived in derivations/13_convolution.py.
     """
-    numpy.copyto(out, numpy.transpose(numpy.tensordot(numpy.lib.stride_tricks.sliding_window_view(x, (dy.shape[2], dy.shape[3]), axis=(2, 3)), dy, axes=((0, 4, 5), (0, 2, 3))), (3, 0, 1, 2)))
+    _w0 = numpy.lib.stride_tricks.sliding_window_view(x, (dy.shape[2], dy.shape[3]), axis=(2, 3))
+    _o1 = out.reshape(dy.shape[1], _w0.shape[1] * _w0.shape[2] * _w0.shape[3])
+    numpy.add.reduce(numpy.matmul(dy.reshape(_w0.shape[0], dy.shape[1], _w0.shape[4] * _w0.shape[5]), numpy.swapaxes(_w0.reshape(_w0.shape[0], _w0.shape[1] * _w0.shape[2] * _w0.shape[3], _w0.shape[4] * _w0.shape[5]), -1, -2)), axis=0, out=_o1)
+    if not numpy.may_share_memory(_o1, out):
+        numpy.copyto(out, _o1.reshape(out.shape))
     return out

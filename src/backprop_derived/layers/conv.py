@@ -2,10 +2,11 @@
 
 ``Y[n, o, p] = b[o] + sum_c sum_j X[n, c, p + j] W[o, c, j]`` (and the same
 with two shifted indices in 2-d). The kernels are generated from
-derivations/13_convolution.py into ``_generated/conv.py``: the forward map
-and the weight and bias gradients are the engine's results, the input
-gradient the full correlation of dY with the flipped kernel, proven equal
-to the engine's result there.
+derivations/13_convolution.py into ``_generated/conv.py``: all four are the
+engine's results (the page also proves the input gradient equal to the full
+correlation of dY with the flipped kernel), computed with ``numpy.matmul``:
+tap loops in 1-d, im2col in 2-d, and one slice-add per tap for the input
+gradient (see symbolic/conv_statements.py).
 """
 
 from __future__ import annotations

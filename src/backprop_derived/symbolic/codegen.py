@@ -12,6 +12,7 @@ from collections import defaultdict
 import sympy as sp
 
 from .batched_forms import BatchedIndexPrinter
+from .checked import assert_proven
 from .index_printer import IndexPrinter, Loop
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
 from .printers import ArrayPrinter, UfuncPrinter
@@ -75,6 +76,11 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         printer = BatchedIndexPrinter()
         body += printer.statements(kernel.expr, kernel.returns)
         body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
+    elif kernel.style == "array" and hasattr(kernel.expr, "statements"):
+        # writes into out itself (conv_statements.IntoOut): GEMMs with out=, tap loops
+        assert_proven(kernel.expr, f"kernel {kernel.name}")
+        body += kernel.expr.statements(ArrayPrinter(), "out")
+        body.append("return out")
     elif kernel.style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))

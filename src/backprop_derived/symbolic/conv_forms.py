@@ -35,9 +35,12 @@ taken as ranges ``lo..hi`` with ``hi >= lo - 1``, as array shapes give them
 index-form assignment whose right-hand side is a contraction (with shifted
 entries), a zero padding or a flipped array into SymPy nodes that print as
 ``numpy.lib.stride_tricks.sliding_window_view`` (a view, no copy),
-``numpy.pad``, reversed slices and one ``numpy.einsum``; they go to the
-generated module through the existing ``"array"`` kernel style, as
-:class:`.printers.RowSum` does.
+``numpy.pad``, reversed slices and one ``numpy.tensordot``/``numpy.einsum``;
+a sum over taps ``s`` of entries read at ``t - s`` under exactly their range
+condition (the engine's input gradient) becomes a :class:`ShiftedAdd`. They
+go to the generated module through the existing ``"array"`` kernel style;
+wrapped in :class:`.conv_statements.IntoOut` they are printed as statements
+that write into ``out`` (matmul, tap loops, im2col, col2im).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "Flip",
     "Pad",
     "Shape",
+    "ShiftedAdd",
     "Windows",
     "canonical",
     "chain_rule_chain",
@@ -277,13 +281,23 @@ class Shape(_Node):
 
 class Windows(_Node):
     """``sliding_window_view(array, sizes, axis=axes)``: entry ``[..., p, ..., j]`` is
-    ``array[..., p + j, ...]``, the window axes appended last (a view, no copy)."""
+    ``array[..., p + j, ...]``, the window axes appended last (a view, no copy).
 
-    def __new__(cls, array, axes, sizes):
-        return super().__new__(cls, array, sp.Tuple(*axes), sp.Tuple(*sizes))
+    ``kernel_windows`` says, per window axis, whether the appended window index
+    is the kernel's (the *tap*, as in the forward map) rather than the one left
+    at the axis (as in the weight gradient, whose windows are output-long); the
+    statement printer (:mod:`.conv_statements`) loops over taps or copies the
+    windows for one GEMM according to it.
+    """
+
+    def __new__(cls, array, axes, sizes, kernel_windows=None):
+        if kernel_windows is None:
+            kernel_windows = [True] * len(axes)
+        return super().__new__(cls, array, sp.Tuple(*axes), sp.Tuple(*sizes),
+                               sp.Tuple(*[sp.true if t else sp.false for t in kernel_windows]))
 
     def _numpycode(self, printer):
-        array, axes, sizes = self.args
+        array, axes, sizes, _ = self.args
         ax = tuple(int(a) for a in axes)
         shown_axes = ax[0] if len(ax) == 1 else ax
         shown_sizes = (printer._print(sizes[0]) if len(sizes) == 1
@@ -338,7 +352,9 @@ class Contraction(_Node):
     ``numpy.einsum(..., optimize=True)``; measured on the convolution kernels,
     tensordot was 1.1-3x faster than einsum's own path. A result whose axes
     come out of order is a transposed view (the kernel's copy into ``out``
-    makes it contiguous).
+    makes it contiguous). That is the expression form; the generated kernels
+    wrap it in :class:`.conv_statements.IntoOut`, which prints ``numpy.matmul``
+    statements into ``out`` instead.
     """
 
     def __new__(cls, spec, *operands):
@@ -364,6 +380,24 @@ class Contraction(_Node):
                 kept = [s for s in a if s not in summed] + [s for s in b if s not in summed]
                 return _transposed(code, kept, output)
         return f"numpy.einsum('{spec}', {', '.join(ops)}, optimize=True)"
+
+
+class ShiftedAdd(_Node):
+    """``out[..., t, ...] = sum over taps s of T[..., s, ..., t - s, ...]`` (zero elsewhere).
+
+    ``contraction`` is ``T``, whose output letters are the plain indices, then
+    the taps, then the positions; ``pattern`` names, per axis of ``out``, a
+    letter of ``T`` or ``"tap+position"``. Printed only as statements (one
+    strided slice-add into ``out`` per tap, :mod:`.conv_statements`): it has no
+    expression form.
+    """
+
+    def __new__(cls, contraction, pattern):
+        return super().__new__(cls, contraction, _str(pattern))
+
+    def _numpycode(self, printer):
+        raise NotImplementedError("a ShiftedAdd is printed as statements into out "
+                                  "(conv_statements.IntoOut)")
 
 
 def _transposed(code: str, axes: list, output: str) -> str:
@@ -419,7 +453,7 @@ class _Lowering:
     def operand(self, x: Indexed, ranges: Mapping, inputs) -> tuple:
         label = str(x.base.label)
         node = self.definition(self.defs[label], inputs) if label in self.defs else self.name(label)
-        axes, win_axes, win_sizes, appended = [], [], [], []
+        axes, win_axes, win_sizes, appended, kernel_windows = [], [], [], [], []
         for pos, index in enumerate(x.indices):
             if isinstance(index, sp.Symbol):
                 axes.append(index)
@@ -444,8 +478,9 @@ class _Lowering:
             win_axes.append(pos)
             win_sizes.append(size)
             appended.append(window)
+            kernel_windows.append(window == candidates[0])
         if win_axes:
-            node = Windows(node, win_axes, win_sizes)
+            node = Windows(node, win_axes, win_sizes, kernel_windows)
         return node, axes + appended
 
     def definition(self, a: Assignment, inputs):
@@ -497,21 +532,91 @@ class _Lowering:
                 continue
             if not isinstance(rest, Sum):
                 raise NotImplementedError(f"not a contraction: {term}")
+            if isinstance(rest.function, Piecewise):
+                out += coeff * self.shifted(a, rest, ranges, inputs)
+                continue
             inner = dict(ranges)
             inner.update({v: (lo, hi) for v, lo, hi in rest.limits})
-            operands = [self.operand(x, inner, inputs) for x in sp.Mul.make_args(rest.function)
-                        if isinstance(x, Indexed)]
-            scalar = sp.Mul(*[x for x in sp.Mul.make_args(rest.function)
-                              if not isinstance(x, Indexed)])
-            letters = {}
-            pool = iter(string.ascii_lowercase)
-            for _, axes in operands:
-                for s in axes:
-                    letters.setdefault(s, next(pool))
-            spec = ",".join("".join(letters[s] for s in axes) for _, axes in operands)
-            spec += "->" + "".join(letters[s] for s in a.indices)
-            out += coeff * scalar * Contraction(spec, *[node for node, _ in operands])
+            scalar, contraction, _ = self.contraction(rest.function, inner, inputs, a.indices)
+            out += coeff * scalar * contraction
         return out
+
+    def contraction(self, body, ranges, inputs, output) -> tuple:
+        """``(scalar, Contraction, letters)`` for the sum of ``body`` over what ``output`` lacks."""
+        operands = [self.operand(x, ranges, inputs) for x in sp.Mul.make_args(body)
+                    if isinstance(x, Indexed)]
+        scalar = sp.Mul(*[x for x in sp.Mul.make_args(body) if not isinstance(x, Indexed)])
+        letters = {}
+        pool = iter(string.ascii_lowercase)
+        for _, axes in operands:
+            for s in axes:
+                letters.setdefault(s, next(pool))
+        for s in output:
+            letters.setdefault(s, next(pool))
+        spec = ",".join("".join(letters[s] for s in axes) for _, axes in operands)
+        spec += "->" + "".join(letters[s] for s in output)
+        return scalar, Contraction(spec, *[node for node, _ in operands]), letters
+
+    def shifted(self, a: Assignment, rest: Sum, ranges, inputs) -> ShiftedAdd:
+        """A sum over taps ``s`` of entries read at ``t - s`` where that index is in range.
+
+        ``rest`` is ``Sum(Piecewise((body, condition), (0, True)), limits)`` whose
+        condition is exactly ``0 <= t - s <= D - 1`` for each entry ``A[..., t - s,
+        ...]`` (``D`` that axis's length) and whose taps ``s`` run over ``0..K - 1``
+        with ``D + K - 1`` the length of ``t``: the engine's input gradient. The
+        other summed indices become a :class:`Contraction` with a position index
+        in place of ``t - s``; :class:`ShiftedAdd` adds it at each tap's offset.
+        """
+        (body, cond), (other, other_cond) = rest.function.args
+        if other != 0 or other_cond is not sp.true:
+            raise NotImplementedError(f"not a range condition: {rest.function}")
+        limits = {v: (lo, hi) for v, lo, hi in rest.limits}
+        target = dict(zip(a.indices, (hi + 1 for _, hi in (ranges[t] for t in a.indices)),
+                          strict=True))
+        shifts: dict = {}  # free index t -> (tap s, position index)
+        wanted = set()
+        replace = {}
+        for x in sp.Mul.make_args(body):
+            if not isinstance(x, Indexed):
+                continue
+            new_indices = list(x.indices)
+            for axis, index in enumerate(x.indices):
+                if isinstance(index, sp.Symbol):
+                    continue
+                found = [(t, s) for t in index.free_symbols & set(a.indices)
+                         for s in index.free_symbols & set(limits)
+                         if sp.expand(index - (t - s)) == 0]
+                if len(found) != 1:
+                    raise NotImplementedError(f"{x}: index {index} is not t - s")
+                t, s = found[0]
+                if t in shifts and shifts[t][0] != s:
+                    raise NotImplementedError(f"{t} is shifted by two taps")
+                lo, hi = limits[s]
+                length = x.base.shape[axis]
+                if lo != 0 or sp.expand(length + hi - target[t]) != 0:
+                    raise NotImplementedError(
+                        f"{x}: taps {s} = {lo}..{hi} and length {length} do not cover {t}")
+                pos = shifts[t][1] if t in shifts else sp.Symbol(f"_p_{t}", integer=True)
+                shifts[t] = (s, pos)
+                new_indices[axis] = pos
+                replace[x] = x.func(x.base, *new_indices)
+                wanted |= {sp.expand(t - s), sp.expand(length - 1 - t + s)}
+                ranges = {**ranges, pos: (0, length - 1)}
+        if not shifts or set(_conditions(cond)) != wanted:
+            raise NotImplementedError(f"the condition {cond} is not the shifted entries' range")
+        # the tap-summed entry, for (plain free indices, taps, positions)
+        output = ([t for t in a.indices if t not in shifts] + [shifts[t][0] for t in shifts]
+                  + [shifts[t][1] for t in shifts])
+        summed = [(v, lo, hi) for v, (lo, hi) in limits.items()
+                  if v not in {s for s, _ in shifts.values()}]
+        inner = {**ranges, **limits}
+        new_body = body.xreplace(replace)
+        scalar, contraction, letters = self.contraction(new_body, inner, inputs, output)
+        if summed and not {v for v, _, _ in summed} <= set(letters):
+            raise NotImplementedError(f"summed indices that no entry reads: {summed}")
+        pattern = ",".join(f"{letters[shifts[t][0]]}+{letters[shifts[t][1]]}" if t in shifts
+                           else letters[t] for t in a.indices)
+        return scalar * ShiftedAdd(contraction, pattern)
 
 
 def lower(assignment: Assignment, target_shape: tuple, definitions: Sequence[Assignment] = (),
