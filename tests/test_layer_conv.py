@@ -399,3 +399,20 @@ def test_generated_kernels_into_non_contiguous_out(dtype):
         np.testing.assert_allclose(kernel(*args, fortran(shape)),
                                    kernel(*args, np.empty(shape, dtype)),
                                    rtol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (1, 1, 1, 1), (6, 2, 1, 3)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_sum_over_all_axes_but_one_as_products_with_ones(shape, dtype):
+    """The bias gradient's printed form, for the kept axis anywhere (the kernels
+    keep axis 1; the other positions are the same rule)."""
+    from backprop_derived.symbolic.conv_statements import _sum_all_but
+
+    x = np.random.default_rng(len(shape)).normal(size=shape).astype(dtype)
+    for p in range(x.ndim):
+        out = np.empty(shape[p], dtype)
+        code = _sum_all_but("x", p, x.ndim, "out")
+        exec(code, {"numpy": np, "x": x, "out": out})  # noqa: S102
+        others = tuple(k for k in range(x.ndim) if k != p)
+        np.testing.assert_allclose(out, x.astype(np.float64).sum(axis=others),
+                                   rtol=1e-5 if dtype == np.float32 else 1e-12, err_msg=code)

@@ -12,7 +12,7 @@ def conv1d_bias_gradient(dy, out):
 
     The engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.add.reduce(dy, axis=(0, 2), out=out)
+    numpy.matmul(numpy.ones(dy.shape[0], dy.dtype), numpy.matmul(dy.reshape(dy.shape[0], dy.shape[1], -1), numpy.ones(dy.size // (dy.shape[0] * dy.shape[1]), dy.dtype)), out=out)
     return out
 
 
@@ -55,7 +55,7 @@ def conv2d_bias_gradient(dy, out):
 
     The engine's bias gradient; derived in derivations/13_convolution.py.
     """
-    numpy.add.reduce(dy, axis=(0, 2, 3), out=out)
+    numpy.matmul(numpy.ones(dy.shape[0], dy.dtype), numpy.matmul(dy.reshape(dy.shape[0], dy.shape[1], -1), numpy.ones(dy.size // (dy.shape[0] * dy.shape[1]), dy.dtype)), out=out)
     return out
 
 

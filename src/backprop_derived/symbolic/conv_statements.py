@@ -148,6 +148,23 @@ def _parse(c: Contraction) -> tuple[list[str], str]:
     return inputs.split(","), output
 
 
+def _sum_all_but(x: str, p: int, ndim: int, out: str) -> str:
+    """``x`` summed over every axis but ``p`` (a bias gradient), as products with
+    ones: GEMVs, 2-4x faster here than ``numpy.add.reduce`` over those axes
+    (dY of (64, 32, 252) and (64, 8, 30, 30), float32 and float64)."""
+    ones = "numpy.ones({}, {}.dtype)".format
+    if p == 0:
+        return (f"numpy.matmul({x}.reshape({x}.shape[0], -1), "
+                f"{ones(f'{x}.size // {x}.shape[0]', x)}, out={out})")
+    before = " * ".join(f"{x}.shape[{k}]" for k in range(p))
+    if p == ndim - 1:
+        return (f"numpy.matmul({ones(f'{x}.size // {x}.shape[-1]', x)}, "
+                f"{x}.reshape(-1, {x}.shape[-1]), out={out})")
+    rows = f"numpy.matmul({x}.reshape({before}, {x}.shape[{p}], -1), " \
+           f"{ones(f'{x}.size // ({before} * {x}.shape[{p}])', x)})"
+    return f"numpy.matmul({ones(before, x)}, {rows}, out={out})"
+
+
 def _contraction(w: _Writer, c: Contraction, out: str) -> None:
     """Statements that assign the contraction ``c`` to ``out`` (axes in its output order)."""
     inputs, output = _parse(c)
@@ -160,6 +177,9 @@ def _contraction(w: _Writer, c: Contraction, out: str) -> None:
         kept = [s for s in op.axes if s in output]
         if kept != list(output) or not summed:
             raise _NoPlan
+        if len(kept) == 1 and op.code.isidentifier():
+            w.lines.append(_sum_all_but(op.code, op.axes.index(kept[0]), len(op.axes), out))
+            return
         axis = summed[0] if len(summed) == 1 else summed
         w.lines.append(f"numpy.add.reduce({op.code}, axis={axis}, out={out})")
         return
