@@ -45,6 +45,8 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from backprop_derived.symbolic.pages import show_markdown as show
+
 
 def find_results() -> Path | None:
     """$LAYER_BENCHMARK_RESULTS, else benchmarks/layer_results.json above the working directory."""
@@ -54,18 +56,6 @@ def find_results() -> Path | None:
     here = Path.cwd().resolve()
     candidates = [d / "benchmarks" / "layer_results.json" for d in (here, *here.parents)]
     return next((p for p in candidates if p.is_file()), None)
-
-
-def show(markdown: str) -> None:
-    """Markdown in the rendered page, plain text when run as a script."""
-    try:
-        get_ipython  # noqa: B018 (defined only inside a Jupyter kernel)
-    except NameError:
-        print(markdown)
-        return
-    from IPython.display import Markdown, display
-
-    display(Markdown(markdown))
 
 
 path = find_results()
@@ -226,65 +216,71 @@ if measured:
     )
 
 # %% [markdown]
-# What the figures show, layer by layer. The microseconds and pass counts
-# quoted below were measured once, on the same machine, one thread, float32,
-# while this page was written; they are not in the JSON.
+# What the figures show, layer by layer, and what the generated kernels do
+# (each is printed from its derivation page; the pages say why each form is
+# the same sum as the derived one).
 #
-# - **Dense, Residual, SelfAttention: parity, or faster in float64.** Their
-#   time is matrix products, and a matrix product costs the same whoever calls
+# - **Dense, Residual, SelfAttention: parity, or faster.** Their time is
+#   matrix products, and a matrix product costs about the same whoever calls
 #   it; what is left is which BLAS each library links (NumPy's OpenBLAS,
 #   PyTorch's own). PyTorch's attention is the fused
 #   `scaled_dot_product_attention`, yet one head at $T = 64$ gains little from
-#   fusing: its time, too, is the projections and the two batched products.
-# - **LayerNorm and BatchNorm: slower, in both halves.** These are all
-#   elementwise work and reductions over a 256 × 512 array, where NumPy makes
-#   one pass over memory per operation and allocates every intermediate:
-#   $x - \mu$, its square, the sum, the division, the scale, the shift are
-#   separate loops, and the backward kernel is a dozen more. PyTorch's
-#   normalization kernels compute the statistics and the output in one or two
-#   fused loops. Counted in units of one NumPy `add` over the array, our
-#   LayerNorm forward took about 20 such passes and its backward 34, PyTorch's
-#   4 and 7. A small part is per call: `einsum(..., optimize=True)`, which the
-#   LayerNorm backward uses for one row-wise reduction, searches for a
-#   contraction order on every call (54 µs against 25 µs without `optimize`
-#   here). The input checks (`isfinite` over X) cost one pass.
-# - **Embedding: faster, in the backward.** The forward is one `take` in both.
-#   The table gradient, the sum of the rows of dY over the positions of each
-#   id, is generated as the product of the one-hot matrix of the ids (a SciPy
-#   sparse COO array with its ones at $(\mathrm{ids}_s, s)$) with dY: one
-#   compiled pass that adds each row of dY into its row of a zeroed table, in
-#   dY's dtype. That kernel took 0.31 ms in float32 where PyTorch's whole
-#   backward took 0.87 ms (on a loaded machine; our layer's backward adds
-#   the `isfinite` check of dY, 0.06 ms).
-# - **Conv1d and Conv2d: the input gradient.** Both sides lower a convolution to
-#   a matrix product over windows, but ours builds its windows with
-#   `sliding_window_view` and `tensordot`, which copies the strided view into a
-#   contiguous array first, and the input gradient is the *full* correlation of
-#   the zero-padded dY with the flipped kernel: its window array is the largest
-#   of the three. That kernel alone took 3.1 ms of our 5.1 ms Conv1d backward
-#   and 5.2 ms of our 7.0 ms Conv2d backward (PyTorch's whole backward: 2.8 and
-#   3.9 ms). PyTorch multiplies by the kernel first and scatters the result back
-#   into the input's shape (col2im), which touches less memory.
-# - **RNN: the forward.** The recurrence is 64 steps of small products
-#   (32 × 64 by 64 × 64), so the cost is per call, not per flop: each step of our
-#   forward is two `einsum(..., optimize=True)` calls, and one took 18 µs where
-#   `matmul` on the same operands took 6 µs; over 64 steps that is about the
-#   gap to PyTorch's forward. The backward (one `einsum` per step, then three
-#   products over all the steps at once) is at parity.
+#   fusing: its time, too, is the projections and the two batched products,
+#   which ours calls as `numpy.matmul`.
+# - **RNN: faster.** The printer moves every term of the recurrence that
+#   reads nothing the loop writes out of the time loop, so the input
+#   projection $x_t W_{ih}^\top + b$ is one matrix product over all steps;
+#   each step is then one small product, an addition and a `tanh`, written in
+#   place into time-major buffers. The backward loop has the same shape, and
+#   the weight gradients are one product each over all the steps.
+# - **Embedding: faster, in the backward.** The forward is one `take` in
+#   both. The table gradient, the rows of dY summed over the positions of each
+#   id, is the product of the one-hot matrix of the ids (a SciPy sparse COO
+#   array with its ones at $(\mathrm{ids}_s, s)$) with dY: one compiled pass
+#   that adds each row of dY into its row of a zeroed table, in dY's dtype.
 # - **Dropout: faster, for a reason that is not ours.** The arithmetic is the
-#   same, one multiplication by a scaled mask. The time is in drawing the mask:
-#   NumPy's generator fills the uniform numbers of 131,072 entries far faster
-#   than PyTorch's CPU `bernoulli_`. Our backward, which does no drawing, is
-#   about as fast as PyTorch's or slower, because `dY * mask / (1 - p)` is two
-#   passes where PyTorch makes one.
-#
-# The pattern: where the work is a few large matrix products, the generated
-# NumPy code is as fast as PyTorch; where it is many cheap elementwise
-# operations or many small calls, NumPy's one loop (and one allocation) per
-# operation costs a factor of 1.5 to 3. Closing that gap would take either
-# generating fused loops (numexpr, Numba) or fewer, larger NumPy calls in the
-# generated kernels (`out=` buffers, `matmul` for the per-step products,
-# `einsum` without `optimize` where the contraction has only two operands).
+#   same, one multiplication by a scaled mask. The time is in drawing the
+#   mask, and NumPy's generator draws 131,072 uniform numbers far faster than
+#   PyTorch's CPU `bernoulli_`. The backward alone, which draws nothing, is no
+#   faster than PyTorch's: `dY * mask / (1 - p)` is two passes where a fused
+#   kernel makes one.
+# - **Conv1d and Conv2d: matrix products into the output.** The forward
+#   copies the input's windows once (*im2col*) and makes one `matmul` straight
+#   into the output; the weight gradient is a `matmul` per kernel tap in 1-d
+#   (each tap's slice of the input is already a matrix) and im2col in 2-d; the
+#   input gradient is, per tap, one `matmul` of that tap's kernel slice with
+#   dY added into dX at the tap's offset (*col2im*), with no padded copy of
+#   dY. What remains in the float32 Conv1d is its forward product itself.
+# - **BatchNorm and LayerNorm: slower, and so is the best NumPy we could
+#   write.** These layers are elementwise passes and reductions over a
+#   256 × 512 array. NumPy makes one pass over memory per operation; the
+#   kernels already name the deviations once, take every sum as a product
+#   with a vector of ones or one `einsum`, and accumulate in place, which
+#   leaves six passes forward and six (batch norm) or nine (layer norm)
+#   backward, counting a reduction as one. PyTorch's
+#   normalization kernels fuse the statistics and the output into fewer
+#   loops. The table above measures the consequence: the same layers written
+#   by hand in NumPy, with the fewest passes we found and no input checks, are
+#   themselves slower than PyTorch.
+
+# %%
+if floors:
+    worst = max(floors, key=lambda c: c["handwritten_ratio"]["median"])
+    best = min(floors, key=lambda c: c["handwritten_ratio"]["median"])
+    ours = [c["ours_vs_handwritten"]["median"] for c in floors]
+    show(f"In this run, NumPy by hand took {best['handwritten_ratio']['median']:.2f}× "
+         f"({best['name']}) to {worst['handwritten_ratio']['median']:.2f}× "
+         f"({worst['name']}) PyTorch's time, and ours {min(ours):.2f}× to "
+         f"{max(ours):.2f}× the hand-written time (the difference is mostly the "
+         "input checks, which the hand-written version skips).")
+
+# %% [markdown]
+# The pattern: where the work is a few large matrix products, or where a
+# loop can be rewritten as one, the generated NumPy code is as fast as
+# PyTorch or faster; where it is many cheap elementwise operations, NumPy's
+# one loop per operation sets a floor above PyTorch's fused kernels. Going
+# below it would take generated fused loops (compiled code, e.g. Numba),
+# which this project does not depend on.
 #
 # The whiskers are wide for some layers: other processes used most of the two
 # cores while this ran, and a sample that lost its core to another process
