@@ -271,8 +271,8 @@ if floors:
     show(f"In this run, NumPy by hand took {best['handwritten_ratio']['median']:.2f}× "
          f"({best['name']}) to {worst['handwritten_ratio']['median']:.2f}× "
          f"({worst['name']}) PyTorch's time, and ours {min(ours):.2f}× to "
-         f"{max(ours):.2f}× the hand-written time (the difference is mostly the "
-         "input checks, which the hand-written version skips).")
+         f"{max(ours):.2f}× the hand-written time, which skips the input checks "
+         "and, for batch norm, the running statistics.")
 
 # %% [markdown]
 # The pattern: where the work is a few large matrix products, or where a
