@@ -67,7 +67,7 @@ m, n, eps = NORM_m, NORM_n, NORM_EPS
 # the page shows them as the textbook writes them.
 TEXTBOOK = {"xhat": r"\hat{x}", "var": r"\sigma^{2}", "dxhat": r"d\hat{x}",
             "dvar": r"d\sigma^{2}", "dmu": r"d\mu", "dgamma": r"d\gamma", "dbeta": r"d\beta",
-            "xc": "X_c", "rstd": r"\rho"}
+            "xc": r"\tilde{X}", "rstd": r"\rho"}
 
 
 def textbook(chain):
@@ -83,8 +83,8 @@ def textbook(chain):
     return shown
 
 
-def show(*chains):
-    show_chains(*(textbook(c) for c in chains))
+def show(*chains, caption=None):
+    show_chains(*(textbook(c) for c in chains), caption=caption)
 
 
 def substituting(*definitions):
@@ -349,7 +349,7 @@ LN_DX_COMPACT = ln_dx.result
 #
 # NumPy evaluates one operation at a time, each a pass over the whole
 # $(m, n)$ array, so the kernels are written to make few passes. In the
-# forward pass the deviations $X - \mu$ are named once, $X_c$, and reused by
+# forward pass the deviations $X - \mu$ are named once, $\tilde X$, and reused by
 # the variance and by $\hat x$; the reciprocal $\rho = 1/\sqrt{\sigma^2 +
 # \epsilon}$ is taken once per feature (batch norm) or per row (layer norm),
 # so that $\hat x$ is one multiplication. A sum of squares, and a sum of a
@@ -362,7 +362,7 @@ xc = IndexedBase("xc", shape=(m, n), real=True)
 i_, r_ = NORM_i, NORM_r
 
 
-def forward_kernel(equations, X, k, summed, rstd):
+def forward_kernel(equations, X, k, summed, rstd, caption):
     """The catalog's four equations with ``xc = X - mu`` and ``rstd`` named.
 
     ``k`` indexes the statistics (a feature or a row) and ``summed`` is the
@@ -381,16 +381,18 @@ def forward_kernel(equations, X, k, summed, rstd):
     )
     named = substituting(kernel[1], kernel[3])
     show(Chain(var_lhs, var_rhs, "catalog definition", definitions=named)
-         .step(kernel[2][1], "named deviations $X_c$"),
+         .step(kernel[2][1], "named deviations $\\tilde X$"),
          Chain(xhat_lhs, xhat_rhs, "catalog definition", definitions=named)
-         .step(kernel[4][1], "$X_c$ and the reciprocal $\\rho$"))
+         .step(kernel[4][1], "$\\tilde X$ and the reciprocal $\\rho$"), caption=caption)
     return kernel
 
 
 BN_FORWARD_KERNEL = forward_kernel(BATCH_NORM, BN_X, r_, (NORM_s, 0, m - 1),
-                                   IndexedBase("rstd", shape=(n,), real=True))
+                                   IndexedBase("rstd", shape=(n,), real=True),
+                                   "Batch norm's forward kernel")
 LN_FORWARD_KERNEL = forward_kernel(LAYER_NORM, LN_X, i_, (NORM_t, 0, n - 1),
-                                   IndexedBase("rstd", shape=(m,), real=True))
+                                   IndexedBase("rstd", shape=(m,), real=True),
+                                   "Layer norm's forward kernel")
 
 # %% [markdown]
 # In the backward pass, everything that is per feature (batch norm) or per
@@ -412,7 +414,8 @@ BN_KERNEL = (
 )
 show(Chain(bn[BN_X].lhs, BN_DX_COMPACT, "compact form",
            definitions=substituting(*BN_KERNEL[2:5]))
-     .step(BN_KERNEL[-1][1], "per-feature scale, slope, offset"))
+     .step(BN_KERNEL[-1][1], "per-feature scale, slope, offset"),
+     caption="Batch norm's backward kernel")
 
 row_scale, row_slope, row_offset = (IndexedBase(name, shape=(m,), real=True)
                                     for name in ("scale", "slope", "offset"))
@@ -428,7 +431,8 @@ LN_KERNEL = (
 )
 show(Chain(ln[LN_X].lhs, LN_DX_COMPACT, "compact form",
            definitions=substituting(*LN_KERNEL[3:6]))
-     .step(LN_KERNEL[-1][1], "per-row scale, slope, offset"))
+     .step(LN_KERNEL[-1][1], "per-row scale, slope, offset"),
+     caption="Layer norm's backward kernel")
 
 # %% tags=["hide-input"]
 def assignments(*pairs):

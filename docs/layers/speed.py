@@ -183,7 +183,7 @@ if cases:
 # PyTorch is how close *any* NumPy code of this shape gets; ours against it is
 # what the generated kernels leave on the table.
 
-# %%
+# %% tags=["hide-input"]
 floors = [c for c in measured if "handwritten_ratio" in c]
 if floors:
     table = ["| layer | dtype | NumPy by hand / PyTorch | ours / NumPy by hand |",
@@ -263,7 +263,7 @@ if measured:
 #   by hand in NumPy, with the fewest passes we found and no input checks, are
 #   themselves slower than PyTorch.
 
-# %%
+# %% tags=["hide-input"]
 if floors:
     worst = max(floors, key=lambda c: c["handwritten_ratio"]["median"])
     best = min(floors, key=lambda c: c["handwritten_ratio"]["median"])
