@@ -193,22 +193,8 @@ def _kinked_layers(net) -> list[int]:
 
 
 def _loss_function(net, X, Y):
-    """J at the network's current parameters, as a function of nothing.
-
-    The data are checked once, by the network's own checks; the thousands of
-    evaluations that follow run its forward pass and loss without them.
-    """
-    from backprop_derived.network import _Workspace
-
-    X, Y = net._prepare_data(X, Y, "gradient_check")
-    m = X.shape[0]
-    ws = _Workspace(net, m)
-
-    def loss() -> float:
-        net._forward(X, ws, check_X=False)
-        return net._loss_value(Y, ws, m, net.l2)
-
-    return loss
+    """J at the network's current parameters, as a function of nothing (checked once)."""
+    return net._loss_closure(X, Y)
 
 
 def gradient_check(net, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=None,

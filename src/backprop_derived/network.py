@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -288,6 +289,115 @@ class Network(TrainingMixin):
             ws = self._workspace = _Workspace(self, m)
         return ws
 
+    # -- data checks of fit, score and gradient_check ------------------------
+    def _check_data(self, X, Y, what: str = "training data"):
+        """Cheap shape and value checks with messages that name the problem."""
+        X = np.asarray(X)
+        Y = np.asarray(Y)
+        if X.ndim != 2:
+            raise ValueError(
+                f"{what}: X must be 2-D (m, {self.layer_sizes[0]}), got shape {X.shape}"
+            )
+        if X.shape[0] == 0:
+            raise ValueError(f"{what}: X is empty (0 examples)")
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"{what}: X has {X.shape[1]} columns but the input layer has "
+                f"{self.layer_sizes[0]} units"
+            )
+        if Y.ndim == 0 or Y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"{what}: X has {X.shape[0]} rows but Y has {Y.shape[0] if Y.ndim else 'no'} rows"
+            )
+        for name, arr in (("X", X), ("Y", Y)):
+            real = np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
+            if not real or np.issubdtype(arr.dtype, np.complexfloating):
+                raise ValueError(f"{what}: {name} must hold real numbers, got dtype {arr.dtype}")
+        return X, Y
+
+    def _prepare_data(self, X, Y, what: str):
+        """X and dense targets, in the network's dtype and checked, for the internal pass.
+
+        Integer labels become one-hot rows here, once, rather than once per
+        minibatch. The checks of Y are the network's own (`Network._check_Y`).
+        """
+        X, Y = self._check_data(X, Y, what)
+        X = np.ascontiguousarray(X, dtype=self.dtype)
+        if not _all_finite(X):
+            raise ValueError(f"{what}: X contains NaN or inf")
+        m = X.shape[0]
+        onehot = SimpleNamespace(targets=np.empty((m, self.layer_sizes[-1]), self.dtype),
+                                 examples=np.arange(m))
+        try:
+            Y = self._check_Y(Y, m, onehot)
+        except ValueError as error:
+            raise ValueError(f"{what}: {error}") from None
+        return X, np.ascontiguousarray(Y)
+
+    # -- predict / score -------------------------------------------------------
+    def _predictions(self, A: np.ndarray) -> np.ndarray:
+        if self.loss_name == "cross_entropy":
+            return np.argmax(A, axis=1)
+        if self.loss_name == "binary_cross_entropy":
+            return (A >= 0.5).astype(np.int64)
+        return A
+
+    def predict(self, X) -> np.ndarray:
+        """Class indices (m,) for cross_entropy; 0/1 (m, K) for binary_cross_entropy
+        (output >= 0.5); the raw outputs (m, K) for squared_error."""
+        return self._predictions(self.forward(X))
+
+    def _score_predictions(self, predicted: np.ndarray, Y: np.ndarray) -> float:
+        K = self.layer_sizes[-1]
+        if self.loss_name == "cross_entropy":
+            labels = Y if Y.ndim == 1 else np.argmax(Y, axis=1)
+            return float(np.mean(predicted == labels))
+        Y = Y.reshape(len(Y), K) if Y.ndim == 1 and K == 1 else Y
+        if Y.shape != predicted.shape:
+            raise ValueError(f"score: Y has shape {Y.shape}, expected {predicted.shape}")
+        if self.loss_name == "binary_cross_entropy":
+            return float(np.mean(predicted == Y))
+        return float(np.mean((predicted - Y) ** 2))
+
+    def score(self, X, Y) -> float:
+        """Accuracy (fraction correct) for the classification losses, mean squared
+        error over every output for squared_error (lower is better there).
+
+        For cross_entropy Y may be integer labels (m,) or one-hot rows (m, K); for
+        binary_cross_entropy with one output, (m,) works as well as (m, 1)."""
+        X, Y = self._check_data(X, Y, what="score")
+        for name, values in (("X", X), ("Y", Y)):
+            if not _all_finite(values):
+                raise ValueError(f"score: {name} contains NaN or inf")
+        return self._score_predictions(self.predict(X), Y)
+
+
+    # -- training (training.py runs the loop) -----------------------------------
+    def _training_session(self, X, Y, validation) -> _Session:
+        if validation is not None:
+            X_val, Y_val = validation
+            # Y_val also as given: score reads labels or one-hot rows as they came.
+            validation = (*self._prepare_data(X_val, Y_val, "validation_data"), Y_val)
+        X, Y = self._prepare_data(X, Y, "training data")
+        self._check_parameters()  # a NaN written in place before fit
+        return _Session(self, X, Y, validation)
+
+    def _loss_closure(self, X, Y):
+        """J at the network's current parameters, as a function of nothing (gradcheck.py).
+
+        The data are checked once; the thousands of evaluations that follow run
+        the forward pass and the loss without the checks.
+        """
+        X, Y = self._prepare_data(X, Y, "gradient_check")
+        m = X.shape[0]
+        ws = _Workspace(self, m)
+
+        def loss() -> float:
+            self._forward(X, ws, check_X=False)
+            return self._loss_value(Y, ws, m, self.l2)
+
+        return loss
+
     # -- the passes ---------------------------------------------------------
     def _forward(self, X: np.ndarray, ws: _Workspace, *, output: bool = True,
                  check_X: bool = True) -> np.ndarray:
@@ -430,3 +540,106 @@ class Network(TrainingMixin):
             act = self._acts[l - 1]
             dz = act.backward(da, ws.a[l - 1], ws.z[l - 1], ws.dz[l - 1], ws.scratch[l - 1])
         return loss
+
+
+class _FlatParameters:
+    """The network's weights and biases as views of one vector, for the length of a fit.
+
+    A step is then one ufunc call over every parameter instead of one per
+    array, which is what decides the speed of a small network. On entry the
+    values are copied into the vector and its views are assigned to the
+    network; on exit (also after an error) the final values are copied back
+    into the network's own arrays and its own lists are put back, so that
+    references a caller holds to them stay valid and see the training. ``steps`` is a vector of
+    the same layout, with ``dW`` and ``db`` its views, for the pass to write.
+    """
+
+    def __init__(self, net):
+        self.net = net
+        self.arrays = [*net.weights, *net.biases]
+        self.values = np.concatenate([p.ravel() for p in self.arrays])
+        self.steps = np.empty_like(self.values)
+        L = len(net.weights)
+        value_views, step_views = self._views(self.values), self._views(self.steps)
+        self.W, self.b = value_views[:L], value_views[L:]
+        self.dW, self.db = step_views[:L], step_views[L:]
+
+    def _views(self, vector: np.ndarray) -> list[np.ndarray]:
+        views, start = [], 0
+        for p in self.arrays:
+            views.append(vector[start : start + p.size].reshape(p.shape))
+            start += p.size
+        return views
+
+    def __enter__(self):
+        self.lists = self.net.weights, self.net.biases
+        self.net.weights, self.net.biases = self.W, self.b  # checked assignments
+        return self
+
+    def __exit__(self, *exc_info):
+        for p, view in zip(self.arrays, [*self.W, *self.b], strict=True):
+            np.copyto(p, view)
+        # The lists themselves, not an assignment: nothing here may raise over
+        # the error that is leaving the block.
+        self.net._weights, self.net._biases = self.lists
+
+
+class _Session:
+    """A fit of a `Network` for training.py: flat parameters, minibatch buffers, validation.
+
+    ``run(rows, scale)`` copies the minibatch's rows and makes one forward and
+    backward pass. ``scale`` is folded into the pass: given n / scale where it
+    divides by the batch size n, the pass returns scale J_batch and writes
+    scale dJ_batch/dtheta into the steps. lam = l2 n / m makes the batch's L2
+    term J's own, (l2 / 2m) ||W||^2, so the steps of an epoch follow J whatever
+    the batch size. ``rows=None`` is the whole training set in order (L-BFGS).
+    """
+
+    folds_lr = True
+
+    def __init__(self, net: Network, X: np.ndarray, Y: np.ndarray, validation):
+        self.net, self.X, self.Y, self.m = net, X, Y, X.shape[0]
+        self.validation = None
+        if validation is not None:
+            X_val, Y_val, Y_given = validation
+            self.validation = (X_val, Y_val, np.asarray(Y_given), _Workspace(net, len(X_val)))
+        self.flat = _FlatParameters(net).__enter__()
+        self.params, self.grads = [self.flat.values], [self.flat.steps]
+        self.batches: dict = {}
+
+    def batch_sizes(self, sizes) -> None:
+        """Per size: its workspace and its X rows, kept for the next fit with the same
+        sizes, like the workspace of `gradients`."""
+        net, X = self.net, self.X
+        kept = getattr(net, "_fit_buffers", {})
+        net._fit_buffers = {n: kept.get(n) or (_Workspace(net, n), np.empty((n, X.shape[1]),
+                                                                             net.dtype))
+                            for n in sizes}
+        self.batches = net._fit_buffers
+
+    def run(self, rows, scale: float):
+        flat, m = self.flat, self.m
+        if rows is None:
+            ws, X_batch, targets, n = self.batches[m][0], self.X, self.Y, m
+        else:
+            n = len(rows)
+            ws, X_batch = self.batches[n]
+            targets = ws.targets
+            # mode="clip" lets take write straight into out (rows are in range).
+            self.X.take(rows, 0, X_batch, "clip")
+            self.Y.take(rows, 0, targets, "clip")
+        loss = self.net._pass(X_batch, targets, ws, flat.dW, flat.db, n / scale,
+                              self.net.l2 * n / m, check_X=False)
+        return loss / scale, self.grads
+
+    def validate(self):
+        if self.validation is None:
+            return None
+        net = self.net
+        X_val, Y_val, Y_given, ws = self.validation
+        A = net._forward(X_val, ws, check_X=False)
+        return (net._loss_value(Y_val, ws, len(X_val), net.l2),
+                net._score_predictions(net._predictions(A), Y_given))
+
+    def close(self) -> None:
+        self.flat.__exit__(None, None, None)

@@ -17,34 +17,27 @@ position of every sequence, as PyTorch's losses do on flattened positions).
 ``Y`` has the output's shape; for cross_entropy it may instead hold integer
 class labels of the output's shape without its last axis.
 
-**Training.** `fit` is `Network.fit`'s minibatch SGD (heavy-ball momentum
-optional) with the same argument names, checks and `History`; L-BFGS is
-`Network`'s only. Parameters are updated in place in every layer's
-``params``. Dropout layers draw their masks from their own generators.
+**Training.** `fit` is `Network.fit` itself (training.py: the same
+optimizers, checks and `History`, L-BFGS included). Parameters are updated
+in place in every layer's ``params``. Dropout layers draw their masks from
+their own generators, which ``fit(seed=...)`` seeds.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
-from ..training import History, TrainingDivergedError
+from ..training import TrainingMixin
 from .base import Layer, check_dtype
 from .dense import Activation
 from .simple import _adopt_dtype, _declares_dtype, _fast
 
 __all__ = ["Sequential"]
-
-_CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 class _OutputKernels:
@@ -101,7 +94,7 @@ class _Workspace:
         self.transposed = np.empty((K, m), dtype)
 
 
-class Sequential:
+class Sequential(TrainingMixin):
     """Layers applied in order, trained on a catalog loss.
 
     Parameters
@@ -349,20 +342,7 @@ class Sequential:
             return float(np.mean(predicted == Y))
         return float(np.mean((predicted - Y) ** 2))
 
-    # -- fit ---------------------------------------------------------------------
-    @staticmethod
-    def _check_fit_arguments(epochs, batch_size, learning_rate, momentum) -> None:
-        if isinstance(epochs, bool) or not isinstance(epochs, int | np.integer) or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(
-                batch_size, int | np.integer) or batch_size < 1):
-            raise ValueError(
-                f"batch_size must be an integer >= 1 or None (full batch), got {batch_size!r}")
-        if not _is_real(learning_rate) or not (0.0 < learning_rate < np.inf):
-            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
-        if not _is_real(momentum) or not (0.0 <= momentum < 1.0):
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-
+    # -- fit (training.py runs the loop) -------------------------------------------
     def _prepare(self, X, Y, what: str):
         """X in the first layer's form and Y as (examples, rows per example, K), checked once."""
         try:
@@ -382,102 +362,38 @@ class Sequential:
             raise ValueError(f"{what}: {error}") from None
         return X, targets.reshape(X.shape[0], -1, Z.shape[-1])
 
-    def fit(
-        self,
-        X,
-        Y,
-        *,
-        epochs: int = 10,
-        batch_size: int | None = 32,
-        learning_rate: float = 0.1,
-        momentum: float = 0.0,
-        validation_data=None,
-        seed=None,
-        progress: bool = False,
-    ) -> History:
-        """Minibatch SGD on the mean cost; returns a `History` (see `Network.fit`).
-
-        Examples (the first axis of X and Y) are reshuffled every epoch with
-        ``numpy.random.default_rng(seed)``; ``batch_size=None`` is full batch.
-        Arguments, data and targets are checked once, before any work. A
-        non-finite minibatch loss raises `TrainingDivergedError` after the
-        parameters are restored to the end of the last epoch (the initial
-        ones in the first). ``History.loss`` holds the mean minibatch cost of
-        each epoch, weighted by the minibatch sizes.
-        """
-        self._check_fit_arguments(epochs, batch_size, learning_rate, momentum)
-        validation = None
-        if validation_data is not None:
-            try:
-                X_val, Y_val = validation_data
-            except (TypeError, ValueError):
-                raise ValueError("validation_data must be a pair (X_val, Y_val)") from None
-            self._prepare(X_val, Y_val, "validation_data")
-            validation = (X_val, Y_val)
+    def _training_session(self, X, Y, validation) -> _Session:
+        if validation is not None:
+            self._prepare(*validation, "validation_data")
         X, Y = self._prepare(X, Y, "training data")
         self._check_parameters()
-        score_name = "accuracy" if self.loss_name in _CLASSIFICATION else "mean_squared_error"
-        history = History("sgd", score_name, math.nan)
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
+        return _Session(self, X, Y, validation)
 
-            bar = tqdm(total=epochs, unit="epoch", dynamic_ncols=True)
-        start = time.perf_counter()
-        try:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                self._fit_sgd(X, Y, epochs, batch_size, float(learning_rate), float(momentum),
-                              seed, history, validation, bar)
-        finally:
-            history.seconds = time.perf_counter() - start
-            if bar is not None:
-                bar.close()
-        return history
 
-    def _fit_sgd(self, X, Y, epochs, batch_size, lr, momentum, seed, history, validation, bar):
-        n = X.shape[0]
-        b = n if batch_size is None else min(int(batch_size), n)
-        n_batches = -(-n // b)
-        K = Y.shape[-1]
-        rng = np.random.default_rng(seed)
-        arrays = [(layer, key, p) for layer in self.layers for key, p in layer.params.items()]
-        velocity = [np.zeros_like(p) for _, _, p in arrays] if momentum else None
-        checkpoint = [p.copy() for _, _, p in arrays]
-        for epoch in range(1, epochs + 1):
-            order = rng.permutation(n)
-            total = 0.0
-            for k in range(n_batches):
-                rows = order[k * b : (k + 1) * b]
-                loss = self._pass(X.take(rows, axis=0), Y.take(rows, axis=0).reshape(-1, K),
-                                  None, checked=False)
-                if not math.isfinite(loss):
-                    for (_, _, p), saved in zip(arrays, checkpoint, strict=True):
-                        np.copyto(p, saved)
-                    kept = (f"end of epoch {epoch - 1}" if epoch > 1 else "initial parameters")
-                    raise TrainingDivergedError(
-                        f"training diverged in epoch {epoch} (minibatch {k + 1} of {n_batches}): "
-                        f"the loss became {loss}. The parameters were restored to the {kept}. "
-                        f"Try a smaller learning_rate (was {lr}).", epoch, history)
-                if epoch == 1 and k == 0:
-                    history.initial_loss = loss
-                total += loss * len(rows)
-                for j, (layer, key, p) in enumerate(arrays):
-                    g = layer.grads[key]
-                    if velocity is None:
-                        p -= lr * g
-                    else:  # heavy ball: v := mu v - lr g; p := p + v
-                        v = velocity[j]
-                        v *= momentum
-                        v -= lr * g
-                        p += v
-            history.loss.append(total / n)
-            postfix = {"loss": f"{history.loss[-1]:.4g}"}
-            if validation is not None:
-                history.val_loss.append(self.loss(*validation))
-                history.val_score.append(self.score(*validation))
-                postfix["val_loss"] = f"{history.val_loss[-1]:.4g}"
-            if bar is not None:
-                bar.set_postfix(postfix, refresh=False)
-                bar.update()
-            for (_, _, p), saved in zip(arrays, checkpoint, strict=True):
-                np.copyto(saved, p)
+class _Session:
+    """A fit of a `Sequential` for training.py: every layer's arrays and one pass per batch."""
+
+    folds_lr = False  # the layers' backward passes return dJ/dtheta itself
+
+    def __init__(self, model: Sequential, X, Y, validation):
+        self.model, self.X, self.Y, self.m = model, X, Y, X.shape[0]
+        self.validation = validation
+        self.arrays = [(layer, key) for layer in model.layers for key in layer.params]
+        self.params = [layer.params[key] for layer, key in self.arrays]
+
+    def batch_sizes(self, sizes) -> None:
+        pass  # the layers allocate per call
+
+    def run(self, rows, scale: float):
+        X, Y = (self.X, self.Y) if rows is None else (self.X.take(rows, axis=0),
+                                                      self.Y.take(rows, axis=0))
+        loss = self.model._pass(X, Y.reshape(-1, Y.shape[-1]), None, checked=False)
+        return loss, [layer.grads[key] for layer, key in self.arrays]
+
+    def validate(self):
+        if self.validation is None:
+            return None
+        return self.model.loss(*self.validation), self.model.score(*self.validation)
+
+    def close(self) -> None:
+        pass
