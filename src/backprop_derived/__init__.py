@@ -1,11 +1,12 @@
 """Backpropagation derived by SymPy, generated into NumPy.
 
 The runtime imports NumPy and the generated kernels only, never SymPy.
-``Network`` is imported on first use, so that ``backprop-derived regenerate``
-runs even when the generated package is missing or stale.
+``Network``, ``Sequential``, ``load`` and ``optim`` are imported on first
+use, so that ``backprop-derived regenerate`` runs even when the generated
+package is missing or stale.
 """
 
-__all__ = ["Network"]
+__all__ = ["Network", "Sequential", "load", "optim"]
 __version__ = "0.1.0"
 
 
@@ -14,4 +15,16 @@ def __getattr__(name: str):
         from .network import Network
 
         return Network
+    if name == "Sequential":
+        from .layers.sequential import Sequential
+
+        return Sequential
+    if name == "load":
+        from .loading import load
+
+        return load
+    if name == "optim":
+        from . import optim
+
+        return optim
     raise AttributeError(f"module 'backprop_derived' has no attribute {name!r}")

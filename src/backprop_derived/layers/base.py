@@ -10,6 +10,7 @@ wrong, before any work starts.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 
 import numpy as np
@@ -50,7 +51,14 @@ def check_positive_int(value, name: str) -> int:
 
 
 class Layer:
-    """Base class: ``params``, ``grads``, ``forward(X, train=True)``, ``backward(dY)``."""
+    """Base class: ``params``, ``grads``, ``forward(X, train=True)``, ``backward(dY)``.
+
+    ``get_config()`` gives the constructor arguments that rebuild the layer
+    (for saving, serialization.py); ``BUFFERS`` names the arrays other than
+    ``params`` that belong to its state (batch norm's running statistics).
+    """
+
+    BUFFERS: tuple[str, ...] = ()
 
     def __init__(self, dtype=np.float64) -> None:
         self.dtype = check_dtype(dtype)
@@ -64,6 +72,29 @@ class Layer:
 
     def backward(self, dY) -> np.ndarray | None:
         raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """The constructor's arguments, read from the attributes of the same name.
+
+        ``seed`` is left out (the saved parameters replace the initial draw);
+        ``dtype`` is the layer's dtype name. A layer that keeps an argument
+        under another name overrides this.
+        """
+        config = {}
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name in ("self", "seed") or parameter.kind in (parameter.VAR_POSITIONAL,
+                                                              parameter.VAR_KEYWORD):
+                continue
+            if name == "dtype":
+                config[name] = self.dtype.name
+            elif hasattr(self, name):
+                value = getattr(self, name)
+                config[name] = value.item() if isinstance(value, np.generic) else value
+            else:
+                raise NotImplementedError(f"{self.name}: get_config finds no attribute {name!r} "
+                                          "for the constructor argument of that name; define "
+                                          "get_config")
+        return config
 
     # -- shared helpers ----------------------------------------------------------------
     @property

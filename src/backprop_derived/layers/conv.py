@@ -102,6 +102,10 @@ class Conv1d(_Conv):
     def __init__(self, c_in: int, c_out: int, k: int, dtype=np.float64, seed=None):
         super().__init__(c_in, c_out, (k,), dtype, seed)
 
+    def get_config(self) -> dict:
+        return {"c_in": self.c_in, "c_out": self.c_out, "k": self.kernel[0],
+                "dtype": self.dtype.name}
+
 
 class Conv2d(_Conv):
     """A 2-d convolution: input (batch, c_in, H, W), output (batch, c_out, H - kh + 1, W - kw + 1).
@@ -115,3 +119,7 @@ class Conv2d(_Conv):
 
     def __init__(self, c_in: int, c_out: int, kh: int, kw: int, dtype=np.float64, seed=None):
         super().__init__(c_in, c_out, (kh, kw), dtype, seed)
+
+    def get_config(self) -> dict:
+        return {"c_in": self.c_in, "c_out": self.c_out, "kh": self.kernel[0],
+                "kw": self.kernel[1], "dtype": self.dtype.name}

@@ -109,6 +109,9 @@ class Activation(Layer):
     def __repr__(self) -> str:
         return f"Activation({self.activation!r}, dtype={self.dtype.name})"
 
+    def get_config(self) -> dict:
+        return {"name": self.activation, "dtype": self.dtype.name}
+
     def forward(self, X, train: bool = True) -> np.ndarray:
         X = self._check_input(X, ndim=max(np.ndim(X), 1 if self.elementwise else 2))
         return self._forward_unchecked(X, train)

@@ -47,8 +47,10 @@ class BatchNorm(Layer):
 
     ``params``: ``gamma`` (ones) and ``beta`` (zeros), shape ``(n,)``.
     ``running_mean`` (zeros) and ``running_var`` (ones) are not parameters:
-    training does not update them by gradient.
+    training does not update them by gradient; they are saved with the model.
     """
+
+    BUFFERS = ("running_mean", "running_var")
 
     def __init__(self, n: int, eps: float = 1e-5, momentum: float = 0.1,
                  dtype=np.float64) -> None:

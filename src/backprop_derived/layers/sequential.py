@@ -32,6 +32,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
+from .. import serialization
 from ..training import TrainingMixin
 from .base import Layer, check_dtype
 from .dense import Activation
@@ -94,7 +95,7 @@ class _Workspace:
         self.transposed = np.empty((K, m), dtype)
 
 
-class Sequential(TrainingMixin):
+class Sequential(TrainingMixin, serialization.SavingMixin):
     """Layers applied in order, trained on a catalog loss.
 
     Parameters
@@ -115,6 +116,7 @@ class Sequential(TrainingMixin):
     """
 
     LOSSES = LOSSES
+    _saved_class = "Sequential"
 
     def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy", dtype=None):
         if isinstance(layers, Layer):
@@ -173,6 +175,24 @@ class Sequential(TrainingMixin):
     def params(self) -> list[dict[str, np.ndarray]]:
         """Every layer's ``params`` dict, in order."""
         return [layer.params for layer in self.layers]
+
+    # -- saving (serialization.py) --------------------------------------------------
+    def _saved_state(self):
+        arrays: dict[str, np.ndarray] = {}
+        layers = [serialization.layer_entry(layer, f"{k}.", arrays)
+                  for k, layer in enumerate(self.layers)]
+        return {"loss": self.loss_name, "dtype": self.dtype.name, "layers": layers}, arrays
+
+    def _restore_state(self, path, config, arrays) -> None:
+        if config.get("loss") != self.loss_name:
+            raise ValueError(f"{path}: the file holds another architecture: loss "
+                             f"{config.get('loss')!r} in the file, {self.loss_name!r} here")
+        entries = config.get("layers", [])
+        if len(entries) != len(self.layers):
+            raise ValueError(f"{path}: the file holds another architecture: "
+                             f"{len(entries)} layers in the file, {len(self.layers)} here")
+        for k, (layer, entry) in enumerate(zip(self.layers, entries, strict=True)):
+            serialization.restore_layer(path, layer, entry, f"{k}.", arrays)
 
     # -- passes ------------------------------------------------------------
     def _forward_body(self, X, train: bool, checked: bool) -> np.ndarray:
