@@ -63,13 +63,18 @@ from backprop_derived.symbolic.catalog import (
     z,
     zv,
 )
-from backprop_derived.symbolic.checked import Chain, StepNotVerified, assert_clean, expand_sums
+from backprop_derived.symbolic.checked import (
+    Chain,
+    StepNotVerified,
+    assert_clean,
+    expand_sums,
+    float_form_is_exact,
+)
 from backprop_derived.symbolic.kernels import Kernel, OutputEntry
 from backprop_derived.symbolic.pages import show
 from backprop_derived.symbolic.printers import (
     RowMax,
     RowSum,
-    float_form_is_exact,
     latex,
     numeric_form,
 )

@@ -5,12 +5,12 @@ import pytest
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
+from backprop_derived.symbolic.checked import float_form_is_exact
 from backprop_derived.symbolic.printers import (
     ArrayPrinter,
     RowMax,
     RowSum,
     UfuncPrinter,
-    float_form_is_exact,
     latex,
     numeric_form,
 )

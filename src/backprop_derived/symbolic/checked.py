@@ -42,6 +42,11 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 from sympy import KroneckerDelta, Piecewise, Subs, Sum
+from sympy.codegen.cfunctions import expm1, log1p
+
+# The taint and the error live in taint.py, which the printers import too (so
+# that printers.py need not import this module, which imports display.py).
+from .taint import CheckedOnExample, StepNotVerified, assert_proven
 
 __all__ = [
     "PROOFS",
@@ -53,6 +58,7 @@ __all__ = [
     "assert_proven",
     "concretize",
     "expand_sums",
+    "float_form_is_exact",
     "is_evidence_only",
     "prove_equal",
 ]
@@ -66,29 +72,6 @@ EVIDENCE_PREFIX = "checked on n = "
 def is_evidence_only(proof: str) -> bool:
     """True for the label of a step only checked on an example."""
     return proof.startswith(EVIDENCE_PREFIX)
-
-
-class StepNotVerified(AssertionError):
-    """A derivation step that SymPy could not prove equal to the previous one."""
-
-
-class CheckedOnExample(sp.Function):
-    """An expression only checked on an example, never proven for every size.
-
-    A taint: it survives ``subs``, ``to_batch`` and every rebuild of the
-    expression tree, and the code printers refuse it, so an evidence-only
-    result cannot reach a kernel by accident. LaTeX shows the argument.
-    """
-
-    nargs = 1
-
-
-def assert_proven(expr: sp.Basic, what: str = "expression") -> sp.Basic:
-    """Refuse an expression that carries a :class:`CheckedOnExample` taint."""
-    if isinstance(expr, sp.Basic) and expr.has(CheckedOnExample):
-        raise StepNotVerified(f"{what}: comes from a step only checked on an example, "
-                              "which cannot feed a kernel")
-    return expr
 
 
 def _untaint(expr):
@@ -587,3 +570,13 @@ def assert_clean(expr: sp.Basic, what: str, *, abstract: bool = False) -> sp.Bas
             if (rel.lhs - rel.rhs).is_integer:
                 raise StepNotVerified(f"{what}: index-range Piecewise left in {expr}")
     return expr
+
+
+def float_form_is_exact(expr: sp.Expr, numeric: sp.Expr) -> bool:
+    """The rewrite of :func:`printers.numeric_form` changed nothing mathematically."""
+    def back(e):
+        e = e.replace(lambda x: isinstance(x, log1p), lambda x: sp.log(1 + x.args[0]))
+        return e.replace(lambda x: isinstance(x, expm1), lambda x: sp.exp(x.args[0]) - 1)
+
+    return prove_equal(back(expr), back(numeric), variables=tuple(
+        sorted(expr.free_symbols, key=str))) is not None

@@ -27,13 +27,14 @@ from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE
 
+from .taint import assert_proven
+
 __all__ = [
     "ArrayPrinter",
     "DerivationLatexPrinter",
     "RowMax",
     "RowSum",
     "UfuncPrinter",
-    "float_form_is_exact",
     "latex",
     "numeric_form",
 ]
@@ -76,18 +77,6 @@ def numeric_form(expr: sp.Expr) -> sp.Expr:
 
     out = expr.replace(lambda e: isinstance(e, sp.log), log1p_rule)
     return out.replace(lambda e: isinstance(e, sp.Add), expm1_rule)
-
-
-def float_form_is_exact(expr: sp.Expr, numeric: sp.Expr) -> bool:
-    """The rewrite of :func:`numeric_form` changed nothing mathematically."""
-    def back(e):
-        e = e.replace(lambda x: isinstance(x, log1p), lambda x: sp.log(1 + x.args[0]))
-        return e.replace(lambda x: isinstance(x, expm1), lambda x: sp.exp(x.args[0]) - 1)
-
-    from .checked import prove_equal
-
-    return prove_equal(back(expr), back(numeric), variables=tuple(
-        sorted(expr.free_symbols, key=str))) is not None
 
 
 class ArrayPrinter(NumPyPrinter):
@@ -196,8 +185,6 @@ def _cse(exprs):
 
 
 def _refuse_unproven(expr) -> None:
-    from .checked import assert_proven
-
     assert_proven(expr, "kernel expression")
 
 

@@ -12,7 +12,7 @@ import sympy as sp
 from sympy import Piecewise, exp
 
 from .catalog import fix_heaviside
-from .checked import Chain, StepNotVerified, prove_equal
+from .checked import Chain, StepNotVerified, float_form_is_exact, prove_equal
 
 __all__ = [
     "derive_activation",
@@ -197,7 +197,7 @@ def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
     point (``log1p``/``expm1``) and proven unchanged by that rewrite.
     """
     from .catalog import fix_heaviside, z
-    from .printers import float_form_is_exact, numeric_form
+    from .printers import numeric_form
 
     g_prime = fix_heaviside(sp.diff(g, z))
     found = through_output(g_prime, g, z, a, name)
