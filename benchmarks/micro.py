@@ -335,7 +335,7 @@ def cold_calls(rounds: int) -> dict:
             raise AssertionError
 
     from backprop_derived import Network
-    from backprop_derived.network import _all_finite
+    from backprop_derived.checks import all_finite as _all_finite
 
     net = Network(list(config.layer_sizes), list(config.activations), dtype=np.float32, seed=0)
     net.gradients(p.X, Y)  # the workspace for this batch size exists from here on

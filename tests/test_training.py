@@ -252,12 +252,14 @@ def test_fit_draws_the_bar_tqdm_auto_chooses(monkeypatch):
     bars = []
     monkeypatch.setattr(tqdm.auto, "tqdm", lambda **kw: bars.append(Recorder(**kw)) or bars[-1])
     X, y = blobs()
-    history = classifier().fit(X, y, epochs=3, seed=0)  # progress defaults to on
+    history = classifier().fit(X, y, epochs=3, seed=0, progress=True)
     (bar,) = bars
     assert drawn[0]["total"] == 3 and drawn[0]["unit"] == "epoch"
     assert bar.updates == 3 and bar.closed
     assert bar.postfix == {"loss": f"{history.loss[-1]:.4g}"}
-    classifier().fit(X, y, optimizer="lbfgs", max_iter=4)
+    classifier().fit(X, y, optimizer="lbfgs", max_iter=4, progress=True)
+    classifier().fit(X, y, epochs=2)  # no bar by default
+    assert len(bars) == 2
     assert bars[1].closed and drawn[1]["unit"] == "iteration" and 1 <= bars[1].updates <= 4
 
 

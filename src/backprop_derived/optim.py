@@ -39,14 +39,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .checks import is_real as _is_real
+
 __all__ = [
     "SGD", "Adam", "AdamW", "Optimizer", "OPTIMIZERS", "make_optimizer", "clip_grad_norm",
     "LRSchedule", "StepLR", "CosineAnnealingLR", "LambdaLR",
 ]
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 def _check(name: str, value, low: float, high: float = math.inf, *, low_open=False,

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .checks import is_real as _is_real
 from .optim import LRSchedule, Optimizer, clip_grad_norm, make_optimizer
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "lbfgs")
@@ -131,10 +132,6 @@ class History:
         return self.val_score
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
-
-
 def score_name(loss_name: str) -> str:
     return "mean_squared_error" if loss_name == "squared_error" else "accuracy"
 
@@ -207,7 +204,7 @@ class TrainingMixin:
         early_stopping: int | None = _Default(None),
         seed=None,
         callback=None,
-        progress: bool = True,
+        progress: bool = False,
         max_iter: int = _Default(200),
         learning_rate: float | None = _Default(None),
     ) -> History:
@@ -237,7 +234,8 @@ class TrainingMixin:
         after restoring the parameters of the end of the last epoch (the
         initial ones in the first). Ctrl-C (KeyboardInterrupt) ends the fit
         after the step in progress and returns the history so far. With
-        ``progress`` a tqdm bar (a widget in Jupyter) shows the epochs.
+        ``progress=True`` a tqdm bar (a widget in Jupyter) shows the epochs;
+        by default nothing is printed, as in PyTorch.
         """
         settings = self._resolve_settings(optimizer, {
             "lr": lr, "learning_rate": learning_rate, "epochs": epochs,

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from ..checks import all_finite
+
 __all__ = ["Layer", "all_finite", "check_dtype", "check_positive_int"]
 
 _DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -28,20 +30,6 @@ def check_dtype(dtype) -> np.dtype:
     if dt not in _DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {dt}")
     return dt
-
-
-def all_finite(X: np.ndarray) -> bool:
-    """Whether every entry of the float array ``X`` is finite.
-
-    ``X · X`` is finite when every entry is (one NaN or infinity makes it NaN
-    or infinite), and one BLAS dot reads ``X`` once without the boolean array
-    that ``numpy.isfinite`` writes; only when the dot is not finite (a bad
-    entry, or a sum of squares that overflows) is the entrywise test needed.
-    """
-    flat = X.reshape(-1)
-    if np.isfinite(np.dot(flat, flat)):
-        return True
-    return bool(np.isfinite(X).all())
 
 
 def check_positive_int(value, name: str) -> int:

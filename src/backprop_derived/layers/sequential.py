@@ -34,7 +34,7 @@ import numpy as np
 from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
 from .. import serialization
 from ..training import TrainingMixin
-from .base import Layer, check_dtype
+from .base import Layer, all_finite, check_dtype
 from .dense import Activation
 from .simple import _adopt_dtype, _declares_dtype, _fast
 
@@ -288,7 +288,7 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         """Name a parameter holding NaN or inf (written in place), if any."""
         for k, layer in enumerate(self.layers):
             for key, p in layer.params.items():
-                if not np.isfinite(p).all():
+                if not all_finite(p):
                     raise ValueError(f"Sequential: layer {k} ({layer.name}) parameter {key!r} "
                                      "contains NaN or inf")
 

@@ -13,13 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .._generated import simple
+from ..checks import is_real as _is_real
 from .base import Layer, check_positive_int
 
 __all__ = ["Dropout", "Embedding", "Residual"]
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 class Dropout(Layer):
