@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .printers import DerivationLatexPrinter, latex
+from .printers import DerivationLatexPrinter, iverson_body, latex
 
 __all__ = [
     "PROOF_MARKS",
@@ -253,7 +253,7 @@ def break_lines(expr, budget: float = LINE_BUDGET_EM) -> list[str]:
     if isinstance(expr, sp.MatrixBase):
         return _matrix_lines(expr, budget)
     if isinstance(expr, sp.Piecewise):
-        return [_piecewise(expr, budget)]
+        return _piecewise(expr, budget)
     if isinstance(expr, sp.Add):
         pieces: list[str] = []
         for term, piece in zip(_PRINTER._as_ordered_terms(expr, order=None), _terms(expr),
@@ -286,20 +286,31 @@ def break_lines(expr, budget: float = LINE_BUDGET_EM) -> list[str]:
     return [whole]
 
 
-def _piecewise(expr: sp.Piecewise, budget: float) -> str:
-    """Cases whose long conditions are stacked, one conjunct per line."""
+def _piecewise(expr: sp.Piecewise, budget: float) -> list[str]:
+    """An Iverson bracket with its factor broken after it, or cases whose long
+    conditions are stacked, one index range per line."""
+    body = iverson_body(expr)
+    if body is not None:
+        bracket = rf"\left[{DerivationLatexPrinter().condition(expr.args[0].cond)}\right]"
+        if body == 1:
+            return [bracket]
+        inner = break_lines(body, max(budget - tex_width(bracket), 8))
+        if isinstance(body, sp.Add):
+            return _bracketed(inner, bracket + " ")
+        inner[0] = f"{bracket} {inner[0]}"
+        return inner
     rows = []
     for value, cond in expr.args:
         if cond is sp.true:
             rows.append(rf"{latex(value)} & \text{{otherwise}}")
             continue
-        parts = [latex(c) for c in (cond.args if isinstance(cond, sp.And) else (cond,))]
-        lines = _pack([p + r" \wedge" for p in parts[:-1]] + [parts[-1]],
+        parts = DerivationLatexPrinter()._ranges(cond)
+        lines = _pack([p + r",\;" for p in parts[:-1]] + [parts[-1]],
                       max(budget - tex_width(latex(value)) - 4, 8))
         tex = (lines[0] if len(lines) == 1 else
                r"\begin{array}[t]{l}" + r" \\ ".join(lines) + r"\end{array}")
         rows.append(rf"{latex(value)} & \text{{for }} {tex}")
-    return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
+    return [r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"]
 
 
 def _matrix_lines(matrix: sp.MatrixBase, budget: float) -> list[str]:
