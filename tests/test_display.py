@@ -32,7 +32,7 @@ def test_every_step_gets_a_mark_with_its_strategy():
     page = chain_html(chain, caption="A square")
     marks = re.findall(r'class="proof-mark proof-(\w+)" title="[^"]+">(.)'
                        r'<span class="proof-label">([^<]+)</span>', page)
-    assert marks == [("premise", "▸", "given"), ("proof", "✓", "expand"),
+    assert marks == [("premise", "▸", "start"), ("proof", "✓", "expand"),
                      ("evidence", "◇", "checked on n = 3")]
     assert page.count('class="chain-step') == 3
     assert '<figcaption class="chain-caption">A square</figcaption>' in page

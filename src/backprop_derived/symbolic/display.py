@@ -3,7 +3,7 @@
 A :class:`~backprop_derived.symbolic.checked.Chain` is shown one step per row:
 the left-hand side and ``= expression`` aligned on the equals sign, and under
 each expression a line that says how the step is known: a proof mark with the
-name of the strategy that proved it (``✓ expand``), ``given`` for the premise
+name of the strategy that proved it (``✓ expand``), ``▸ start`` for the premise
 the chain starts from, and a visibly different mark for a step that was only
 checked on examples (evidence, not proof), followed by the step's reason.
 
@@ -63,7 +63,9 @@ _PROVEN_TEX = r"\checkmark"
 _EVIDENCE_TEX = r"\circ"
 
 PROOF_MARKS = {
-    "given": ProofMark("premise", "▸", "given", "The premise of the chain: a definition or an "
+    # The first line of a chain is where it starts, not a proof: its mark says so
+    # in words ("start"), and the reason next to it says where it comes from.
+    "given": ProofMark("premise", "▸", "start", "The premise of the chain: a definition or an "
                        "equation taken from the text, not derived here.", r"\triangleright"),
     "structural": ProofMark("proof", "✓", "identical", "Proven by SymPy: the two sides are the "
                             "same expression once evaluated.", _PROVEN_TEX),
