@@ -329,6 +329,77 @@ def _matrix_lines(matrix: sp.MatrixBase, budget: float) -> list[str]:
 
 
 # ---------------------------------------------------------------------------
+# A result with a common factor: shown factored, as one more proven step
+
+
+@dataclass(frozen=True)
+class ShownStep:
+    expr: sp.Basic
+    why: str
+    proof: str
+
+
+FACTORED_WHY = "sums over the same range combined, their common factors taken out"
+
+
+def _pull_out(total: sp.Sum) -> sp.Basic:
+    """``sum c f`` -> ``c sum f`` for the factors ``c`` free of the summed indices;
+    a bracket that reads better with its sign flipped, ``(mu - X)``, is flipped."""
+    bound = {v for v, *_ in total.limits}
+    inside, outside = [], []
+    for f in sp.Mul.make_args(sp.factor_terms(total.function)):
+        if isinstance(f, sp.Add) and f.could_extract_minus_sign():
+            f, outside = -f, [*outside, -1]
+        (inside if f.free_symbols & bound else outside).append(f)
+    return sp.Mul(*outside) * sp.Sum(sp.Mul(*inside), *total.limits)
+
+
+def factored(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with its sums over the same range combined and common factors taken out.
+
+    ``-1/2 sum_i X_iu dx_iu / s + 1/2 sum_i mu_u dx_iu / s`` becomes
+    ``-1/(2 s) sum_i (X_iu - mu_u) dx_iu``. Only rearranges terms: the caller
+    proves the result equal before showing it.
+    """
+    if not isinstance(expr, sp.Add):
+        return expr
+    groups: dict = {}
+    rest = []
+    for term in expr.args:
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
+        if len(sums) == 1:
+            coeff = term / sums[0]
+            if not coeff.free_symbols & {v for v, *_ in sums[0].limits}:
+                groups.setdefault(sums[0].limits, []).append(coeff * sums[0].function)
+                continue
+        rest.append(term)
+    if not groups:
+        return expr
+    combined = [_pull_out(sp.Sum(sp.Add(*body), *limits)) for limits, body in groups.items()]
+    return sp.factor_terms(sp.Add(*rest, *combined))
+
+
+def shown_steps(chain) -> list:
+    """The chain's steps, and the result factored as one more step when that is
+    clearly narrower and SymPy proves it equal (the result the code uses is the
+    chain's own, unchanged)."""
+    from .checked import prove_equal
+
+    steps = list(chain.steps)
+    last = steps[-1]
+    if (getattr(last, "evidence_only", False) or not isinstance(last.expr, sp.Expr)
+            or isinstance(last.expr, sp.MatrixExpr)):
+        return steps
+    better = factored(last.expr)
+    if better == last.expr or tex_width(latex(better)) > 0.85 * tex_width(latex(last.expr)):
+        return steps
+    proof = prove_equal(last.expr, better)
+    if proof is None:
+        return steps
+    return [*steps, ShownStep(better, FACTORED_WHY, proof)]
+
+
+# ---------------------------------------------------------------------------
 # The chain
 
 
@@ -381,12 +452,12 @@ def abbreviations(exprs) -> list[tuple[sp.Symbol, sp.Basic]]:
     return names
 
 
-def _layout(chain, budget: float):
+def _layout(steps, budget: float):
     """Lines of every step, and the "where" definitions if any were needed."""
-    lines = [break_lines(step.expr, budget) for step in chain.steps]
+    lines = [break_lines(step.expr, budget) for step in steps]
     if all(_fits(ls, budget) for ls in lines):
         return lines, []
-    names = abbreviations([step.expr for step in chain.steps])
+    names = abbreviations([step.expr for step in steps])
     if not names:
         return lines, []
 
@@ -396,7 +467,7 @@ def _layout(chain, budget: float):
             e = e.xreplace({body: name})
         return e
 
-    return [break_lines(short(step.expr), budget) for step in chain.steps], names
+    return [break_lines(short(step.expr), budget) for step in steps], names
 
 
 def _lhs_latex(lhs) -> str:
@@ -420,9 +491,10 @@ def chain_latex(chain) -> str:
     """
     lhs = _lhs_latex(chain.lhs)
     budget = _lhs_budget(lhs)
-    layout, where = _layout(chain, budget)
+    steps = shown_steps(chain)
+    layout, where = _layout(steps, budget)
     rows = []
-    for n, (step, lines) in enumerate(zip(chain.steps, layout, strict=True)):
+    for n, (step, lines) in enumerate(zip(steps, layout, strict=True)):
         mark = proof_mark(step.proof)
         for m, line in enumerate(lines):
             head = lhs if n == 0 and m == 0 else ""
@@ -452,9 +524,10 @@ def chain_html(chain, caption: str | None = None) -> str:
     out = [f'<figure class="chain{" chain-tall" if tall else ""}">']
     if caption:
         out.append(f'<figcaption class="chain-caption">{_why_html(caption)}</figcaption>')
-    layout, where = _layout(chain, budget)
+    steps = shown_steps(chain)
+    layout, where = _layout(steps, budget)
     out.append('<div class="chain-grid">')
-    for n, (step, lines) in enumerate(zip(chain.steps, layout, strict=True)):
+    for n, (step, lines) in enumerate(zip(steps, layout, strict=True)):
         mark = proof_mark(step.proof)
         if len(lines) == 1:
             rhs = "= " + lines[0]

@@ -748,7 +748,7 @@ def _canonical_condition(cond):
 
 
 # The reasons the pages show under the two steps of a gradient chain.
-CHAIN_RULE = "chain rule: over every quantity computed from it, the local derivative times that quantity's gradient"
+CHAIN_RULE = "chain rule: local derivative times upstream gradient, summed over every use"
 DELTAS_SUMMED = r"local derivatives taken: a bracket such as $[i = u]$ keeps one term of each sum"
 
 
