@@ -55,15 +55,15 @@ from backprop_derived.symbolic.techniques import derive_activation, shift_expone
 
 SOURCE = "derivations/01_activations.py"
 a, da = sp.symbols("a da", real=True)
-# (BP4) from the derivation engine: dZ = dA * g'(Z) for an undefined g
+# (V4) from the derivation engine: dZ = dA * g'(Z) for an undefined g
 # (shown on the Vectorized page); each activation puts its own g' in.
 _bp4 = backward(ACTIVATION_LAYER, [Z_ARRAY])[Z_ARRAY]
-BP4 = to_elementwise(_bp4, names={"dA": "da", "Z": "z"})
+V4 = to_elementwise(_bp4, names={"dA": "da", "Z": "z"})
 
 
 def bp4(derivative):
-    """(BP4) with this activation's g' in place of the undefined one."""
-    return BP4.subs(sp.Function("g'")(z), derivative)
+    """(V4) with this activation's g' in place of the undefined one."""
+    return V4.subs(sp.Function("g'")(z), derivative)
 
 
 # %% [markdown]
@@ -93,7 +93,7 @@ for name, g in ACTIVATIONS.items():
         Kernel("activations", f"{name}_backward", ("da", "a", "z", "out", "scratch"),
                bp4(derivative),
                f"dZ = dA * g'(z) for {name}: the error at the layer's pre-activations.",
-               "(BP4), eq. (11) of the scalar derivation", SOURCE),
+               "(V4), eq. (11) of the scalar derivation", SOURCE),
         ActivationEntry(name, name, f"{name}_derivative", f"{name}_backward",
                         needs_z=needs_z, elementwise=True, latex=latex(g),
                         derivative_latex=latex(derivative)),

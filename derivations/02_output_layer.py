@@ -99,7 +99,7 @@ show(dE_dbk, caption="Output biases")
 # %% [markdown]
 # ## The same result, vectorized
 #
-# The code runs the *Vectorized* page's (BP1) and (BP2), which the derivation
+# The code runs the *Vectorized* page's (V1) and (V2), which the derivation
 # engine obtains from the catalog's dense layer. Read example $i$ of a batch:
 # $\delta_k = m\,dZ_{ik}$ (the cost is the mean over the batch, so $dZ$
 # carries a $1/m$), $a_j = A_{ij}$, and the weight $w_{jk}$ from unit $j$ to
@@ -118,9 +118,9 @@ dZ = next(x.base for x in grads[catalog.b].expr.atoms(sp.Indexed) if str(x.base.
 example = {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit],
            a_hid: lambda ex, unit: catalog.A[ex, unit]}
 show(batch_mean(sp.Symbol("dW_{kj}"), dE_dwjk.result, example, grads[catalog.W], (k, j),
-                "(BP1) from the engine"),
+                "(V1) from the engine"),
      batch_mean(sp.Symbol("db_k"), dE_dbk.result, example, grads[catalog.b], (k,),
-                "(BP2) from the engine"),
+                "(V2) from the engine"),
      caption="The same gradients for a batch")
 EXPORTS = [Agreement("layers.weight_gradient", "derivations/02_output_layer.py",
                      "the weight gradient of the scalar derivation"),

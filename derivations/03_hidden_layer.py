@@ -95,14 +95,14 @@ show(dE_dwij, caption="Weights into the hidden layer")
 # transposed. The *Vectorized* page explains why; the *Any depth* page proves
 # that the same step works between any two layers.
 #
-# As code, this is (BP3) followed by (BP4) in the generated `layers.backpropagate`
+# As code, this is (V3) followed by (V4) in the generated `layers.backpropagate`
 # and `activations.<g>_backward`.
 
 # %% [markdown]
 # ## The same result, vectorized
 #
 # A hidden layer is a dense layer like any other, so its weight gradient is
-# again the engine's (BP1), now with the inputs $a_i$ of the network as the
+# again the engine's (V1), now with the inputs $a_i$ of the network as the
 # previous layer's outputs: example $i'$ of the batch reads
 # $\delta_j = m\,dZ_{i'j}$ and $a_i = A_{i'i}$, and the weight $w_{ij}$ from
 # input $i$ to unit $j$ is the runtime's $W_{ji}$. SymPy proves that the mean
@@ -119,6 +119,6 @@ dZ = next(x.base for x in dW.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ"
 example = {delta_hid: lambda ex, unit: catalog.m * dZ[ex, unit],
            a_in: lambda ex, unit: catalog.A[ex, unit]}
 show(batch_mean(sp.Symbol("dW_{ji}"), dE_dwij.result, example, dW, (j, i),
-                "(BP1) from the engine"), caption="The same gradient for a batch")
+                "(V1) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.weight_gradient", "derivations/03_hidden_layer.py",
                      "the hidden-layer weight gradient of the scalar derivation")]

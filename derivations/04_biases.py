@@ -75,14 +75,14 @@ show(dzk_dbj, dE_dbj, caption="Hidden biases")
 
 # %% [markdown]
 # In every layer the bias gradient is that layer's $\delta$. For a minibatch it
-# is the sum of $\delta$ over the examples (BP2); the generated
+# is the sum of $\delta$ over the examples (V2); the generated
 # `layers.bias_gradient` computes that sum as the product $\mathbf 1^\top dZ$
 # with a vector of $m$ ones, one matrix-vector product.
 
 # %% [markdown]
 # ## The same result, vectorized
 #
-# The code runs the *Vectorized* page's (BP2), which the derivation engine
+# The code runs the *Vectorized* page's (V2), which the derivation engine
 # obtains from the catalog's dense layer. Read example $i$ of a batch,
 # $\delta_k = m\,dZ_{ik}$ (the cost is the mean over the batch, so $dZ$
 # carries a $1/m$). SymPy proves that the mean of this page's result over the
@@ -98,6 +98,6 @@ db = backward(catalog.DENSE, [catalog.b])[catalog.b]
 dZ = next(x.base for x in db.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
 show(batch_mean(sp.Symbol("db_k"), dE_dbk.result,
                 {delta_out: lambda ex, unit: catalog.m * dZ[ex, unit]},
-                db, (k,), "(BP2) from the engine"), caption="The same gradient for a batch")
+                db, (k,), "(V2) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.bias_gradient", "derivations/04_biases.py",
                      "the bias gradient of the scalar derivation")]

@@ -210,8 +210,8 @@ def to_batch(e):
 
 agree = Chain(sp.Symbol(r"\delta^{(l)}_j"), step.result, "the recurrence, proven above",
               definitions=to_batch)
-agree.step(m * vectorized, r"$m$ times the engine's $dZ^{(l)}_{ij}$ (BP3 and BP4)")
-show(agree, caption="The recurrence is the vectorized (BP3) and (BP4)")
+agree.step(m * vectorized, r"$m$ times the engine's $dZ^{(l)}_{ij}$ (V3 and V4)")
+show(agree, caption="The recurrence is the vectorized (V3) and (V4)")
 
 # %% [markdown]
 # ## The Coursera form, vectorized
@@ -223,7 +223,7 @@ show(agree, caption="The recurrence is the vectorized (BP3) and (BP4)")
 # $D = \frac1m(\Delta + \lambda\Theta)$ outside column 0. Their
 # $\delta^{(t)}_r$ is the derivative of example $t$'s own loss, so
 # $\delta^{(t)}_r = m\,dZ_{tr}$, and $a^{(t)}_s = A_{ts}$. SymPy proves that
-# the accumulated sums are BP2 (column 0) and BP1 (the other columns), for any
+# the accumulated sums are V2 (column 0) and V1 (the other columns), for any
 # batch size:
 
 # %%
@@ -248,12 +248,12 @@ u, v = grads[W].indices
 column_0 = Chain(sp.Symbol(r"\frac1m \Delta_{u0}"),
                  sp.Sum(delta_c[t_, u] * 1, (t_, 0, m - 1)) / m,
                  "Coursera's accumulator, column 0", definitions=coursera_to_batch)
-column_0.step(grads[b].expr.xreplace({grads[b].indices[0]: u}), "(BP2)")
+column_0.step(grads[b].expr.xreplace({grads[b].indices[0]: u}), "(V2)")
 columns = Chain(sp.Symbol(r"\frac1m \Delta_{u,v+1}"),
                 sp.Sum(delta_c[t_, u] * a_c[t_, v], (t_, 0, m - 1)) / m,
                 "Coursera's accumulator, column v + 1", definitions=coursera_to_batch)
-columns.step(grads[W].expr, "(BP1)")
-show(column_0, columns, caption="Coursera's accumulator is (BP2) and (BP1)")
+columns.step(grads[W].expr, "(V1)")
+show(column_0, columns, caption="Coursera's accumulator is (V2) and (V1)")
 
 # %% tags=["hide-input"]
 EXPORTS = [Agreement("layers.backpropagate", "derivations/05_any_depth.py",

@@ -12,7 +12,7 @@
 # ---
 
 # %% [markdown]
-# # Vectorized: BP1–BP4 for a minibatch
+# # Vectorized: (V1)–(V4) for a minibatch
 #
 # The earlier pages work one example and one unit at a time. Code works one
 # *layer* at a time, for a whole minibatch of $m$ examples, so that the
@@ -67,7 +67,7 @@ CODE = {"A": "a_prev", "W": "w", "b": "b", "Z": "z", "dZ": "dz", "dA": "da"}
 
 # %%
 (Z_ir, forward_index), = DENSE
-show(Chain(Z_ir, forward_index, "catalog definition"), caption="A dense layer")
+show(Chain(Z_ir, forward_index, "definition of the layer"), caption="A dense layer")
 
 # %% [markdown]
 # ## The chain rule, one array at a time
@@ -75,26 +75,27 @@ show(Chain(Z_ir, forward_index, "catalog definition"), caption="A dense layer")
 # The engine (`symbolic/engine.py`) treats every entry of every array as a
 # variable. The gradient of the cost with respect to $W_{uv}$ collects the
 # contribution of every $Z_{ir}$ that $W_{uv}$ feeds: the chain rule
-# $dW_{uv} = \sum_{i,r} dZ_{ir}\, \partial Z_{ir}/\partial W_{uv}$. SymPy
+# $dW_{uv} = \sum_{i,r} (\partial Z_{ir}/\partial W_{uv}) \cdot dZ_{ir}$. SymPy
 # differentiates the definition, which leaves Kronecker deltas
-# ($\partial W_{rt}/\partial W_{uv} = \delta_{ru}\delta_{tv}$), and sums them
+# ($\partial W_{rt}/\partial W_{uv} = [r = u]\,[t = v]$, Iverson brackets), and sums them
 # out. Each line is proven by SymPy evaluating the first one.
 
 # %%
 grads = backward(DENSE, [W, b, A])
-for x, name in ((W, "the weights (BP1)"), (b, "the biases (BP2)"), (A, "the inputs (BP3)")):
+for x, name in ((W, "the weights (V1)"), (b, "the biases (V2)"), (A, "the inputs (V3)")):
     show(gradient_chain(grads[x], DENSE), caption=f"Gradient with respect to {name}")
 
 # %% [markdown]
 # Read the three results the way a textbook would. A weight $W_{uv}$ joins
 # input $v$ to unit $u$, so its gradient sums, over the examples, the error at
-# unit $u$ times what came in on input $v$ (**BP1**). A bias feeds only its own
+# unit $u$ times what came in on input $v$ **(V1)**. A bias feeds only its own
 # unit, so its gradient is the error at that unit summed over the examples
-# (**BP2**). An input $A_{uv}$ feeds *every* unit of its example, so its
+# **(V2)**. An input $A_{uv}$ feeds *every* unit of its example, so its
 # gradient sums over the units $r$, each weighted by the weight that carried
-# it forward (**BP3**). The numbering follows this site; Nielsen's
-# chapter 2 numbers the same four equations differently (the *Sources* page
-# gives the correspondence).
+# it forward **(V3)**. The names (V1)–(V4), V for vectorized, are this
+# site's. Nielsen's chapter 2 has four equations BP1–BP4 that say other
+# things: his BP1 is the output error $\delta^L = \nabla_a C \odot \sigma'(z^L)$,
+# his BP4 is (V1) for one example (the *Sources* page maps all four).
 #
 # ## From index sums to matrices
 #
@@ -107,30 +108,30 @@ for x, name in ((W, "the weights (BP1)"), (b, "the biases (BP2)"), (A, "the inpu
 
 # %%
 forward = to_matrix(forward_index, (i, r))
-BP1, BP2, BP3 = (to_matrix(grads[x]) for x in (W, b, A))
-show(matrix_chain(Z_ir, forward_index, (i, r), forward, why="catalog definition"),
+V1, V2, V3 = (to_matrix(grads[x]) for x in (W, b, A))
+show(matrix_chain(Z_ir, forward_index, (i, r), forward, why="definition of the layer"),
      caption="The forward map as matrices")
-for x, form, name in ((W, BP1, "(BP1)"), (b, BP2, "(BP2)"), (A, BP3, "(BP3)")):
+for x, form, name in ((W, V1, "(V1)"), (b, V2, "(V2)"), (A, V3, "(V3)")):
     g = grads[x]
     show(matrix_chain(g.lhs, g.expr, g.indices, form), caption=f"{name} as matrices")
 
 # %% [markdown]
-# ## (BP4): through the activation
+# ## (V4): through the activation
 #
 # The activation layer is the catalog's $A_{ir} = g(Z_{ir})$, with $g$ left
-# undefined. The same engine call gives (BP4): each pre-activation feeds only
+# undefined. The same engine call gives (V4): each pre-activation feeds only
 # its own output, so the chain rule leaves one term, an elementwise product.
 # The *Activations* page puts each catalog activation's $g'$ into it.
 
 # %%
 (act_lhs, _), = ACTIVATION_LAYER
 bp4 = backward(ACTIVATION_LAYER, [Z])[Z]
-show(gradient_chain(bp4, ACTIVATION_LAYER), caption="(BP4) for any activation g")
-BP4 = to_elementwise(bp4, names=CODE)
+show(gradient_chain(bp4, ACTIVATION_LAYER), caption="(V4) for any activation g")
+V4 = to_elementwise(bp4, names=CODE)
 
 # %% [markdown]
 # The Coursera notes' loop over examples, which accumulates
-# $\Delta \mathrel{+}= \delta a^\top$, is proven equal to (BP1) and (BP2) on the
+# $\Delta \mathrel{+}= \delta a^\top$, is proven equal to (V1) and (V2) on the
 # *Any depth* page, with the other textbook forms.
 
 # %% tags=["hide-input"]
@@ -138,14 +139,14 @@ EXPORTS = [
     Kernel("layers", "affine", ("a_prev", "w", "b", "out"), code_form(forward, CODE),
            "Z = A W^T + 1 b^T: the pre-activations of a layer for a whole batch.",
            "Forward pass z_j = b_j + sum_i a_i w_ij, batch-first", SOURCE, style="matrix"),
-    Kernel("layers", "weight_gradient", ("dz", "a_prev", "out"), code_form(BP1, CODE),
-           "dW = dZ^T A (the 1/m is already inside dZ).", "(BP1), eq. (5) and (11)",
+    Kernel("layers", "weight_gradient", ("dz", "a_prev", "out"), code_form(V1, CODE),
+           "dW = dZ^T A (the 1/m is already inside dZ).", "(V1), eq. (5) and (11)",
            SOURCE, style="matrix"),
-    Kernel("layers", "bias_gradient", ("dz", "ones", "out"), code_form(BP2, CODE),
+    Kernel("layers", "bias_gradient", ("dz", "ones", "out"), code_form(V2, CODE),
            "db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.",
-           "(BP2), eq. (6) and (12)", SOURCE, style="matrix"),
-    Kernel("layers", "backpropagate", ("dz", "w", "out"), code_form(BP3, CODE),
+           "(V2), eq. (6) and (12)", SOURCE, style="matrix"),
+    Kernel("layers", "backpropagate", ("dz", "w", "out"), code_form(V3, CODE),
            "dA_prev = dZ W: the error carried back to the previous layer's outputs.",
-           "(BP3), the sum over k in eq. (11)", SOURCE, style="matrix"),
+           "(V3), the sum over k in eq. (11)", SOURCE, style="matrix"),
 ]
-LATEX = {name: latex(e) for name, e in (("Z", forward), ("dW", BP1), ("db", BP2), ("dA", BP3))}
+LATEX = {name: latex(e) for name, e in (("Z", forward), ("dW", V1), ("db", V2), ("dA", V3))}

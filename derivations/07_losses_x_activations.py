@@ -24,7 +24,7 @@
 # * **chain rule**: $\delta_k = \sum_p \frac{\partial E}{\partial a_p}
 #   \frac{\partial a_p}{\partial z_k}$. For an elementwise $g$ only $p = k$
 #   survives, giving $\frac{\partial E}{\partial a_k}\, g'(z_k)$. For softmax every
-#   $p$ contributes, through its Jacobian $a_p(\delta_{pk} - a_k)$.
+#   $p$ contributes, through its Jacobian $a_p([p = k] - a_k)$, where the Iverson bracket $[p = k]$ is 1 for $p = k$ and 0 otherwise (the Kronecker delta, written so that $\delta$ stays the error).
 #
 # The chain-rule route is written through the outputs $a$, which is what
 # the code has in hand. SymPy proves it equal to the direct route with
@@ -143,7 +143,7 @@ def derive_delta(act: str, loss: str) -> list[Chain]:
                       f"{latex_name(act)}' from the Activations page")
         simpler = sp.factor(sp.cancel(delta))
         if not g_prime_k.has(zv[k]) and simpler != delta:  # a g' in z is already stable
-            chain.step(simpler, "cancel")
+            chain.step(simpler, "common factors cancelled")
         return [chain]
     direct = assert_clean(fix_heaviside(expand_sums(sp.diff(in_terms_of_z(act)(E), zv[k]).doit())),
                           f"{act}/{loss}, direct route")
@@ -152,11 +152,11 @@ def derive_delta(act: str, loss: str) -> list[Chain]:
                   definitions=in_terms_of_z(act), variables=(zv[k],))
     jac = expand_sums(sp.diff(activation_of(act, p), zv[k]).doit())
     jac_a = a[p] * (KroneckerDelta(p, k) - a[k])
-    jacobian = Chain(sp.Symbol(r"\partial a_p/\partial z_k"), jac, f"{act} Jacobian",
+    jacobian = Chain(sp.Symbol(r"\partial a_p/\partial z_k"), jac, rf"{act} differentiated by $z_k$",
                      definitions=in_terms_of_z(act))
     jacobian.step(jac_a, "written through the outputs")
     chain.step(Sum(dE_da * jac_a, (p, -oo, oo)), "chain rule through the Jacobian")
-    chain.then(lambda e: sp.factor_terms(expand_sums(e)), "sum the Kronecker delta")
+    chain.then(lambda e: sp.factor_terms(expand_sums(e)), r"the bracket $[k = p]$ keeps the one term $p = k$")
     return [jacobian, chain]
 
 
@@ -236,7 +236,7 @@ def loss_value(act: str, loss: str):
         if not float_form_is_exact(stable.result, value):
             raise StepNotVerified(f"{loss}/{act}: floating-point rewrite changed the loss")
         return [stable], value
-    chain = Chain(sp.Symbol("E"), in_terms_of_z(act)(E), "catalog definition, $a = g(z)$")
+    chain = Chain(sp.Symbol("E"), in_terms_of_z(act)(E), "definition of the loss, with $a = g(z)$")
     chain.then(expand_sums, "log of a quotient")
 
     def shift(e):
@@ -283,7 +283,7 @@ if PER_EXAMPLE.has(s_, L) or sp.diff(COST, L[s_], 2).doit() != 0:
 # sharing the exponentials and the row sums (the Generated code page shows it).
 # In that pass a sum over the units of one example, $\sum_k x_k$, is the
 # product $x\,\mathbf{1}$ with a ones vector over the units. That is the same
-# device as $db = \mathbf{1}^\top dZ$ in (BP2), and BLAS does it as a
+# device as $db = \mathbf{1}^\top dZ$ in (V2), and BLAS does it as a
 # matrix-vector product. The row maximum $c$ is taken over a transposed copy, so
 # the reduction runs along the batch. Both replace NumPy reductions along rows
 # of a few units, which cost more than the rest of the output layer (see the

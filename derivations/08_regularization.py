@@ -42,14 +42,14 @@ SCALARS = {"lambda": "lam"}  # `lambda` is a Python keyword
 P = sp.Symbol("P", real=True)
 
 # %%
-show(Chain(P, PENALTY, "catalog definition"), caption="The L2 penalty of one layer")
+show(Chain(P, PENALTY, "definition of the penalty"), caption="The L2 penalty of one layer")
 
 # %% [markdown]
 # The regularized layer is the dense layer's equation plus the penalty, a
 # scalar that feeds the cost directly ($\partial J/\partial P = 1$). The same
 # engine call as on the *Vectorized* page now finds two paths from $W$ to the
 # cost, and the chain rule adds them; $b$ appears in the penalty nowhere, so its
-# gradient is (BP2) unchanged:
+# gradient is (V2) unchanged:
 
 # %%
 LAYER = (*DENSE, (P, PENALTY))
@@ -59,11 +59,11 @@ for x, name in ((W, "the weights"), (b, "the biases")):
          caption=f"Gradient of the regularized cost with respect to {name}")
 dW = to_matrix(grads[W], symbols=SCALARS)
 show(matrix_chain(grads[W].lhs, grads[W].expr, grads[W].indices, dW, symbols=SCALARS),
-     caption="(BP1) with the penalty, as matrices")
+     caption="(V1) with the penalty, as matrices")
 
 # %% [markdown]
-# The penalty adds $\frac{\lambda}{m} W$ to each weight gradient (BP1) and
-# nothing to the bias gradients (BP2). This is Coursera's
+# The penalty adds $\frac{\lambda}{m} W$ to each weight gradient (V1) and
+# nothing to the bias gradients (V2). This is Coursera's
 # $D^{(l)}_{ij} = \frac1m\left(\Delta^{(l)}_{ij} + \lambda\Theta^{(l)}_{ij}\right)$
 # for $j \neq 0$. The notes flag the version on the lecture slide, which
 # leaves out the outer parentheses, as a typo. SymPy shows the two differ
@@ -75,7 +75,7 @@ correct = (Delta + lam * theta) / m
 slide = Delta / m + lam * theta
 difference = sp.factor(slide - correct)
 show(Chain(sp.Symbol("D_{slide} - D"), slide - correct, "slide minus notes")
-     .step(difference, "factor"), caption="The lecture slide's typo")
+     .step(difference, "factored"), caption="The lecture slide's typo")
 assert difference != 0 and difference.subs(m, 1) == 0
 
 # %% tags=["hide-input"]
@@ -85,6 +85,6 @@ EXPORTS = [
            "L2 penalty of the Coursera cost", SOURCE, style="scalar"),
     Kernel("layers", "weight_gradient_l2", ("dz", "a_prev", "w", "lam", "m", "out"),
            code_form(dW, CODE),
-           "dW = dZ^T A + (lambda/m) W: (BP1) plus the gradient of the penalty.",
-           "(BP1) plus the L2 term", SOURCE, style="matrix"),
+           "dW = dZ^T A + (lambda/m) W: (V1) plus the gradient of the penalty.",
+           "(V1) plus the L2 term", SOURCE, style="matrix"),
 ]

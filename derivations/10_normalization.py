@@ -136,7 +136,7 @@ def numeric(expr, sizes, arrays):
 
 # %%
 for lhs, rhs in BATCH_NORM:
-    show(Chain(lhs, rhs, "catalog definition"))
+    show(Chain(lhs, rhs, "definition of the layer"))
 
 # %% [markdown]
 # ### The chain rule, node by node
@@ -250,7 +250,7 @@ show(Chain(Sum(bn[BN_X].expr.xreplace({u: NORM_s}), (NORM_s, 0, m - 1)),
 mistake = BN_GAMMA[v] * dY[u, v] / sigma
 missing = sp.factor(BN_DX_COMPACT - mistake)
 show(Chain(sp.Symbol("dX - dX_{mistake}"), BN_DX_COMPACT - mistake, "compact minus mistake")
-     .step(missing, "factor"))
+     .step(missing, "factored"))
 sizes = {m: 2, n: 1, u: 0, v: 0, eps: sp.Integer(0)}
 example = {"X": {(0, 0): 0, (1, 0): 2}, "dY": {(0, 0): 1, (1, 0): 0}, "gamma": {(0,): 1}}
 everything = substituting(*(as_definition(bn[x]) for x in (BN_XHAT, BN_VAR, BN_MU)),
@@ -296,7 +296,7 @@ for var in (BN_XHAT, BN_X, BN_GAMMA, BN_BETA):
 
 # %%
 for lhs, rhs in LAYER_NORM:
-    show(Chain(lhs, rhs, "catalog definition"))
+    show(Chain(lhs, rhs, "definition of the layer"))
 
 # %%
 ln = backward(LAYER_NORM, [LN_X, LN_GAMMA, LN_BETA])
@@ -380,9 +380,9 @@ def forward_kernel(equations, X, k, summed, rstd, caption):
         y,
     )
     named = substituting(kernel[1], kernel[3])
-    show(Chain(var_lhs, var_rhs, "catalog definition", definitions=named)
+    show(Chain(var_lhs, var_rhs, "definition of the layer", definitions=named)
          .step(kernel[2][1], "named deviations $\\tilde X$"),
-         Chain(xhat_lhs, xhat_rhs, "catalog definition", definitions=named)
+         Chain(xhat_lhs, xhat_rhs, "definition of the layer", definitions=named)
          .step(kernel[4][1], "$\\tilde X$ and the reciprocal $\\rho$"), caption=caption)
     return kernel
 

@@ -76,7 +76,7 @@ n, t, s, s2 = ATT_n, ATT_t, ATT_s, ATT_s2
 
 # %%
 for lhs, rhs in SELF_ATTENTION:
-    show(Chain(lhs, rhs, "catalog definition"))
+    show(Chain(lhs, rhs, "definition of the layer"))
 
 # %% [markdown]
 # ## The chain rule, node by node
@@ -184,7 +184,7 @@ print(f"engine: dS_000 = {engine_value};  diagonal only: {mistake_value}")
 ATT_C = sp.IndexedBase("C", shape=(ATT_N, ATT_T), real=True)
 shifted = (ATT_M[t, s] * exp(ATT_S[n, t, s] - ATT_C[n, t])
            / Sum(ATT_M[t, s2] * exp(ATT_S[n, t, s2] - ATT_C[n, t]), (s2, 0, ATT_T - 1)))
-shift = Chain(ATT_P[n, t, s], P_definition, "catalog definition")
+shift = Chain(ATT_P[n, t, s], P_definition, "definition of the layer")
 shift.step(shifted, r"numerator and denominator times $e^{-C_{nt}}$")
 show(shift)
 
@@ -203,7 +203,7 @@ m_, x_ = sp.symbols("M_{ts} x", real=True)
 for value in (0, 1):
     gap = (m_ * exp(m_ * x_) - m_ * exp(x_)).subs(m_, value)
     show(Chain(sp.Symbol(rf"M e^{{M x}} - M e^{{x}}\,\big|_{{M = {value}}}"), gap,
-               "difference of the two forms").step(sp.Integer(0), "evaluated"))
+               "difference of the two forms").step(sp.Integer(0), "evaluated: zero"))
 
 # %%
 ATT_E = sp.IndexedBase("E", shape=(ATT_N, ATT_T, ATT_T), real=True)

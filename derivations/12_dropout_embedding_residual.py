@@ -71,7 +71,7 @@ def assignment(gradient):
 
 # %%
 (Y_do, dropout_def), = DROPOUT
-show(Chain(Y_do, dropout_def, "catalog definition"))
+show(Chain(Y_do, dropout_def, "definition of the layer"))
 dropout = backward(DROPOUT, [DROPOUT_X])[DROPOUT_X]
 show(gradient_chain(dropout, DROPOUT), caption="dropout, input gradient")
 
@@ -103,7 +103,7 @@ assert (dropout.expr - unscaled).subs(case) != 0
 
 # %%
 (Y_emb, embedding_def), = EMBEDDING
-show(Chain(Y_emb, embedding_def, "catalog definition"))
+show(Chain(Y_emb, embedding_def, "definition of the layer"))
 
 # %% [markdown]
 # The chain rule is the engine's, but one Kronecker delta cannot be summed
@@ -189,7 +189,7 @@ assert accumulated[1, 0] == 4.0 and assigned[1, 0] == 3.0
 # layers' backward pass returns when it is given $dF$:
 
 # %%
-show(*(Chain(lhs, rhs, "catalog definition") for lhs, rhs in RESIDUAL))
+show(*(Chain(lhs, rhs, "definition of the layer") for lhs, rhs in RESIDUAL))
 residual = backward(RESIDUAL, [RESIDUAL_X, RESIDUAL_F])
 show(gradient_chain(residual[RESIDUAL_F], RESIDUAL),
      gradient_chain(residual[RESIDUAL_X], RESIDUAL), caption="residual block")

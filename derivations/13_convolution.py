@@ -72,7 +72,7 @@ N, C_in, C_out, L, k = CONV_N, CONV_C_IN, CONV_C_OUT, CONV_L, CONV_K
 
 # %%
 (Y_nop, conv1d_rhs), = CONV1D
-show(Chain(Y_nop, conv1d_rhs, "catalog definition"))
+show(Chain(Y_nop, conv1d_rhs, "definition of the layer"))
 
 # %% [markdown]
 # ## The engine's gradients
@@ -108,8 +108,8 @@ show(gradient_chain(grads[CONV_B], CONV1D), caption="bias gradient")
 gx = grads[CONV1D_X]
 u, v, w = gx.indices
 dY = next(x.base for x in gx.expr.atoms(Indexed) if str(x.base.label) == "dY")
-DELTAS_SUMMED = ("Kronecker deltas summed, sums compared in canonical form; "
-                 "the window's edge stays a condition")
+DELTAS_SUMMED = (r"local derivatives taken: a bracket such as $[p + j = w]$ keeps one term "
+                 "of each sum; where the window would leave the input, a range condition stays")
 show(chain_rule_chain(gx, CONV1D, CONV1D_X, DELTAS_SUMMED), caption="input gradient")
 
 # %% [markdown]
@@ -202,7 +202,7 @@ assert sp.solve(sp.Eq(L - 2 * k + 2, L), k) == [1]
 
 # %%
 (Y2, conv2d_rhs), = CONV2D
-show(Chain(Y2, conv2d_rhs, "catalog definition"))
+show(Chain(Y2, conv2d_rhs, "definition of the layer"))
 grads2 = backward(CONV2D, [CONV2D_W, CONV_B, CONV2D_X])
 show(gradient_chain(grads2[CONV2D_W], CONV2D), caption="2-d weight gradient")
 show(gradient_chain(grads2[CONV_B], CONV2D), caption="2-d bias gradient")

@@ -62,7 +62,7 @@ SOURCE = "derivations/14_recurrence.py"
 # %%
 for (lhs, rhs), name in zip(RNN, ("The pre-activation of step t", "The output of step t"),
                             strict=True):
-    show(Chain(lhs, rhs, "catalog definition"), caption=name)
+    show(Chain(lhs, rhs, "definition of the layer"), caption=name)
 
 # %% [markdown]
 # ## The engine's result
@@ -179,7 +179,7 @@ EXPORTS = [
            "Forward pass of the recurrence", SOURCE, style="index", returns=("H",)),
     Kernel("recurrent", "rnn_backward", ("dy", "x", "h", "w_ih", "w_hh"), (loop, *after),
            "BPTT: the gradients of x, W_ih, W_hh and b from dY = dJ/dh_t for every t.",
-           "The BPTT recurrence, then (BP1)-(BP3) summed over time", SOURCE, style="index",
+           "The BPTT recurrence, then (V1)-(V3) summed over time", SOURCE, style="index",
            returns=("dX", "dW_ih", "dW_hh", "db")),
 ]
 assert np  # the page's numbers are SymPy's; NumPy runs in the tests

@@ -32,7 +32,7 @@ def test_every_step_gets_a_mark_with_its_strategy():
     page = chain_html(chain, caption="A square")
     marks = re.findall(r'class="proof-mark proof-(\w+)" title="[^"]+">(.)'
                        r'<span class="proof-label">([^<]+)</span>', page)
-    assert marks == [("premise", "▸", "given"), ("proof", "✓", "expand"),
+    assert marks == [("premise", "▸", "start"), ("proof", "✓", "expand"),
                      ("evidence", "◇", "checked on n = 3")]
     assert page.count('class="chain-step') == 3
     assert '<figcaption class="chain-caption">A square</figcaption>' in page
@@ -79,3 +79,38 @@ def test_latex_form_puts_the_reason_on_its_own_line():
 def test_unbalanced_dollars_in_a_reason_are_refused(why):
     with pytest.raises(ValueError, match="unbalanced"):
         chain_html(_chain(x, (x, why, "given")))
+
+
+# -- a result with a common factor is shown factored, as one more proven step --
+
+i, u, m = sp.symbols("i u m", integer=True)
+X, dxhat, mu, s2 = (sp.IndexedBase(name) for name in ("X", "dxhat", "mu", "s2"))
+eps = sp.Symbol("epsilon", positive=True)
+
+
+def test_sums_over_one_range_are_combined_and_their_factor_taken_out():
+    from backprop_derived.symbolic.display import factored
+
+    scale = (eps + s2[u]) ** sp.Rational(3, 2)
+    # the batch-norm d(sigma^2) as the engine leaves it: two sums over the examples
+    split = (-sp.Sum(X[i, u] * dxhat[i, u] / scale, (i, 0, m - 1)) / 2
+             + sp.Sum(dxhat[i, u] * mu[u] / scale, (i, 0, m - 1)) / 2)
+    # = -1/(2 scale) * sum_i (X_iu - mu_u) dxhat_iu, the (X - mu) factor in view
+    want = -sp.Sum((X[i, u] - mu[u]) * dxhat[i, u], (i, 0, m - 1)) / (2 * scale)
+    got = factored(split)
+    assert got == want
+    # nothing to combine: left alone
+    assert factored(x + y) == x + y
+
+
+def test_the_factored_form_is_shown_after_the_result_with_its_proof():
+    scale = (eps + s2[u]) ** sp.Rational(3, 2)
+    split = (-sp.Sum(X[i, u] * dxhat[i, u] / scale, (i, 0, m - 1)) / 2
+             + sp.Sum(dxhat[i, u] * mu[u] / scale, (i, 0, m - 1)) / 2)
+    page = chain_html(_chain(sp.Symbol("G"), (split, "the engine's result", "given")))
+    assert page.count('class="chain-step') == 2
+    assert 'data-proof="index sums"' in page
+    assert "common factors taken out" in page
+    # a result already as narrow as it gets gets no extra step
+    assert chain_html(_chain(sp.Symbol("G"), (x + y, "sum", "given"))).count(
+        'class="chain-step') == 1

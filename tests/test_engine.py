@@ -197,7 +197,7 @@ def test_scalar_pages_must_agree_with_the_engine(scalar, at):
     dZ = next(x.base for x in dW.expr.atoms(sp.Indexed) if str(x.base.label) == "dZ")
     example = {delta_hid: lambda e, u: catalog.m * dZ[e, u],
                a_in: lambda e, u: catalog.A[e, u]}
-    args = (sp.Symbol("dW"), results[scalar], example, dW, tuple(units[x] for x in at), "BP1")
+    args = (sp.Symbol("dW"), results[scalar], example, dW, tuple(units[x] for x in at), "V1")
     if scalar == "right":
         assert batch_mean(*args).steps[-1].proof != "given"
     else:

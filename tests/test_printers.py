@@ -110,6 +110,63 @@ def test_latex_of_index_forms():
     assert latex(sp.Heaviside(z, 0)) == r"H\left(z\right)"
 
 
+
+# -- textbook notation (docs/notation.md): limits, chain-rule order, ranges ----
+
+i, r, j, w, u, v, t = sp.symbols("i r j w u v t", integer=True)
+m, n, kk, L, T = sp.symbols("m n k L T", integer=True, positive=True)
+X, W, Z, dZ = (sp.IndexedBase(name) for name in ("X", "W", "Z", "dZ"))
+
+
+def test_a_finite_sum_shows_both_limits_counted_from_zero():
+    # i runs over the m examples of a batch: 0, 1, ..., m - 1
+    assert latex(sp.Sum(X[i, r], (i, 0, m - 1))) == r"\sum_{i=0}^{m - 1} X_{ir}"
+    # two indices: one sum sign per index, outermost first
+    assert latex(sp.Sum(X[i, r], (i, 0, m - 1), (r, 0, n - 1))) == (
+        r"\sum_{i=0}^{m - 1} \sum_{r=0}^{n - 1} X_{ir}")
+    # a summand that is a sum of terms is bracketed
+    assert latex(sp.Sum(X[i, r] + 1, (i, 0, m - 1))) == (
+        r"\sum_{i=0}^{m - 1} \left(X_{ir} + 1\right)")
+
+
+def test_the_chain_rule_reads_local_derivative_times_upstream():
+    term = sp.Sum(sp.Derivative(Z[i, r], W[u, v]) * dZ[i, r], (i, 0, m - 1))
+    assert latex(term) == (
+        r"\sum_{i=0}^{m - 1} \frac{\partial Z_{ir}}{\partial W_{uv}} \cdot dZ_{ir}")
+    # a number stays in front of the derivative, the sign first
+    assert latex(-2 * sp.Derivative(Z[i, r], W[u, v]) * dZ[i, r]) == (
+        r"- 2 \frac{\partial Z_{ir}}{\partial W_{uv}} \cdot dZ_{ir}")
+    # a scalar being differentiated: the partial fraction, not d/dW P
+    assert latex(sp.Derivative(sp.Symbol("P"), W[u, v])) == r"\frac{\partial P}{\partial W_{uv}}"
+
+
+def test_a_range_condition_is_an_iverson_bracket_over_one_index():
+    # j - w <= 0 and L - k >= w - j together say k + w - L <= j <= w
+    cond = sp.And(L - kk >= w - j, j - w <= 0)
+    body = W[j] * X[w - j]
+    assert latex(sp.Sum(sp.Piecewise((body, cond), (0, True)), (j, 0, kk - 1))) == (
+        r"\sum_{j=0}^{k - 1} \left[k + w - L \leq j \leq w\right] W_{j} X_{w - j}")
+    # one bound; a strict integer bound is written with <=: t < T - 1 is t <= T - 2
+    assert latex(sp.Piecewise((X[t], t >= 1), (0, True))) == r"\left[t \geq 1\right] X_{t}"
+    assert latex(sp.Piecewise((X[t], t < T - 1), (0, True))) == r"\left[t \leq T - 2\right] X_{t}"
+    # in a product the bracket needs no parentheses of its own
+    assert latex(X[v] * sp.Piecewise((1, t >= 1), (0, True))) == r"\left[t \geq 1\right] X_{v}"
+    # a condition that is not an index range is left as SymPy writes it
+    x = sp.Symbol("x", real=True)
+    assert latex(sp.Piecewise((x, sp.Abs(x) < 1), (0, True))) == r"\left[\left|{x}\right| < 1\right] x"
+
+
+def test_kronecker_delta_is_a_bracket_not_a_second_delta():
+    p, k = sp.symbols("p k", integer=True)
+    assert latex(sp.KroneckerDelta(p, k)) == r"\left[k = p\right]"
+
+
+def test_lam_prints_as_lambda():
+    lam = sp.Symbol("lam", positive=True)
+    assert latex(lam / m * sp.MatrixSymbol("W", 3, 2)) == r"\frac{\lambda}{m} W"
+    assert latex(lam * W[u, v] / m) == r"\frac{\lambda W_{uv}}{m}"
+
+
 # -- the fused output pass: per-example (row) values in (m, 1) buffers --------
 
 a_out = sp.Symbol("a_out", real=True)

@@ -439,12 +439,12 @@ _NB_MERMAID_MODULE = re.compile(
 
 
 # ---------------------------------------------------------------------------
-# Citations: "eq. (8)" and "(BP3)" link to the equation on the Sources page.
+# Citations: "eq. (8)" and "(V3)" link to the equation on the Sources page.
 
 SOURCES_PAGE = "sources.md"
 _CITATION = re.compile(
     r"(?<![\w])(?P<eq>[Ee]q(?:uation)?s?\.?\s*\(?(?P<n>1[0-2]|[1-9])\)?(?![\d\w]))"
-    r"|\((?P<bp>BP[1-4])\)"
+    r"|\((?P<bp>V[1-4])\)"
 )
 _SKIP_TAGS = ("a", "pre", "code", "script", "style", "textarea")
 _TAG = re.compile(r"(<[^>]*>)")

@@ -1,8 +1,8 @@
 """A small fully connected network that runs on the generated kernels.
 
 Names follow the derivation pages: ``z`` pre-activations, ``a`` activations,
-``dz`` the error at the pre-activations (BP4, already scaled by 1/m), ``da``
-the error carried back to a layer's outputs (BP3). Arrays are batch-first:
+``dz`` the error at the pre-activations (V4, already scaled by 1/m), ``da``
+the error carried back to a layer's outputs (V3). Arrays are batch-first:
 one row per example, so a layer is ``Z = A W^T + b`` with ``W`` of shape
 (n_out, n_in) as in the vectorized seed.
 """
@@ -61,7 +61,7 @@ class _Workspace:
         self.scratch = [[view(s, n) for s in scratch] for n in sizes]
         self.targets = np.empty((m, sizes[-1]), dtype)  # one-hot rows of integer labels
         self.examples = np.arange(m)  # row indices for writing them
-        self.ones = np.ones(m, dtype)  # the batch-ones vector of (BP2): db = 1^T dZ
+        self.ones = np.ones(m, dtype)  # the batch-ones vector of (V2): db = 1^T dZ
         # For the fused output pass: per-example values (m, 1), the units-ones
         # vector of a row sum, and the (K, m) copy a row maximum reduces.
         self.rows = [np.empty((m, 1), dtype) for _ in range(net._output.rows)]
@@ -549,11 +549,11 @@ class Network(TrainingMixin, serialization.SavingMixin):
             if lam:
                 layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam, m, dW[l])
             else:
-                layers.weight_gradient(dz, a_prev, dW[l])  # (BP1)
-            layers.bias_gradient(dz, ws.ones, db[l])  # (BP2)
+                layers.weight_gradient(dz, a_prev, dW[l])  # (V1)
+            layers.bias_gradient(dz, ws.ones, db[l])  # (V2)
             if l == 0:
                 break  # no gradient for the inputs
-            da = layers.backpropagate(dz, self.weights[l], ws.da[l - 1])  # (BP3)
+            da = layers.backpropagate(dz, self.weights[l], ws.da[l - 1])  # (V3)
             act = self._acts[l - 1]
             dz = act.backward(da, ws.a[l - 1], ws.z[l - 1], ws.dz[l - 1], ws.scratch[l - 1])
         return loss

@@ -62,7 +62,7 @@ class Dense(Layer):
         return self._backward_unchecked(dY)
 
     def _ones(self, m: int) -> np.ndarray:
-        """The batch-ones vector of (BP2), db = 1^T dZ, kept while the batch size repeats."""
+        """The batch-ones vector of (V2), db = 1^T dZ, kept while the batch size repeats."""
         ones = getattr(self, "_ones_m", None)
         if ones is None or ones.shape[0] != m or ones.dtype != self.dtype:
             ones = self._ones_m = np.ones(m, self.dtype)
@@ -73,13 +73,13 @@ class Dense(Layer):
         dZ = _rows(dY)
         W = self.params["W"]
         self.grads = {
-            "W": layers.weight_gradient(dZ, A, np.empty_like(W)),  # (BP1)
+            "W": layers.weight_gradient(dZ, A, np.empty_like(W)),  # (V1)
             "b": layers.bias_gradient(dZ, self._ones(dZ.shape[0]),
-                                      np.empty_like(self.params["b"])),  # (BP2)
+                                      np.empty_like(self.params["b"])),  # (V2)
         }
         if not input_grad:
             return None
-        dA = layers.backpropagate(dZ, W, np.empty((dZ.shape[0], self.n_in), self.dtype))  # (BP3)
+        dA = layers.backpropagate(dZ, W, np.empty((dZ.shape[0], self.n_in), self.dtype))  # (V3)
         return dA.reshape(shape)
 
 
@@ -145,6 +145,6 @@ class Activation(Layer):
         Z, A = self._cache
         act = self._kernels
         self.grads = {}
-        # (BP4): dZ = dA * g'(Z)
+        # (V4): dZ = dA * g'(Z)
         return act.backward(dY, A, Z, np.empty_like(Z), [np.empty_like(Z)
                                                          for _ in range(act.scratch)])

@@ -22,9 +22,9 @@ GENERATED_PACKAGE = "src/backprop_derived/_generated"
 GENERATED_DOCS = "docs/generated"
 
 MODULE_DOCS = {
-    "activations": "Activation functions g, their derivatives g', and (BP4) dZ = dA * g'.",
+    "activations": "Activation functions g, their derivatives g', and (V4) dZ = dA * g'.",
     "losses": "Per-pair loss values (stable forms) and output-layer deltas dE/dz^L.",
-    "layers": "The vectorized layer equations: forward affine map, (BP1)-(BP3), L2 term.",
+    "layers": "The vectorized layer equations: forward affine map, (V1)-(V3), L2 term.",
     "simple": "Dropout, embedding and residual layers: forward and backward kernels.",
     "norm": "Batch and layer normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",

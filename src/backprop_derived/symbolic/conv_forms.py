@@ -668,6 +668,7 @@ def chain_rule_chain(gradient, equations, wrt, why: str):
     conditions, so the engine's ``Piecewise`` range is compared exactly.
     """
     from .checked import Chain
+    from .engine import CHAIN_RULE
 
     (lhs, rhs), = equations
     out = lhs.base
@@ -680,5 +681,5 @@ def chain_rule_chain(gradient, equations, wrt, why: str):
     def definitions(expr):
         return canonical(expr.xreplace({shown: local}), gradient.ranges)
 
-    return Chain(gradient.lhs, shown, "chain rule", definitions=definitions).step(
+    return Chain(gradient.lhs, shown, CHAIN_RULE, definitions=definitions).step(
         gradient.expr, why)

@@ -3,7 +3,7 @@
 A :class:`~backprop_derived.symbolic.checked.Chain` is shown one step per row:
 the left-hand side and ``= expression`` aligned on the equals sign, and under
 each expression a line that says how the step is known: a proof mark with the
-name of the strategy that proved it (``✓ expand``), ``given`` for the premise
+name of the strategy that proved it (``✓ expand``), ``▸ start`` for the premise
 the chain starts from, and a visibly different mark for a step that was only
 checked on examples (evidence, not proof), followed by the step's reason.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from .printers import DerivationLatexPrinter, latex
+from .printers import DerivationLatexPrinter, iverson_body, latex
 
 __all__ = [
     "PROOF_MARKS",
@@ -63,7 +63,9 @@ _PROVEN_TEX = r"\checkmark"
 _EVIDENCE_TEX = r"\circ"
 
 PROOF_MARKS = {
-    "given": ProofMark("premise", "▸", "given", "The premise of the chain: a definition or an "
+    # The first line of a chain is where it starts, not a proof: its mark says so
+    # in words ("start"), and the reason next to it says where it comes from.
+    "given": ProofMark("premise", "▸", "start", "The premise of the chain: a definition or an "
                        "equation taken from the text, not derived here.", r"\triangleright"),
     "structural": ProofMark("proof", "✓", "identical", "Proven by SymPy: the two sides are the "
                             "same expression once evaluated.", _PROVEN_TEX),
@@ -253,7 +255,7 @@ def break_lines(expr, budget: float = LINE_BUDGET_EM) -> list[str]:
     if isinstance(expr, sp.MatrixBase):
         return _matrix_lines(expr, budget)
     if isinstance(expr, sp.Piecewise):
-        return [_piecewise(expr, budget)]
+        return _piecewise(expr, budget)
     if isinstance(expr, sp.Add):
         pieces: list[str] = []
         for term, piece in zip(_PRINTER._as_ordered_terms(expr, order=None), _terms(expr),
@@ -286,20 +288,31 @@ def break_lines(expr, budget: float = LINE_BUDGET_EM) -> list[str]:
     return [whole]
 
 
-def _piecewise(expr: sp.Piecewise, budget: float) -> str:
-    """Cases whose long conditions are stacked, one conjunct per line."""
+def _piecewise(expr: sp.Piecewise, budget: float) -> list[str]:
+    """An Iverson bracket with its factor broken after it, or cases whose long
+    conditions are stacked, one index range per line."""
+    body = iverson_body(expr)
+    if body is not None:
+        bracket = rf"\left[{DerivationLatexPrinter().condition(expr.args[0].cond)}\right]"
+        if body == 1:
+            return [bracket]
+        inner = break_lines(body, max(budget - tex_width(bracket), 8))
+        if isinstance(body, sp.Add):
+            return _bracketed(inner, bracket + " ")
+        inner[0] = f"{bracket} {inner[0]}"
+        return inner
     rows = []
     for value, cond in expr.args:
         if cond is sp.true:
             rows.append(rf"{latex(value)} & \text{{otherwise}}")
             continue
-        parts = [latex(c) for c in (cond.args if isinstance(cond, sp.And) else (cond,))]
-        lines = _pack([p + r" \wedge" for p in parts[:-1]] + [parts[-1]],
+        parts = DerivationLatexPrinter()._ranges(cond)
+        lines = _pack([p + r",\;" for p in parts[:-1]] + [parts[-1]],
                       max(budget - tex_width(latex(value)) - 4, 8))
         tex = (lines[0] if len(lines) == 1 else
                r"\begin{array}[t]{l}" + r" \\ ".join(lines) + r"\end{array}")
         rows.append(rf"{latex(value)} & \text{{for }} {tex}")
-    return r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"
+    return [r"\begin{cases} " + r" \\ ".join(rows) + r" \end{cases}"]
 
 
 def _matrix_lines(matrix: sp.MatrixBase, budget: float) -> list[str]:
@@ -313,6 +326,77 @@ def _matrix_lines(matrix: sp.MatrixBase, budget: float) -> list[str]:
         packed[-1] += r"\bigr]"
         lines.extend(packed)
     return lines
+
+
+# ---------------------------------------------------------------------------
+# A result with a common factor: shown factored, as one more proven step
+
+
+@dataclass(frozen=True)
+class ShownStep:
+    expr: sp.Basic
+    why: str
+    proof: str
+
+
+FACTORED_WHY = "sums over the same range combined, their common factors taken out"
+
+
+def _pull_out(total: sp.Sum) -> sp.Basic:
+    """``sum c f`` -> ``c sum f`` for the factors ``c`` free of the summed indices;
+    a bracket that reads better with its sign flipped, ``(mu - X)``, is flipped."""
+    bound = {v for v, *_ in total.limits}
+    inside, outside = [], []
+    for f in sp.Mul.make_args(sp.factor_terms(total.function)):
+        if isinstance(f, sp.Add) and f.could_extract_minus_sign():
+            f, outside = -f, [*outside, -1]
+        (inside if f.free_symbols & bound else outside).append(f)
+    return sp.Mul(*outside) * sp.Sum(sp.Mul(*inside), *total.limits)
+
+
+def factored(expr: sp.Basic) -> sp.Basic:
+    """``expr`` with its sums over the same range combined and common factors taken out.
+
+    ``-1/2 sum_i X_iu dx_iu / s + 1/2 sum_i mu_u dx_iu / s`` becomes
+    ``-1/(2 s) sum_i (X_iu - mu_u) dx_iu``. Only rearranges terms: the caller
+    proves the result equal before showing it.
+    """
+    if not isinstance(expr, sp.Add):
+        return expr
+    groups: dict = {}
+    rest = []
+    for term in expr.args:
+        sums = [f for f in sp.Mul.make_args(term) if isinstance(f, sp.Sum)]
+        if len(sums) == 1:
+            coeff = term / sums[0]
+            if not coeff.free_symbols & {v for v, *_ in sums[0].limits}:
+                groups.setdefault(sums[0].limits, []).append(coeff * sums[0].function)
+                continue
+        rest.append(term)
+    if not groups:
+        return expr
+    combined = [_pull_out(sp.Sum(sp.Add(*body), *limits)) for limits, body in groups.items()]
+    return sp.factor_terms(sp.Add(*rest, *combined))
+
+
+def shown_steps(chain) -> list:
+    """The chain's steps, and the result factored as one more step when that is
+    clearly narrower and SymPy proves it equal (the result the code uses is the
+    chain's own, unchanged)."""
+    from .checked import prove_equal
+
+    steps = list(chain.steps)
+    last = steps[-1]
+    if (getattr(last, "evidence_only", False) or not isinstance(last.expr, sp.Expr)
+            or isinstance(last.expr, sp.MatrixExpr)):
+        return steps
+    better = factored(last.expr)
+    if better == last.expr or tex_width(latex(better)) > 0.85 * tex_width(latex(last.expr)):
+        return steps
+    proof = prove_equal(last.expr, better)
+    if proof is None:
+        return steps
+    return [*steps, ShownStep(better, FACTORED_WHY, proof)]
 
 
 # ---------------------------------------------------------------------------
@@ -368,12 +452,12 @@ def abbreviations(exprs) -> list[tuple[sp.Symbol, sp.Basic]]:
     return names
 
 
-def _layout(chain, budget: float):
+def _layout(steps, budget: float):
     """Lines of every step, and the "where" definitions if any were needed."""
-    lines = [break_lines(step.expr, budget) for step in chain.steps]
+    lines = [break_lines(step.expr, budget) for step in steps]
     if all(_fits(ls, budget) for ls in lines):
         return lines, []
-    names = abbreviations([step.expr for step in chain.steps])
+    names = abbreviations([step.expr for step in steps])
     if not names:
         return lines, []
 
@@ -383,7 +467,7 @@ def _layout(chain, budget: float):
             e = e.xreplace({body: name})
         return e
 
-    return [break_lines(short(step.expr), budget) for step in chain.steps], names
+    return [break_lines(short(step.expr), budget) for step in steps], names
 
 
 def _lhs_latex(lhs) -> str:
@@ -407,9 +491,10 @@ def chain_latex(chain) -> str:
     """
     lhs = _lhs_latex(chain.lhs)
     budget = _lhs_budget(lhs)
-    layout, where = _layout(chain, budget)
+    steps = shown_steps(chain)
+    layout, where = _layout(steps, budget)
     rows = []
-    for n, (step, lines) in enumerate(zip(chain.steps, layout, strict=True)):
+    for n, (step, lines) in enumerate(zip(steps, layout, strict=True)):
         mark = proof_mark(step.proof)
         for m, line in enumerate(lines):
             head = lhs if n == 0 and m == 0 else ""
@@ -439,9 +524,10 @@ def chain_html(chain, caption: str | None = None) -> str:
     out = [f'<figure class="chain{" chain-tall" if tall else ""}">']
     if caption:
         out.append(f'<figcaption class="chain-caption">{_why_html(caption)}</figcaption>')
-    layout, where = _layout(chain, budget)
+    steps = shown_steps(chain)
+    layout, where = _layout(steps, budget)
     out.append('<div class="chain-grid">')
-    for n, (step, lines) in enumerate(zip(chain.steps, layout, strict=True)):
+    for n, (step, lines) in enumerate(zip(steps, layout, strict=True)):
         mark = proof_mark(step.proof)
         if len(lines) == 1:
             rhs = "= " + lines[0]

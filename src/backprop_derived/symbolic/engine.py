@@ -27,7 +27,7 @@ SymPy's ``convert_indexed_to_array`` / ``convert_array_to_matrix`` and then
 *proves* the conversion: the generic entry of the matrix expression must be
 equal to the index form, for symbolic sizes (:func:`.checked.prove_equal`,
 index sums). :func:`to_elementwise` does the same for results that are
-elementwise over their indices (BP4), and :func:`to_total` for a full sum
+elementwise over their indices (V4), and :func:`to_total` for a full sum
 (a penalty's value).
 """
 
@@ -747,6 +747,11 @@ def _canonical_condition(cond):
     return cond.replace(lambda x: isinstance(x, sp.Ge | sp.Gt | sp.Le | sp.Lt), atom)
 
 
+# The reasons the pages show under the two steps of a gradient chain.
+CHAIN_RULE = "chain rule: local derivative times upstream gradient, summed over every use"
+DELTAS_SUMMED = r"local derivatives taken: a bracket such as $[i = u]$ keeps one term of each sum"
+
+
 def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = None):
     """``dV = sum over the lhs of dY * dY/dV = collapsed result``, proven by SymPy.
 
@@ -786,8 +791,8 @@ def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = Non
     def definitions(e):
         return resolve(e.xreplace(defs))
 
-    chain = Chain(gradient.lhs, shown, "chain rule", definitions=definitions)
-    return chain.step(gradient.expr, "Kronecker deltas summed")
+    chain = Chain(gradient.lhs, shown, CHAIN_RULE, definitions=definitions)
+    return chain.step(gradient.expr, DELTAS_SUMMED)
 
 
 def _element(var, idx):

@@ -619,12 +619,14 @@ def _inverted(term):
 
 
 class DerivationLatexPrinter(LatexPrinter):
-    """The index notation of the pages."""
+    """The index notation of the pages (the conventions are stated on docs/notation.md)."""
 
     def _print_Symbol(self, expr, style="plain"):
+        name = _GREEK_ALIASES.get(expr.name, expr.name)
+        if name != expr.name:  # lam -> lambda (a Python keyword), eps -> epsilon
+            return super()._print_Symbol(sp.Symbol(name), style)
         # A function name used as a symbol (the chain of ``softplus'``) is
         # upright, not a product of italic letters s o f t p l u s.
-        name = expr.name
         word = re.fullmatch(r"([A-Za-z]{3,}(?:_[A-Za-z]{3,})*)('*)", name)
         if word and not set(word[1].lower().split("_")) & _GREEK:
             return rf"\operatorname{{{word[1].replace('_', chr(92) + '_')}}}{word[2]}"
@@ -634,6 +636,8 @@ class DerivationLatexPrinter(LatexPrinter):
         # The ones vector of a sum written as a product (db = 1^T dZ).
         if expr.name == "ones" and 1 in expr.shape:
             return r"\mathbf{1}^{\top}" if expr.shape[0] == 1 else r"\mathbf{1}"
+        if expr.name in _GREEK_ALIASES:
+            return self._print_Symbol(sp.Symbol(expr.name))
         return super()._print_MatrixSymbol(expr)
 
     def _print_expm1(self, expr, exp=None):
@@ -644,24 +648,39 @@ class DerivationLatexPrinter(LatexPrinter):
         tex = rf"\mathrm{{log1p}}\left({self._print(expr.args[0])}\right)"
         return tex if exp is None else rf"{tex}^{{{exp}}}"
 
+    # -- sums ---------------------------------------------------------------
+    @property
+    def bound(self) -> list:
+        """Indices bound by the sums being printed; a range condition is solved for one."""
+        if not hasattr(self, "_bound_stack"):
+            self._bound_stack = []
+        return self._bound_stack
+
     def _print_Sum(self, expr):
+        # Both limits, 0-based as the arrays are: \sum_{i=0}^{m-1}. A formal
+        # sum over all units of a layer (the catalog's (k, -oo, oo)) has no
+        # size to print, so it shows its index alone: \sum_{k}.
         function, *limits = expr.args
-        subs = []
+        heads = []
         for var, lo, hi in limits:
             if (lo, hi) == (-sp.oo, sp.oo):
-                subs.append(self._print(var))
+                heads.append(rf"\sum_{{{self._print(var)}}}")
             else:
-                subs.append(f"{self._print(var)}={self._print(lo)}")
-        body = self._print(function)
+                heads.append(rf"\sum_{{{self._print(var)}={self._print(lo)}}}^{{{self._print(hi)}}}")
+        self.bound.extend(var for var, _, _ in limits)
+        try:
+            body = self._print(function)
+        finally:
+            del self.bound[-len(limits):]
         if isinstance(function, sp.Add):
             body = rf"\left({body}\right)"
-        return r"\sum_{" + ",".join(subs) + "} " + body
+        return " ".join(heads) + " " + body
 
     def _print_Indexed(self, expr):
         base = self._print(expr.base.label)
         if "_" in base:  # W_ih indexed: {W_{ih}}_{ef}, not a double subscript
             base = "{" + base + "}"
-        indices = [self._print(i) for i in expr.indices]
+        indices = [self._positive_first(i) for i in expr.indices]  # t - 1, not -1 + t
         # Single letters run together (w_{jk}); anything longer (t - 1) is
         # separated, so H_{n, t - 1, f} does not read as H_{nt - 1f}.
         sep = "" if all(len(i) == 1 for i in indices) else ", "
@@ -670,6 +689,7 @@ class DerivationLatexPrinter(LatexPrinter):
     def _print_Heaviside(self, expr):
         return rf"H\left({self._print(expr.args[0])}\right)"
 
+    # -- the chain rule -----------------------------------------------------
     def _print_Derivative(self, expr):
         func = expr.expr
         if (
@@ -679,7 +699,122 @@ class DerivationLatexPrinter(LatexPrinter):
             and expr.variables[0] == func.args[0]
         ):
             return rf"{self._print(func.func)}'\left({self._print(func.args[0])}\right)"
+        if len(expr.variables) == 1 and isinstance(func, sp.Indexed | sp.Symbol | sp.Function):
+            # the textbook fraction, what is differentiated on top: dZ_ir/dW_uv
+            return (rf"\frac{{\partial {self._print(func)}}}"
+                    rf"{{\partial {self._print(expr.variables[0])}}}")
         return super()._print_Derivative(expr)
+
+    def _print_Mul(self, expr):
+        # A chain-rule term: the local derivative first, then the upstream
+        # gradient it multiplies, (dZ_ir/dW_uv) . dZ_ir.
+        factors = sp.Mul.make_args(expr)
+        local = [f for f in factors if isinstance(f, sp.Derivative)]
+        if not local or len(local) == len(factors):
+            return super()._print_Mul(expr)
+        rest = sp.Mul(*[f for f in factors if not isinstance(f, sp.Derivative)])
+        coeff, rest = rest.as_coeff_Mul()
+        sign = "- " if coeff < 0 else ""
+        head = "" if abs(coeff) == 1 else self._print(abs(coeff)) + " "
+        tex = sign + head + " ".join(self._print(d) for d in local)
+        if rest == 1:
+            return tex
+        return rf"{tex} \cdot {self.parenthesize(rest, PRECEDENCE['Mul'], strict=False)}"
+
+    # -- conditions -----------------------------------------------------------
+    def _print_KroneckerDelta(self, expr, exp=None):
+        # An Iverson bracket [p = k], so that the error delta_k keeps its letter.
+        i, j = expr.args
+        tex = rf"\left[{self._print(i)} = {self._print(j)}\right]"
+        return tex if exp is None else rf"{tex}^{{{exp}}}"
+
+    def _print_Piecewise(self, expr):
+        # "x where the condition holds, 0 elsewhere" is the Iverson bracket [condition] x.
+        if (body := iverson_body(expr)) is not None:
+            bracket = rf"\left[{self.condition(expr.args[0].cond)}\right]"
+            if body == 1:
+                return bracket
+            tex = self._print(body)
+            if isinstance(body, sp.Add):
+                tex = rf"\left({tex}\right)"
+            return rf"{bracket} {tex}"
+        return super()._print_Piecewise(expr)
+
+    def _needs_mul_brackets(self, expr, first=False, last=False) -> bool:
+        # [condition] x in a product needs brackets only where x would
+        body = iverson_body(expr)
+        if body is None:
+            return super()._needs_mul_brackets(expr, first, last)
+        if body == 1 or isinstance(body, sp.Add):  # [c], or [c] (x + y): delimited already
+            return False
+        return super()._needs_mul_brackets(body, first, last)
+
+    def condition(self, cond) -> str:
+        """A conjunction of index inequalities as ranges, one per index:
+        ``j - w <= 0 and L - k >= w - j`` prints as ``k + w - L <= j <= w``."""
+        return ",\\; ".join(self._ranges(cond))
+
+    def _ranges(self, cond) -> list[str]:
+        conjuncts = list(cond.args) if isinstance(cond, sp.And) else [cond]
+        if not all(isinstance(c, sp.core.relational.Relational) for c in conjuncts):
+            return [super(DerivationLatexPrinter, self)._print(cond)]
+        parts: list[str] = []
+        while conjuncts:
+            var = self._range_index(conjuncts)
+            if var is None:
+                parts.extend(self._print_Relational(c) for c in conjuncts)
+                break
+            lower, upper, rest = [], [], []
+            for c in conjuncts:
+                bound = _solve_bound(c, var)
+                if bound is None:
+                    rest.append(c)
+                else:
+                    (lower if bound[0] == "lower" else upper).append(bound[1:])
+            parts.append(self._range(var, lower, upper))
+            conjuncts = rest
+        return parts
+
+    def _range_index(self, conjuncts):
+        """The index to solve for: the one in most conditions, a summed index first."""
+        counts: dict = {}
+        for c in conjuncts:
+            for s in c.free_symbols:
+                if s.is_integer and _solve_bound(c, s) is not None:
+                    counts[s] = counts.get(s, 0) + 1
+        if not counts:
+            return None
+        bound = list(self.bound)
+
+        def rank(s):
+            return (-counts[s], s not in bound, s.name not in _INDEX_LETTERS, s.name)
+
+        return min(counts, key=rank)
+
+    def _range(self, var, lower, upper) -> str:
+        def side(bounds, rel_le, rel_lt):
+            return [(self._positive_first(b), rel_lt if strict else rel_le) for b, strict in bounds]
+
+        lows = side(lower, r"\leq", "<")
+        highs = side(upper, r"\leq", "<")
+        v = self._print(var)
+        if len(lows) == 1 and len(highs) == 1:
+            (lo, r1), (hi, r2) = lows[0], highs[0]
+            return f"{lo} {r1} {v} {r2} {hi}"
+        pieces = [f"{v} {r.replace('leq', 'geq').replace('<', '>')} {lo}" for lo, r in lows]
+        pieces += [f"{v} {r} {hi}" for hi, r in highs]
+        return ",\\; ".join(pieces)
+
+    def _positive_first(self, expr) -> str:
+        """A bound as one writes it, ``k + w - L`` rather than ``- L + k + w``."""
+        if not isinstance(expr, sp.Add):
+            return self._print(expr)
+        terms = sorted(expr.args, key=lambda t: (t.could_extract_minus_sign(), t.is_number,
+                                                 sp.default_sort_key(t)))
+        tex = self._print(terms[0])
+        for t in terms[1:]:
+            tex += f" - {self._print(-t)}" if t.could_extract_minus_sign() else f" + {self._print(t)}"
+        return tex
 
     def _print_Function(self, expr, exp=None):
         name = type(expr).__name__
@@ -700,6 +835,48 @@ class DerivationLatexPrinter(LatexPrinter):
 
 
 _GREEK = {name.lower() for name in greek_letters_set}
+# Scalar names spelled short in code because the Greek word is a Python keyword
+# or too long: the pages print the letter.
+_GREEK_ALIASES = {"lam": "lambda", "eps": "epsilon"}
+# Letters of the engine's gradient indices (engine._GRADIENT_INDICES) and of
+# the pages' units: preferred over a size (L, T) when solving a range.
+_INDEX_LETTERS = set("uvwxyqijkpst")
+
+
+def iverson_body(expr):
+    """``x`` if ``expr`` is ``Piecewise((x, condition), (0, True))``, else ``None``."""
+    if (isinstance(expr, sp.Piecewise) and len(expr.args) == 2
+            and expr.args[1].cond is sp.true and expr.args[1].expr == 0):
+        return expr.args[0].expr
+    return None
+
+
+def _solve_bound(relation, var):
+    """``("lower" | "upper", bound, strict)`` for a relation linear in ``var`` with a
+    constant coefficient, as ``var >= bound`` or ``var <= bound``; else ``None``.
+
+    Integers: ``var < b`` is written ``var <= b - 1`` when ``b`` is an integer.
+    """
+    if not isinstance(relation, sp.Le | sp.Lt | sp.Ge | sp.Gt) or var not in relation.free_symbols:
+        return None
+    # as "diff <= 0" or "diff < 0"
+    if isinstance(relation, sp.Le | sp.Lt):
+        diff = relation.lhs - relation.rhs
+    else:
+        diff = relation.rhs - relation.lhs
+    strict = isinstance(relation, sp.Lt | sp.Gt)
+    if not diff.is_polynomial(var):  # |a - y| < 1 is no index range
+        return None
+    coeff = sp.diff(diff, var)
+    if not (coeff.is_number and coeff.is_extended_real and coeff.is_finite) or coeff == 0:
+        return None
+    bound = sp.expand(-(diff - coeff * var) / coeff)
+    if bound.has(var):
+        return None
+    if strict and bound.is_integer and var.is_integer:
+        # var < b is var <= b - 1; var > b is var >= b + 1
+        bound, strict = (bound - 1, False) if coeff > 0 else (bound + 1, False)
+    return ("upper" if coeff > 0 else "lower", bound, strict)
 
 
 def latex(expr, **settings) -> str:

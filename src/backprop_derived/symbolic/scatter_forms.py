@@ -31,7 +31,7 @@ import sympy as sp
 from sympy import Indexed, IndexedBase, KroneckerDelta, Sum
 
 from .checked import Chain, StepNotVerified, prove_equal
-from .engine import Gradient, collapse, gradient_name
+from .engine import CHAIN_RULE, Gradient, collapse, gradient_name
 
 __all__ = ["GatherRows", "ScatterAddRows", "gather_backward", "gather_form", "scatter_form"]
 
@@ -134,10 +134,10 @@ def gather_backward(equations, wrt: IndexedBase) -> tuple[Gradient, Chain]:
         return e.replace(lambda x: isinstance(x, sp.Derivative) and x.expr == lhs,
                          lambda x: sp.diff(rhs, *x.variables))
 
-    chain = Chain(grad.lhs, Sum(seed * sp.Derivative(lhs, wrt[idx]), *limits), "chain rule",
+    chain = Chain(grad.lhs, Sum(seed * sp.Derivative(lhs, wrt[idx]), *limits), CHAIN_RULE,
                   definitions=evaluate_derivative, ranges=ranges)
     chain.step(raw, "differentiate the definition")
-    chain.step(expr, "Kronecker delta of the column summed")
+    chain.step(expr, "the bracket over the columns keeps one term: the row\'s own column")
     return grad, chain
 
 

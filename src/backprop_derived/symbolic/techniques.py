@@ -95,7 +95,7 @@ def through_output(
         return None
     best = min(found, key=lambda c: (sp.count_ops(c), sp.default_sort_key(c)))
     chain = Chain(
-        sp.Symbol(f"{name}'"), expr, "derivative of the definition",
+        sp.Symbol(f"{name}'"), expr, "the definition differentiated by SymPy",
         variables=(z,), definitions={a: g},
     )
     return chain.step(best, r"written through the output $a = g(z)$")
@@ -142,7 +142,7 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     stable = Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True))
     if pos == neg:
         stable = pos.subs(t, tabs)
-    chain = Chain(sp.Symbol(name), expr, "catalog definition", variables=(z,))
+    chain = Chain(sp.Symbol(name), expr, "definition of the activation", variables=(z,))
     chain.step(stable, r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$")
     return chain
 
@@ -155,7 +155,7 @@ def shift_exponentials(expr: sp.Expr, c: sp.Symbol, lhs: sp.Basic) -> Chain:
     exponential exceeds 1.
     """
     shifted = expr.replace(lambda e: isinstance(e, exp), lambda e: exp(e.args[0] - c))
-    chain = Chain(lhs, expr, "catalog definition")
+    chain = Chain(lhs, expr, "definition")
     return chain.step(shifted, r"divide numerator and denominator by $e^{c}$")
 
 
@@ -207,7 +207,7 @@ def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
         derivative = found.result
     else:
         # No elementary inverse (swish): keep g' in z, made stable.
-        chains.append(Chain(sp.Symbol(f"{name}'"), g_prime, "derivative of the definition"))
+        chains.append(Chain(sp.Symbol(f"{name}'"), g_prime, "the definition differentiated by SymPy"))
         derivative = g_prime
         if overflowing_exponentials(g_prime):
             stable_d = split_exponentials(g_prime, z, f"{name}'")
