@@ -42,7 +42,7 @@
 # while its configuration ran: the more, the more BLAS threads were taken away
 # mid-GEMM and the less the absolute figures mean.
 
-# %%
+# %% tags=["hide-input"]
 import json
 import os
 from pathlib import Path
@@ -69,7 +69,7 @@ if results is None:
 # %% [markdown]
 # ## The machine
 
-# %%
+# %% tags=["hide-input"]
 if results:
     machine = results["machine"]
     blas = "; ".join(
@@ -99,7 +99,7 @@ if results:
 # dashed line is the target for the derived kernels, 1.15 times the GEMMs.
 
 
-# %%
+# %% tags=["hide-input"]
 def others(cfg: dict) -> str:
     share = cfg["other_load"]["during"]
     return "?" if share is None else f"{share['others']:.0%}"
@@ -147,7 +147,7 @@ if results:
 # many rounds the contenders were timed in (the per-example loop in only a
 # few, on the full batch: its ratios are measured, not extrapolated).
 
-# %%
+# %% tags=["hide-input"]
 if results:
     rows = [
         "| configuration | contender | median | x GEMMs [IQR] | x NumPy [IQR] |",
@@ -197,7 +197,7 @@ if results:
 # `fit` and the hand-written loop always share NumPy's setting. Each bar is the median over rounds of the per-round ratio of
 # `fit`'s epoch to the other loop's; 1 is parity and lower is better for `fit`.
 
-# %%
+# %% tags=["hide-input"]
 training = results.get("training") if results else None
 if results and not training:
     show("**No training-loop figures in these results**: rerun `make bench`.")
@@ -224,7 +224,7 @@ if training:
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
 
-# %%
+# %% tags=["hide-input"]
 if training:
     rows = [
         "| configuration | loop | epoch | x NumPy loop [IQR] | x PyTorch loop [IQR] |",
@@ -262,7 +262,7 @@ if training:
 # still held after the call, i.e. the returned gradients when they are fresh
 # arrays.
 
-# %%
+# %% tags=["hide-input"]
 if results:
     rows = [
         (
@@ -295,7 +295,7 @@ if results:
 # bound. Adding the cheapest variant of each needed piece gives the floor a
 # NumPy implementation can reach.
 
-# %%
+# %% tags=["hide-input"]
 if results:
     tables = results["elementwise"]
     fig, axes = plt.subplots(1, len(tables), figsize=(10, 5.5), sharey=True)
@@ -313,7 +313,7 @@ if results:
         ax.set_xlabel("time / time of the bare GEMMs")
     fig.tight_layout()
 
-# %%
+# %% tags=["hide-input"]
 if results:
     rows = ["| piece | " + " | ".join(r["dtype"] for r in tables) + " |",
             "| --- |" + " ---: |" * len(tables)]  # fmt: skip
@@ -332,7 +332,7 @@ if results:
 # many NumPy calls a pass makes and what each costs. Relative to one whole
 # hand-written pass on that net:
 
-# %%
+# %% tags=["hide-input"]
 if results:
     over = results["overheads"]
     rows = ["| piece | median | x hand-written pass |", "| --- | ---: | ---: |"]
@@ -355,7 +355,7 @@ if results:
 # pass than their warm timings suggest, and why the derived kernels count
 # NumPy calls rather than only passes over memory.
 
-# %%
+# %% tags=["hide-input"]
 if results:
     cold = results["cold_calls"]
     rows = ["| call | cold | warm | cold / warm |", "| --- | ---: | ---: | ---: |"]
@@ -369,7 +369,7 @@ if results:
 # %% [markdown]
 # ## Tooling
 
-# %%
+# %% tags=["hide-input"]
 if results:
     rows = ["| step | wall time |", "| --- | ---: |"]
     for step, t in results["tooling"].items():

@@ -27,7 +27,7 @@
 #   $X + \text{relu}(\text{Dense}(\text{LayerNorm}(X)))$ (the "pre-norm" block
 #   of transformers), then the softmax readout.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -44,6 +44,7 @@ from backprop_derived.layers import (
 X_train, X_test, y_train, y_test = load_split(seed=0)
 H = 64
 
+# %%
 
 def plain(seed=0):
     return [Dense(64, H, seed=seed), Activation("sigmoid"),
@@ -82,7 +83,7 @@ for name, body in MODELS.items():
 # on the 450 held-out digits after each epoch, measured in evaluation mode
 # (batch norm then uses its running statistics, not the test batch's).
 
-# %%
+# %% tags=["hide-input"]
 fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
 for name, history in histories.items():
     epochs = np.arange(1, len(history.loss) + 1)
@@ -102,7 +103,7 @@ fig.tight_layout()
 # first to last, on one batch of 256 training digits, for freshly built
 # models:
 
-# %%
+# %% tags=["hide-input"]
 for name, body in MODELS.items():
     model = Sequential([*body(), Dense(H, 10, seed=9), Activation("softmax")],
                        loss="cross_entropy")

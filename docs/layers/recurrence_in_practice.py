@@ -26,7 +26,7 @@
 # loss="cross_entropy")`: the dense readout and the softmax act on every
 # time step, and the cost is the mean over every position of every sequence.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -46,6 +46,8 @@ def sequences(count):
 
 X_train, y_train = sequences(2000)
 X_test, y_test = sequences(1000)
+
+# %%
 model = Sequential([RNN(TOKENS, 32, seed=1), Dense(32, TOKENS, seed=2),
                     Activation("softmax")], loss="cross_entropy")
 history = model.fit(X_train, y_train, epochs=30, batch_size=32, learning_rate=0.5,
@@ -63,7 +65,7 @@ assert remembered >= 0.95, remembered
 # not yet found how to carry a token forward, then falls once the gradient
 # through $W_{hh}$ has shaped a memory.
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(np.arange(1, len(history.loss) + 1), history.loss)
 ax.axhline(np.log(TOKENS), color="grey", linestyle=":", label=r"chance, $\ln 4$")

@@ -27,7 +27,7 @@
 # whole recipe on three problems: handwritten digits, a regression curve and
 # XOR. Every number below is computed when the site is built.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -57,6 +57,8 @@ print(
     f"{len(X_train)} training images, {len(X_test)} test images, "
     f"{X_train.shape[1]} pixels each, scaled to [0, 1]"
 )
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 10, figsize=(10, 1.4))
 for digit, ax in enumerate(axes):
     ax.imshow(X_train[y_train == digit][0].reshape(8, 8), cmap="gray_r")

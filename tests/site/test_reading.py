@@ -27,7 +27,7 @@ pytestmark = pytest.mark.site
 
 MATHJAX_TIMEOUT_MS = 60_000
 DERIVATION_CODE_SHARE = 0.20
-PRACTICE_CODE_SHARE = 0.50
+PRACTICE_CODE_SHARE = 1 / 3
 # Pages of executed runtime code ("practice" pages in the issue's sense: the
 # Practice section, the lessons, the layers' "in practice" pages and the
 # performance page), whose code share is bounded; derivations separately.
