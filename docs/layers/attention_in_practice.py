@@ -24,15 +24,16 @@
 # Each position's input is two one-hot vectors side by side: which token it
 # holds, and which position it is. The model is one attention head and a
 # linear readout per position into token scores, trained with softmax
-# cross-entropy and Adam. The readout and the optimizer are a few lines of
-# NumPy on this page; the attention layer's forward and backward are the
-# generated kernels.
+# cross-entropy and Adam. The readout is a few lines of NumPy on this page,
+# the optimizer is the runtime's `Adam` (`backprop_derived.optim`), and the
+# attention layer's forward and backward are the generated kernels.
 
-# %%
+# %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
 from backprop_derived.layers import SelfAttention
+from backprop_derived.optim import Adam
 
 T, V = 8, 10            # positions, vocabulary
 D = V + T               # token one-hot + position one-hot
@@ -48,6 +49,7 @@ def sequences(n):
     return X, tokens[:, ::-1]
 
 
+# %%
 attention = SelfAttention(d_model=D, d_head=8, seed=0)
 R = rng.normal(0.0, D ** -0.5, (V, D))  # readout: token scores from each output position
 c = np.zeros(V)
@@ -70,9 +72,7 @@ def readout(Y):
 
 
 params = {**attention.params, "R": R, "c": c}
-first = {k: np.zeros_like(p) for k, p in params.items()}
-second = {k: np.zeros_like(p) for k, p in params.items()}
-lr, beta1, beta2 = 0.01, 0.9, 0.999
+adam = Adam(lr=0.01)  # the runtime's optimizer, torch.optim.Adam's rule and defaults
 losses = []
 for step in range(1, 801):
     X, target = sequences(64)
@@ -86,11 +86,7 @@ for step in range(1, 801):
     grads = {"R": np.einsum("ntv,ntd->vd", dZ, Y), "c": dZ.sum(axis=(0, 1))}
     attention.backward(dZ @ R)
     grads.update(attention.grads)
-    for k, p in params.items():
-        first[k] = beta1 * first[k] + (1 - beta1) * grads[k]
-        second[k] = beta2 * second[k] + (1 - beta2) * grads[k] ** 2
-        p -= lr * (first[k] / (1 - beta1 ** step)) / (np.sqrt(second[k] / (1 - beta2 ** step))
-                                                       + 1e-8)
+    adam.step(list(params.values()), [grads[k] for k in params])
 
 X_test, target_test = sequences(2000)
 predicted = readout(attention.forward(X_test, train=False)).argmax(axis=-1)

@@ -24,15 +24,17 @@
 #
 # The model is `Conv1d(1, 8, 7)`, a ReLU (`Activation("relu")`, the generated
 # activation kernels), the maximum of each channel over the positions, and a
-# `Dense(8, 1)` readout into a sigmoid with binary cross-entropy. The pooling,
-# the loss and the optimizer (Adam) are a few lines of NumPy on this page; the
-# convolution's forward and backward are the generated kernels.
+# `Dense(8, 1)` readout into a sigmoid with binary cross-entropy. The pooling
+# and the loss are a few lines of NumPy on this page, the optimizer is the
+# runtime's `Adam`, and the convolution's forward and backward are the
+# generated kernels.
 
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 
 from backprop_derived.layers import Activation, Conv1d, Dense
+from backprop_derived.optim import Adam
 
 L, K = 64, 7
 MOTIF = 1.2 * np.array([1.0, 2.0, 3.0, -3.0, -2.0, -1.0, 0.0])
@@ -84,9 +86,8 @@ def probability(z):
 
 # %%
 layers = (conv, dense)
-moments = [{k: (np.zeros_like(p), np.zeros_like(p)) for k, p in layer.params.items()}
-           for layer in layers]
-lr, beta1, beta2 = 0.01, 0.9, 0.999
+params = [p for layer in layers for p in layer.params.values()]
+adam = Adam(lr=0.01)  # the runtime's optimizer, torch.optim.Adam's rule and defaults
 losses = []
 for step in range(1, 1201):
     X, y = signals(64)
@@ -97,15 +98,7 @@ for step in range(1, 1201):
     dH = np.zeros(shape)
     np.put_along_axis(dH, where, d_pooled[:, :, None], axis=2)
     conv.backward(relu.backward(dH))
-    for layer, moment in zip(layers, moments, strict=True):
-        for k, p in layer.params.items():
-            g = layer.grads[k]
-            m1, m2 = moment[k]
-            m1 *= beta1
-            m1 += (1 - beta1) * g
-            m2 *= beta2
-            m2 += (1 - beta2) * g ** 2
-            p -= lr * (m1 / (1 - beta1 ** step)) / (np.sqrt(m2 / (1 - beta2 ** step)) + 1e-8)
+    adam.step(params, [layer.grads[k] for layer in layers for k in layer.params])
 
 X_test, y_test = signals(4000)
 z_test, _, _ = forward(X_test, train=False)

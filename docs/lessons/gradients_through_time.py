@@ -36,6 +36,7 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from backprop_derived.layers import RNN
+from backprop_derived.optim import clip_grad_norm
 
 T, D, H = 60, 4, 32
 rng = np.random.default_rng(0)
@@ -101,18 +102,18 @@ for rho, n in norms.items():
 # if it exceeds a threshold $c$, scale every gradient by $c / \|g\|$. The
 # direction of the step is kept, only its length is capped. (PyTorch's
 # `torch.nn.utils.clip_grad_norm_` is this rule, with $10^{-6}$ added to
-# $\|g\|$ to avoid dividing by zero.)
+# $\|g\|$ to avoid dividing by zero.) The runtime has it as
+# `backprop_derived.optim.clip_grad_norm`, and `fit(..., clip_grad_norm=c)`
+# applies it to every minibatch's gradient before the optimizer's step.
+
+# %%
+_, grads = error_reaching_each_step(1.2)
+original = {k: g.copy() for k, g in grads.items()}
+before = clip_grad_norm(list(grads.values()), max_norm=1.0)  # scales grads in place
 
 # %% tags=["hide-input"]
-def clip_by_global_norm(grads, max_norm):
-    """Scale every gradient by min(1, max_norm / (|g| + 1e-6)); return the norm before."""
-    total = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
-    scale = min(1.0, max_norm / (total + 1e-6))
-    return {k: g * scale for k, g in grads.items()}, total
-
-
-_, grads = error_reaching_each_step(1.2)
-clipped, before = clip_by_global_norm(grads, max_norm=1.0)
+clipped = grads
+grads = original
 after = float(np.sqrt(sum(np.sum(g * g) for g in clipped.values())))
 flat = np.concatenate([g.ravel() for g in grads.values()])
 flat_clipped = np.concatenate([g.ravel() for g in clipped.values()])
