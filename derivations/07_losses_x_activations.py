@@ -24,7 +24,7 @@
 # $a_k - y_k$. That matters, because $g'$ is what makes a saturated unit learn
 # slowly (the lesson [Why σ′ disappears](../../lessons/sigma_prime/) plots it).
 #
-# ## Where $g'$ cancels { #where-g-cancels }
+# ## Where $g'$ cancels
 #
 # The table shows the pairs where it happens, and one where it does not. Every
 # formula in it is computed on this page: $\partial E/\partial a_k$ by

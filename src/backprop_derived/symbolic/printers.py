@@ -723,6 +723,9 @@ class DerivationLatexPrinter(LatexPrinter):
             # the textbook fraction, what is differentiated on top: dZ_ir/dW_uv
             return (rf"\frac{{\partial {self._print(func)}}}"
                     rf"{{\partial {self._print(expr.variables[0])}}}")
+        if len(expr.variables) == 1:  # d/dw of a formula: the formula in brackets
+            return (rf"\frac{{\partial}}{{\partial {self._print(expr.variables[0])}}}"
+                    rf" \left({self._print(func)}\right)")
         return super()._print_Derivative(expr)
 
     def _print_Mul(self, expr):
@@ -744,7 +747,7 @@ class DerivationLatexPrinter(LatexPrinter):
         tex = sign + head + " ".join(self._print(d) for d in local)
         if rest == 1:
             return tex
-        return rf"{tex} \cdot {self.parenthesize(rest, PRECEDENCE['Mul'], strict=False)}"
+        return rf"{tex} \cdot {self.parenthesize(rest, PRECEDENCE['Mul'], strict=True)}"
 
     # -- conditions -----------------------------------------------------------
     def _fraction_with_sign_moved(self, expr) -> str | None:
@@ -759,7 +762,7 @@ class DerivationLatexPrinter(LatexPrinter):
         others = sp.Mul(*below[:flip], *below[flip + 1:])
         bottom = self._print(-below[flip])
         if others != 1:
-            bottom = (f"{self.parenthesize(others, PRECEDENCE['Mul'], strict=False)} "
+            bottom = (f"{self.parenthesize(others, PRECEDENCE['Mul'], strict=True)} "
                       rf"\left({bottom}\right)")
         return rf"\frac{{{self._print(-numer)}}}{{{bottom}}}"
 
