@@ -16,32 +16,22 @@
 #
 # The backward pass starts at the output layer with
 # $\delta_k = \partial E / \partial z_k$, the error at the output
-# pre-activations. This page derives it for **every** pair of output
-# activation and loss that the runtime accepts, along two independent routes:
+# pre-activations. By the chain rule it is the derivative of the loss with
+# respect to the output, times the derivative of the output activation:
+# $\delta_k = g'(z_k) \cdot \partial E / \partial a_k$ for an elementwise $g$.
+# Readers of Nielsen's chapter 3 know the surprise: for some pairs of loss and
+# activation the factor $g'$ disappears, and $\delta_k$ is simply
+# $a_k - y_k$. That matters, because $g'$ is what makes a saturated unit learn
+# slowly (the lesson [Why σ′ disappears](../../lessons/sigma_prime/) plots it).
 #
-# * **direct**: substitute $a_p = g(z_p)$ into the loss and let SymPy
-#   differentiate the whole thing with respect to $z_k$;
-# * **chain rule**: $\delta_k = \sum_p \frac{\partial E}{\partial a_p}
-#   \frac{\partial a_p}{\partial z_k}$. For an elementwise $g$ only $p = k$
-#   survives, giving $\frac{\partial E}{\partial a_k}\, g'(z_k)$. For softmax every
-#   $p$ contributes, through its Jacobian $a_p([p = k] - a_k)$, where the Iverson bracket $[p = k]$ is 1 for $p = k$ and 0 otherwise (the Kronecker delta, written so that $\delta$ stays the error).
+# ## Where $g'$ cancels
 #
-# The chain-rule route is written through the outputs $a$, which is what
-# the code has in hand. SymPy proves it equal to the direct route with
-# $a = g(z)$ substituted: for an elementwise output once per loss, for an
-# arbitrary $g$, after which each activation's $g'$ (proven on the Activations
-# page) is put in; for softmax with its Jacobian, with index sums that hold for
-# any number of units.
-#
-# Readers of Nielsen's book keep asking why $g'$ disappears for some pairs.
-# The chains below answer it, one captioned chain per pair, and the
-# [Generated code](../../generated-code/) page collects the results in one
-# table; the lesson [Why σ′ disappears](../../lessons/sigma_prime/) plots the
-# consequence. For sigmoid with binary cross-entropy, and
-# for softmax with cross-entropy, $\partial E/\partial a_k$ has exactly the
-# denominator that $g'$ cancels, leaving $a_k - y_k$. Identity with
-# squared error gives $a_k - y_k$ trivially. For every other pair, $g'$
-# stays, and with it the slow learning of a saturated unit.
+# The table shows the pairs where it happens, and one where it does not. Every
+# formula in it is computed on this page: $\partial E/\partial a_k$ by
+# differentiating the catalog's loss, $g'$ from the Activations page written
+# through the output $a_k$, and $\delta_k$ from the proven chains further down.
+# The reason in the last column is checked by SymPy too: the page fails to
+# build if the factor it names does not cancel.
 
 # %%
 from functools import cache
@@ -70,8 +60,9 @@ from backprop_derived.symbolic.checked import (
     expand_sums,
     float_form_is_exact,
 )
+from backprop_derived.symbolic.display import text_html
 from backprop_derived.symbolic.kernels import Kernel, OutputEntry
-from backprop_derived.symbolic.pages import show
+from backprop_derived.symbolic.pages import show, show_folded, show_html
 from backprop_derived.symbolic.printers import (
     RowMax,
     RowSum,
@@ -167,12 +158,91 @@ def latex_name(act: str) -> str:
 # %%
 EXPORTS = []
 DELTAS = {}
-for loss in LOSSES:  # the chain rule through any elementwise g, once per loss
-    show(chain_rule(loss), caption=f"{loss.replace('_', ' ')}, any elementwise output g")
+CHAINS = {}
 for act, loss in output_pairs():
-    chains = derive_delta(act, loss)
-    show(*chains, caption=f"{act} output, {loss.replace('_', ' ')}")
-    DELTAS[act, loss] = chains[-1].result
+    CHAINS[act, loss] = derive_delta(act, loss)
+    DELTAS[act, loss] = CHAINS[act, loss][-1].result
+
+
+def dE_da_k(loss: str) -> sp.Expr:
+    """dE/da_k of the catalog's loss, written over one fraction."""
+    return sp.factor(sp.together(expand_sums(sp.diff(LOSSES[loss].xreplace({k: q}), a[k]).doit())))
+
+
+def g_prime_of_a(act: str) -> sp.Expr:
+    """g'(z_k) of the Activations page, written through the output a_k."""
+    return sp.factor(activation_derivative(act).subs({a_sym: a[k], z: zv[k]}))
+
+
+def cancels(act: str, loss: str) -> str:
+    """Why the g' factor goes (or stays), each claim checked here before it is printed."""
+    dE, delta = dE_da_k(loss), DELTAS[act, loss]
+    if not is_elementwise(act):
+        # softmax: dE/da_p carries 1/a_p, the Jacobian a_p([p = k] - a_k) the a_p
+        dE_p = dE.xreplace({a[k]: a[p], y[k]: y[p]})
+        if sp.cancel(dE_p * a[p]).has(a[p]) or not dE_p.has(a[p]):
+            raise StepNotVerified(f"{act}/{loss}: the a_p of the Jacobian does not cancel")
+        return (r"the factor $a_p$ of the Jacobian cancels the $1/a_p$ of "
+                r"$\partial E/\partial a_p$; the bracket $[p = k]$ keeps one term of the sum")
+    gp = g_prime_of_a(act)
+    if gp == 1:
+        if sp.expand(delta - dE) != 0:
+            raise StepNotVerified(f"{act}/{loss}: delta is not dE/da")
+        return r"$g' = 1$: there is nothing to cancel, $\partial E/\partial a_k$ is already $\delta_k$"
+    if sp.simplify(sp.denom(dE) / gp) in (1, -1) and not sp.cancel(delta).has(sp.denom(dE)):
+        return (r"the denominator of $\partial E/\partial a_k$ is $g'$ written through $a_k$, "
+                r"so the two cancel")
+    if sp.cancel(delta / gp - dE) != 0:
+        raise StepNotVerified(f"{act}/{loss}: delta is neither dE/da with g' cancelled nor times g'")
+    return r"nothing cancels: $g'$ stays, and it is near 0 for a saturated unit ($a_k$ near 0 or 1)"
+
+
+STORY = (("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy"),
+         ("identity", "squared_error"), ("sigmoid", "squared_error"))
+
+
+def cell(tex: str) -> str:
+    return rf"\({tex}\)"
+
+
+def story_table() -> str:
+    """The cancellation table, every formula printed from this page's results."""
+    head = ("<tr><th>output \\(g\\)</th><th>loss \\(E\\)</th>"
+            "<th>\\(\\partial E/\\partial a_k\\)</th><th>\\(g'\\) through \\(a\\)</th>"
+            "<th>\\(\\delta_k\\)</th><th>why</th></tr>")
+    rows = []
+    for act, loss in STORY:
+        if is_elementwise(act):
+            dE, local = cell(latex(dE_da_k(loss))), cell(latex(g_prime_of_a(act)))
+        else:
+            dE = cell(r"\frac{\partial E}{\partial a_p} = " + latex(
+                dE_da_k(loss).xreplace({a[k]: a[p], y[k]: y[p]})))
+            local = cell(r"\frac{\partial a_p}{\partial z_k} = "
+                         + latex(a[p] * (KroneckerDelta(p, k) - a[k])))
+        delta = latex(DELTAS[act, loss])
+        if not is_elementwise(act):
+            delta += r" = a_{k} - y_{k} \text{ when } \sum_p y_p = 1"
+        rows.append(f"<tr><td><code>{act}</code></td><td><code>{loss}</code></td>"
+                    f"<td>{dE}</td><td>{local}</td><td>{cell(delta)}</td>"
+                    f"<td>{text_html(cancels(act, loss))}</td></tr>")
+    caption = ("The output error \\(\\delta_k\\) of four pairs. In the first three the "
+               "factor \\(g'\\) is gone and \\(\\delta_k = a_k - y_k\\); in the last it "
+               "stays.")
+    return (f'<figure class="cancellations"><figcaption>{caption}</figcaption>'
+            f'<table><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></figure>')
+
+
+show_html(story_table())
+
+# %% [markdown]
+# The proofs behind the table. For each pair, the first line is the chain rule
+# through $a_k$ with the activation's $g'$ put in, and the next line is the
+# cancellation. For softmax the Jacobian comes first: each output $a_p$ depends
+# on every $z_k$, so the chain rule sums over $p$.
+
+# %%
+for act, loss in STORY:
+    show(*CHAINS[act, loss], caption=f"{act} output, {loss.replace('_', ' ')}")
 
 # %% [markdown]
 # ### Softmax with cross-entropy: the assumption behind $a_k - y_k$
@@ -189,6 +259,49 @@ sum_y = next(iter(general.atoms(Sum)))
 assumed = Chain(sp.Symbol(r"\delta_k"), general.subs(sum_y, 1), r"with $\sum_p y_p = 1$")
 assumed.step(a[k] - y[k], "the textbook output delta")
 show(assumed, caption="Softmax with cross-entropy, targets summing to one")
+
+# %% [markdown]
+# ## Every pair of the catalog
+#
+# The same derivation runs for **every** pair of output activation and loss
+# that the runtime accepts, along two independent routes:
+#
+# * **direct**: substitute $a_p = g(z_p)$ into the loss and let SymPy
+#   differentiate the whole thing with respect to $z_k$;
+# * **chain rule**: $\delta_k = \sum_p \frac{\partial a_p}{\partial z_k} \cdot
+#   \frac{\partial E}{\partial a_p}$. For an elementwise $g$ only $p = k$
+#   survives, giving $g'(z_k) \cdot \frac{\partial E}{\partial a_k}$. For softmax
+#   every $p$ contributes, through its Jacobian $a_p([p = k] - a_k)$. The
+#   bracket $[p = k]$ is 1 for $p = k$ and 0 otherwise: the Kronecker delta,
+#   written as an Iverson bracket so that $\delta$ always means an error.
+#
+# The chain-rule route is written through the outputs $a$, which is what the
+# code has in hand. SymPy proves it equal to the direct route with $a = g(z)$
+# substituted: for an elementwise output once per loss, for an arbitrary $g$
+# (the chains just below), after which each activation's $g'$ (proven on the
+# Activations page) is put in; for softmax with its Jacobian, with index sums
+# that hold for any number of units. The table and the chains of all pairs are
+# folded; the [Generated code](../../generated-code/) page shows the same
+# table beside the kernels.
+
+# %%
+for loss in LOSSES:  # the chain rule through any elementwise g, once per loss
+    show(chain_rule(loss), caption=f"{loss.replace('_', ' ')}, any elementwise output g")
+
+
+def catalog_table() -> str:
+    rows = "".join(
+        f"<tr><td><code>{act}</code></td><td><code>{loss}</code></td>"
+        f"<td>{cell(latex(delta))}</td></tr>" for (act, loss), delta in DELTAS.items())
+    return ('<details class="note chain-fold"><summary>The output error of all '
+            f"{len(DELTAS)} pairs, as a table</summary><table><thead><tr><th>output</th>"
+            "<th>loss</th><th>\\(\\delta_k\\)</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table></details>")
+
+
+show_html(catalog_table())
+show_folded(f"The chains of all {len(CHAINS)} pairs", [
+    (chains, f"{act} output, {loss.replace('_', ' ')}") for (act, loss), chains in CHAINS.items()])
 
 # %% [markdown]
 # ## Loss values that cannot overflow

@@ -324,3 +324,16 @@ def test_in_place_forms_of_kinked_expressions(expr):
     out, _ = run(lines, env, printer.scratch_used)
     expected = eval(ArrayPrinter().doprint(expr), {"numpy": np, **env})
     np.testing.assert_allclose(out, np.broadcast_to(expected, out.shape), rtol=1e-14)
+
+
+def test_signs_are_written_as_a_textbook_writes_them():
+    av, yv = sp.symbols("a y", real=True)
+    # sigma' through the output: -(a - 1) a is a (1 - a)
+    assert latex(-(av - 1) * av) == r"a \left(1 - a\right)"
+    # dE/da of binary cross-entropy, which SymPy holds as (y - a) / (a (a - 1))
+    assert latex(-(av - yv) / ((av - 1) * av)) == r"\frac{a - y}{a \left(1 - a\right)}"
+    # a fraction that would need a minus in front is left alone
+    assert latex(1 / (av - 1)) == r"\frac{1}{a - 1}"
+    # positive terms first
+    assert latex(sp.exp(z - y)) == r"e^{z - y}"
+    assert latex(yv - av) == r"y - a"

@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""Activation functions g, their derivatives g', and (BP4) dZ = dA * g'."""
+"""Activation functions g, their derivatives g', and (V4) dZ = dA * g'."""
 
 import numpy
 import scipy.special
@@ -24,7 +24,7 @@ def elu(z, out, scratch):
 def elu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for elu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.where(numpy.greater_equal(z, 0), 1, numpy.exp(-abs(z)))
     numpy.absolute(z, out=out)
@@ -65,7 +65,7 @@ def gelu(z, out, scratch):
 def gelu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for gelu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*(0.5 + (0.5)*numpy.sqrt(2)*z*numpy.exp(-0.5*z**2)/numpy.sqrt(numpy.pi) + (0.5)*scipy.special.erf((0.5)*numpy.sqrt(2)*z))
     numpy.multiply(z, 0.7071067811865476, out=scratch[0])
@@ -114,7 +114,7 @@ def identity(z, out, scratch):
 def identity_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for identity: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da
     numpy.copyto(out, da)
@@ -145,7 +145,7 @@ def leaky_relu(z, out, scratch):
 def leaky_relu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for leaky_relu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.where(numpy.greater(z, 0), 1, 0.01)
     numpy.copyto(out, 0.01)
@@ -195,7 +195,7 @@ def mish(z, out, scratch):
 def mish_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for mish: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.where(numpy.greater_equal(z, 0), (1 + 4*z*numpy.exp(-3*abs(z)) + 4*z*numpy.exp(-2*abs(z)) + 4*numpy.exp(-3*abs(z)) + 6*numpy.exp(-2*abs(z)) + 4*numpy.exp(-abs(z)))/(1 + 2*numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2, (4 + 4*z + 4*z*numpy.exp(-abs(z)) + numpy.exp(-3*abs(z)) + 4*numpy.exp(-2*abs(z)) + 6*numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(2 + numpy.exp(-2*abs(z)) + 2*numpy.exp(-abs(z)))**2)
     numpy.absolute(z, out=scratch[0])
@@ -300,7 +300,7 @@ def relu(z, out, scratch):
 def relu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for relu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.greater(a, 0)
     numpy.greater(a, 0, out=out)
@@ -337,7 +337,7 @@ def sigmoid(z, out, scratch):
 def sigmoid_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for sigmoid: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = a*da*(1 - a)
     numpy.subtract(1, a, out=out)
@@ -370,7 +370,7 @@ def sin(z, out, scratch):
 def sin_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for sin: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.cos(z)
     numpy.cos(z, out=out)
@@ -417,7 +417,7 @@ def softplus(z, out, scratch):
 def softplus_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for softplus: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = -da*numpy.expm1(-a)
     numpy.negative(a, out=out)
@@ -458,7 +458,7 @@ def swish(z, out, scratch):
 def swish_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for swish: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*numpy.where(numpy.greater_equal(z, 0), (1 + z*numpy.exp(-abs(z)) + numpy.exp(-abs(z)))/(1 + numpy.exp(-abs(z)))**2, (1 + z + numpy.exp(-abs(z)))*numpy.exp(-abs(z))/(1 + numpy.exp(-abs(z)))**2)
     numpy.absolute(z, out=scratch[0])
@@ -511,7 +511,7 @@ def tanh(z, out, scratch):
 def tanh_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for tanh: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py.
     """
     # out = da*(1 - a**2)
     numpy.multiply(a, a, out=out)

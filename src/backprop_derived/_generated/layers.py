@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""The vectorized layer equations: forward affine map, (BP1)-(BP3), L2 term."""
+"""The vectorized layer equations: forward affine map, (V1)-(V3), L2 term."""
 
 import numpy
 
@@ -21,7 +21,7 @@ def affine(a_prev, w, b, out):
 def backpropagate(dz, w, out):
     """dA_prev = dZ W: the error carried back to the previous layer's outputs.
 
-    (BP3), the sum over k in eq. (11); derived in derivations/06_vectorized.py.
+    (V3), the sum over k in eq. (11); derived in derivations/06_vectorized.py.
     Agrees with the delta recurrence of the scalar derivation (derivations/05_any_depth.py).
     """
     # out = dz*w
@@ -32,7 +32,7 @@ def backpropagate(dz, w, out):
 def bias_gradient(dz, ones, out):
     """db = 1^T dZ: the sum of dZ over the examples, as a product with m ones.
 
-    (BP2), eq. (6) and (12); derived in derivations/06_vectorized.py.
+    (V2), eq. (6) and (12); derived in derivations/06_vectorized.py.
     Agrees with the bias gradient of the scalar derivation (derivations/02_output_layer.py).
     Agrees with the bias gradient of the scalar derivation (derivations/04_biases.py).
     Agrees with Coursera's accumulator Delta, column 0 (derivations/05_any_depth.py).
@@ -53,7 +53,7 @@ def l2_penalty(w, lam, m):
 def weight_gradient(dz, a_prev, out):
     """dW = dZ^T A (the 1/m is already inside dZ).
 
-    (BP1), eq. (5) and (11); derived in derivations/06_vectorized.py.
+    (V1), eq. (5) and (11); derived in derivations/06_vectorized.py.
     Agrees with the weight gradient of the scalar derivation (derivations/02_output_layer.py).
     Agrees with the hidden-layer weight gradient of the scalar derivation (derivations/03_hidden_layer.py).
     Agrees with Coursera's accumulator Delta, columns 1 on (derivations/05_any_depth.py).
@@ -64,9 +64,9 @@ def weight_gradient(dz, a_prev, out):
 
 
 def weight_gradient_l2(dz, a_prev, w, lam, m, out):
-    """dW = dZ^T A + (lambda/m) W: (BP1) plus the gradient of the penalty.
+    """dW = dZ^T A + (lambda/m) W: (V1) plus the gradient of the penalty.
 
-    (BP1) plus the L2 term; derived in derivations/08_regularization.py.
+    (V1) plus the L2 term; derived in derivations/08_regularization.py.
     """
     # out = (lam/m)*w + dz.T*a_prev
     numpy.matmul(dz.T, a_prev, out=out)

@@ -10,7 +10,7 @@ import numpy
 def rnn_backward(dy, x, h, w_ih, w_hh):
     """BPTT: the gradients of x, W_ih, W_hh and b from dY = dJ/dh_t for every t.
 
-    The BPTT recurrence, then (BP1)-(BP3) summed over time; derived in derivations/14_recurrence.py.
+    The BPTT recurrence, then (V1)-(V3) summed over time; derived in derivations/14_recurrence.py.
     """
     N = h.shape[0]
     T = h.shape[1]

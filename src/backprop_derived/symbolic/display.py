@@ -37,8 +37,11 @@ __all__ = [
     "break_lines",
     "chain_html",
     "chain_latex",
+    "factored",
     "proof_mark",
+    "shown_steps",
     "tex_width",
+    "text_html",
 ]
 
 # Width budget of one line of a chain, in em of the rendered math. The site's
@@ -416,8 +419,8 @@ def _why_latex(why: str) -> str:
     return "".join(out)
 
 
-def _why_html(why: str) -> str:
-    """A step's explanation as HTML: text escaped, ``$...$`` kept for MathJax."""
+def text_html(why: str) -> str:
+    """Text for the page (a step's explanation, a caption) as HTML: text escaped, ``$...$`` kept for MathJax."""
     parts = why.split("$")
     if len(parts) % 2 == 0:
         raise ValueError(f"unbalanced $ in step explanation: {why!r}")
@@ -523,7 +526,7 @@ def chain_html(chain, caption: str | None = None) -> str:
             lhs = r"\begin{aligned}[t] & " + r" \\ &\quad ".join(lhs_lines) + r"\end{aligned}"
     out = [f'<figure class="chain{" chain-tall" if tall else ""}">']
     if caption:
-        out.append(f'<figcaption class="chain-caption">{_why_html(caption)}</figcaption>')
+        out.append(f'<figcaption class="chain-caption">{text_html(caption)}</figcaption>')
     steps = shown_steps(chain)
     layout, where = _layout(steps, budget)
     out.append('<div class="chain-grid">')
@@ -541,7 +544,7 @@ def chain_html(chain, caption: str | None = None) -> str:
             f'<div class="chain-why"><span class="proof-mark proof-{mark.kind}" '
             f'title="{html.escape(mark.tooltip)}">{mark.symbol}'
             f'<span class="proof-label">{html.escape(mark.label)}</span></span> '
-            f'<span class="chain-reason">{_why_html(step.why)}</span></div>'
+            f'<span class="chain-reason">{text_html(step.why)}</span></div>'
             "</div>"
         )
     for name, body in where:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from .display import chain_html, chain_latex
+from .display import chain_html, chain_latex, text_html
 
-__all__ = ["show", "show_markdown", "show_math"]
+__all__ = ["show", "show_folded", "show_html", "show_markdown", "show_math"]
 
 
 def _ipython_active() -> bool:
@@ -30,6 +30,27 @@ def show(*chains, caption: str | None = None) -> None:
 
     for n, chain in enumerate(chains):
         display(HTML(chain_html(chain, caption if n == 0 else None)))
+
+
+def show_folded(summary: str, groups) -> None:
+    """Checked chains folded under one ``<details>`` line, for a catalog that a
+    reader opens on demand. ``groups`` holds ``(chains, caption)`` pairs;
+    ``$...$`` in ``summary`` is math."""
+    parts = [chain_html(chain, caption if n == 0 else None)
+             for chains, caption in groups for n, chain in enumerate(chains)]
+    show_html(f'<details class="note chain-fold"><summary>{text_html(summary)}</summary>'
+              + "".join(parts) + "</details>")
+
+
+def show_html(markup: str) -> None:
+    """HTML in the rendered page (a generated table); printed when run as a script."""
+    if not _ipython_active():
+        if __name__ == "__main__":
+            print(markup)
+        return
+    from IPython.display import HTML, display
+
+    display(HTML(markup))
 
 
 def show_math(tex: str) -> None:

@@ -632,6 +632,13 @@ class DerivationLatexPrinter(LatexPrinter):
             return rf"\operatorname{{{word[1].replace('_', chr(92) + '_')}}}{word[2]}"
         return super()._print_Symbol(expr, style)
 
+    def _as_ordered_terms(self, expr, order=None):
+        # Positive terms first, as one writes them: z - c, not -c + z; y - a, not -a + y.
+        terms = list(super()._as_ordered_terms(expr, order))
+        if isinstance(expr, sp.Add):
+            terms.sort(key=lambda t: t.could_extract_minus_sign())
+        return terms
+
     def _print_MatrixSymbol(self, expr):
         # The ones vector of a sum written as a product (db = 1^T dZ).
         if expr.name == "ones" and 1 in expr.shape:
@@ -703,9 +710,17 @@ class DerivationLatexPrinter(LatexPrinter):
             # the textbook fraction, what is differentiated on top: dZ_ir/dW_uv
             return (rf"\frac{{\partial {self._print(func)}}}"
                     rf"{{\partial {self._print(expr.variables[0])}}}")
+        if len(expr.variables) == 1:  # d/dw of a formula: the formula in brackets
+            return (rf"\frac{{\partial}}{{\partial {self._print(expr.variables[0])}}}"
+                    rf" \left({self._print(func)}\right)")
         return super()._print_Derivative(expr)
 
     def _print_Mul(self, expr):
+        # -(a - 1) a reads a (1 - a): the sign goes into a factor with a constant
+        if (flipped := _sign_into_factor(expr)) is not None:
+            return self._print(flipped)
+        if (tex := self._fraction_with_sign_moved(expr)) is not None:
+            return tex
         # A chain-rule term: the local derivative first, then the upstream
         # gradient it multiplies, (dZ_ir/dW_uv) . dZ_ir.
         factors = sp.Mul.make_args(expr)
@@ -719,9 +734,25 @@ class DerivationLatexPrinter(LatexPrinter):
         tex = sign + head + " ".join(self._print(d) for d in local)
         if rest == 1:
             return tex
-        return rf"{tex} \cdot {self.parenthesize(rest, PRECEDENCE['Mul'], strict=False)}"
+        return rf"{tex} \cdot {self.parenthesize(rest, PRECEDENCE['Mul'], strict=True)}"
 
     # -- conditions -----------------------------------------------------------
+    def _fraction_with_sign_moved(self, expr) -> str | None:
+        """``(y - a) / (a (a - 1))`` as ``(a - y) / (a (1 - a))``: the two signs of a
+        numerator and a denominator factor swapped, when that leaves no minus in front
+        (SymPy itself keeps ``1/(1 - a)`` as ``-1/(a - 1)``)."""
+        numer, denom = sp.fraction(expr)
+        below = list(sp.Mul.make_args(denom))
+        flip = next((n for n, f in enumerate(below) if _negative_constant(f)), None)
+        if flip is None or not numer.could_extract_minus_sign():
+            return None
+        others = sp.Mul(*below[:flip], *below[flip + 1:])
+        bottom = self._print(-below[flip])
+        if others != 1:
+            bottom = (f"{self.parenthesize(others, PRECEDENCE['Mul'], strict=True)} "
+                      rf"\left({bottom}\right)")
+        return rf"\frac{{{self._print(-numer)}}}{{{bottom}}}"
+
     def _print_KroneckerDelta(self, expr, exp=None):
         # An Iverson bracket [p = k], so that the error delta_k keeps its letter.
         i, j = expr.args
@@ -841,6 +872,25 @@ _GREEK_ALIASES = {"lam": "lambda", "eps": "epsilon"}
 # Letters of the engine's gradient indices (engine._GRADIENT_INDICES) and of
 # the pages' units: preferred over a size (L, T) when solving a range.
 _INDEX_LETTERS = set("uvwxyqijkpst")
+
+
+def _sign_into_factor(expr):
+    """``-(a - 1) b`` as ``(1 - a) b``, ``-(a - y) / (a - 1)`` as ``(a - y) / (1 - a)``;
+    ``None`` if there is no minus sign to move or no factor with a negative constant."""
+    coeff, rest = expr.as_coeff_Mul()
+    if coeff != -1:
+        return None
+    factors = list(sp.Mul.make_args(rest))
+    for n, f in enumerate(factors):
+        if _negative_constant(f):
+            factors[n] = -f
+            return sp.Mul(*factors)
+    return None
+
+
+def _negative_constant(e) -> bool:
+    """``a - 1``: a sum with a negative number among its terms."""
+    return isinstance(e, sp.Add) and any(t.is_Number and t < 0 for t in e.args)
 
 
 def iverson_body(expr):
