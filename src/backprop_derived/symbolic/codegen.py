@@ -60,8 +60,11 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.{agreed}\n"""'
     body: list[str] = []
     scratch = rows = 0
-    if kernel.style in ("ufunc", "matrix"):
-        shown = str(kernel.expr) if kernel.style == "matrix" else ArrayPrinter().doprint(kernel.expr)
+    style = kernel.style
+    if style == "ufunc" and not _has_ufunc_form(kernel.expr):
+        style = "array"  # a function with no in-place form: one array expression into out
+    if style in ("ufunc", "matrix"):
+        shown = str(kernel.expr) if style == "matrix" else ArrayPrinter().doprint(kernel.expr)
         printer = UfuncPrinter()
         body.append(f"# out = {shown}")
         body += printer.statements(kernel.expr, "out")
@@ -81,12 +84,12 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         assert_proven(kernel.expr, f"kernel {kernel.name}")
         body += kernel.expr.statements(ArrayPrinter(), "out")
         body.append("return out")
-    elif kernel.style in ("array", "scalar"):
+    elif style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))
         for sym, sub in replacements:
             body.append(f"{sym} = {printer.doprint(sub)}")
-        if kernel.style == "array":
+        if style == "array":
             body.append(f"numpy.copyto(out, {printer.doprint(reduced)})")
             body.append("return out")
         else:
@@ -96,6 +99,20 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
     text = f"def {kernel.name}({params}):\n"
     text += textwrap.indent(doc + "\n" + "\n".join(body), "    ") + "\n"
     return text, scratch, rows
+
+
+def _has_ufunc_form(expr) -> bool:
+    """The in-place printer knows every function in ``expr`` (no cosh, asinh, ...).
+
+    Where it does not, the kernel is printed as one NumPy/SciPy array
+    expression copied into ``out``: one temporary per operation instead of
+    none, and the same function everywhere else.
+    """
+    try:
+        UfuncPrinter().statements(expr, "out")
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _free_names(kernel: Kernel) -> set[str]:
