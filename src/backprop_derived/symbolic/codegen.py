@@ -15,6 +15,7 @@ from .batched_forms import BatchedIndexPrinter
 from .checked import assert_proven
 from .index_printer import IndexPrinter, Loop
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
+from .max_shift import max_shift_all
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"
@@ -77,7 +78,9 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
         printer = BatchedIndexPrinter()
-        body += printer.statements(kernel.expr, kernel.returns)
+        # every exp under a normalising sum, shifted by its maximum (proven in max_shift_all)
+        assignments, _ = max_shift_all(kernel.expr)
+        body += printer.statements(assignments, kernel.returns)
         body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
     elif kernel.style == "array" and hasattr(kernel.expr, "statements"):
         # writes into out itself (conv_statements.IntoOut): GEMMs with out=, tap loops

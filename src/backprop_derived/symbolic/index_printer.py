@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import Indexed, IndexedBase, Sum
 
+from .max_shift import MaxOver
 from .printers import ArrayPrinter
 
 __all__ = ["Assignment", "IndexPrinter", "Loop"]
@@ -463,7 +464,7 @@ class IndexPrinter:
         for a in assignments:
             e = a.expr.replace(lambda x: isinstance(x, Indexed), lambda x: sp.Integer(1))
             used |= {s for s in e.free_symbols if s.is_integer and s.is_positive}
-            for x in a.expr.atoms(Sum):
+            for x in a.expr.atoms(Sum, MaxOver):
                 for _, lo, hi in x.limits:
                     used |= {s for s in (lo.free_symbols | hi.free_symbols)
                              if s.is_integer and s.is_positive}
@@ -499,6 +500,8 @@ class IndexPrinter:
             return self._leaf(e)
         if isinstance(e, Sum):
             return self._sum(e, order)
+        if isinstance(e, MaxOver):
+            return self._maximum(e, order)
         if not e.has(Indexed):
             return self._print_scalar(e), ()
         guarded = self._guarded(e, order)
@@ -571,7 +574,7 @@ class IndexPrinter:
         found = []
 
         def walk(x):
-            if isinstance(x, Indexed | Sum) or self._is_guarded(x):
+            if isinstance(x, Indexed | Sum | MaxOver) or self._is_guarded(x):
                 if x not in found:
                     found.append(x)
                 return
@@ -647,6 +650,20 @@ class IndexPrinter:
             return self._sum_body(body, summed, order)
         finally:
             self._ranges = saved
+
+    def _maximum(self, e: MaxOver, order: list) -> tuple[str, tuple]:
+        """The largest value over one index: the ufunc's reduce along its axis."""
+        (v, lo, hi), = e.limits
+        saved = dict(self._ranges)
+        self._ranges[v] = (lo, hi)
+        try:
+            code, axes = self._compile(e.function, [*order, v] if v not in order else list(order))
+        finally:
+            self._ranges = saved
+        if v not in axes:
+            return code, axes
+        return (f"numpy.maximum.reduce({code}, axis={axes.index(v)})",
+                tuple(a for a in axes if a != v))
 
     def _narrowed(self, body, limits):
         """``Sum(Piecewise((f, t >= 1), (0, True)), (t, 0, T-1))`` -> ``Sum(f, (t, 1, T-1))``."""
