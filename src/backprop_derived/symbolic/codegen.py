@@ -27,7 +27,7 @@ MODULE_DOCS = {
     "losses": "Per-pair loss values (stable forms) and output-layer deltas dE/dz^L.",
     "layers": "The vectorized layer equations: forward affine map, (BP1)-(BP3), L2 term.",
     "simple": "Dropout, embedding and residual layers: forward and backward kernels.",
-    "norm": "Batch and layer normalization: forward and backward kernels.",
+    "norm": "Batch, layer, RMS and group normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
     "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
