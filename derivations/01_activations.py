@@ -45,25 +45,17 @@
 # %%
 import sympy as sp
 
-from backprop_derived.symbolic.catalog import ACTIVATION_LAYER, ACTIVATIONS, is_elementwise, z
-from backprop_derived.symbolic.catalog import Z as Z_ARRAY
-from backprop_derived.symbolic.engine import backward, to_elementwise
+from backprop_derived.symbolic.catalog import ACTIVATIONS, is_elementwise
+from backprop_derived.symbolic.entries import activation_exports
 from backprop_derived.symbolic.kernels import ActivationEntry, Kernel
 from backprop_derived.symbolic.pages import show, show_math
 from backprop_derived.symbolic.printers import RowMax, latex
-from backprop_derived.symbolic.techniques import derive_activation, shift_exponentials, to_batch
+from backprop_derived.symbolic.techniques import shift_exponentials, to_batch
 
 SOURCE = "derivations/01_activations.py"
-a, da = sp.symbols("a da", real=True)
-# (V4) from the derivation engine: dZ = dA * g'(Z) for an undefined g
-# (shown on the Vectorized page); each activation puts its own g' in.
-_bp4 = backward(ACTIVATION_LAYER, [Z_ARRAY])[Z_ARRAY]
-V4 = to_elementwise(_bp4, names={"dA": "da", "Z": "z"})
-
-
-def bp4(derivative):
-    """(V4) with this activation's g' in place of the undefined one."""
-    return V4.subs(sp.Function("g'")(z), derivative)
+# (V4) from the derivation engine, dZ = dA * g'(Z) for an undefined g (shown
+# on the Vectorized page), takes each activation's own g' in
+# `activation_exports`, which also builds the activation's kernels.
 
 
 # %% [markdown]
@@ -80,24 +72,9 @@ EXPORTS = []
 for name, g in ACTIVATIONS.items():
     if not is_elementwise(name):
         continue
-    chains, forward, derivative = derive_activation(name, g, a)
+    chains, exports = activation_exports(name, g, SOURCE)
     show(*chains, caption=name)
-    needs_z = derivative.has(z)
-    EXPORTS += [
-        Kernel("activations", name, ("z", "out", "scratch"), forward,
-               f"a = {name}(z), elementwise, in a form that cannot overflow.",
-               "Forward pass a = g(z)", SOURCE),
-        Kernel("activations", f"{name}_derivative", ("a", "z", "out", "scratch"), derivative,
-               f"g'(z) for {name}, written through a = g(z) where SymPy found such a form.",
-               "Activation derivative", SOURCE),
-        Kernel("activations", f"{name}_backward", ("da", "a", "z", "out", "scratch"),
-               bp4(derivative),
-               f"dZ = dA * g'(z) for {name}: the error at the layer's pre-activations.",
-               "(V4), eq. (11) of the scalar derivation", SOURCE),
-        ActivationEntry(name, name, f"{name}_derivative", f"{name}_backward",
-                        needs_z=needs_z, elementwise=True, latex=latex(g),
-                        derivative_latex=latex(derivative)),
-    ]
+    EXPORTS += exports
 
 # %% [markdown]
 # ## Softmax

@@ -434,6 +434,46 @@ show(Chain(ln[LN_X].lhs, LN_DX_COMPACT, "compact form",
      .step(LN_KERNEL[-1][1], "per-row scale, slope, offset"),
      caption="Layer norm's backward kernel")
 
+# %% [markdown]
+# ## RMS norm and group norm: declared, derived, printed
+#
+# Two more normalizations go through with no compact form typed on this page.
+# Each is written in the catalog as its equations plus a *declaration* that
+# names the role of every array (inputs, parameters, saved intermediates,
+# outputs); `symbolic/declared.py` asks the engine for every gradient and
+# prints the engine's own result as the backward kernel.
+#
+# **RMS norm** (Zhang & Sennrich, 2019; PyTorch's `nn.RMSNorm`) divides each row by
+# its root mean square and scales it; nothing is subtracted and nothing is
+# added:
+
+# %%
+from backprop_derived.symbolic.catalog import GROUP_NORM, RMS_NORM
+from backprop_derived.symbolic.declared import declared_kernels
+
+for lhs, rhs in RMS_NORM.equations:
+    show(Chain(lhs, rhs, "catalog definition"))
+rms_chains, RMS_FORWARD, RMS_BACKWARD = declared_kernels(
+    RMS_NORM, "norm", SOURCE, "RMS norm over the last axis")
+show(*rms_chains, caption="RMS norm, node by node")
+
+# %% [markdown]
+# **Group norm** (Wu & He, 2018; PyTorch's `nn.GroupNorm`) splits the $C$
+# channels of an $(N, C, \dots)$ input into $G$ contiguous groups of
+# $K = C/G$ and normalizes each example's group over its $K$ channels and
+# all $L$ positions. The equations index the input as $X_{ngkl}$ (channel
+# $c = gK + k$) and the per-channel $\gamma$, $\beta$ as $\gamma_{gk}$: the
+# runtime passes views of that shape. With $G = 1$ it is layer norm over
+# channels and positions; with $G = C$, instance norm.
+
+# %%
+for lhs, rhs in GROUP_NORM.equations:
+    show(Chain(lhs, rhs, "catalog definition"))
+gn_chains, GN_FORWARD, GN_BACKWARD = declared_kernels(
+    GROUP_NORM, "norm", SOURCE, "Group norm over groups of channels and every position")
+show(*gn_chains, caption="Group norm, node by node")
+DECLARED_EXPORTS = [RMS_FORWARD, RMS_BACKWARD, GN_FORWARD, GN_BACKWARD]
+
 # %% tags=["hide-input"]
 def assignments(*pairs):
     """Index-form equations ``(lhs, rhs)`` as the printer's assignments."""
@@ -478,3 +518,4 @@ EXPORTS = [
            "dX = (n dxhat - sum dxhat - xhat sum(dxhat xhat)) / (n sigma) = scale dxhat - slope xhat - offset", SOURCE,
            style="index", returns=("dX", "dgamma", "dbeta")),
 ]
+EXPORTS += DECLARED_EXPORTS

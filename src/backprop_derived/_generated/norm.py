@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""Batch and layer normalization: forward and backward kernels."""
+"""Batch, layer, RMS and group normalization: forward and backward kernels."""
 
 import numpy
 
@@ -64,6 +64,44 @@ def batch_norm_forward(x, gamma, beta, epsilon):
     return y, mu, var, xhat
 
 
+def group_norm_backward(dy, x, mu, var, xhat, gamma, epsilon):
+    """Group norm over groups of channels and every position: the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    group_norm backward, engine result; derived in derivations/10_normalization.py.
+    """
+    K = dy.shape[2]
+    L = dy.shape[3]
+    N = dy.shape[0]
+    dxhat = dy*gamma[:, :, None]
+    dvar = (0.5)*(mu/(epsilon + var)**(1.5) * numpy.add.reduce(dxhat, axis=(2, 3)))
+    dvar -= (0.5)*((epsilon + var)**(-1.5) * numpy.einsum('abcd,abcd->ab', x, dxhat))
+    dmu = -(1/numpy.sqrt(epsilon + var) * numpy.add.reduce(dxhat, axis=(2, 3)))
+    dmu += 2*dvar*mu
+    dmu -= 2*(dvar * numpy.add.reduce(x, axis=(2, 3)))/(K*L)
+    dx = dxhat/numpy.sqrt(epsilon + var[:, :, None, None])
+    dx += (dmu/(K*L))[:, :, None, None]
+    dx -= (2*dvar*mu/(K*L))[:, :, None, None]
+    dx += 2*dvar[:, :, None, None]*x/(K*L)
+    dgamma = (numpy.einsum('abcd,abcd->bc', dy, xhat))
+    dbeta = (numpy.add.reduce(dy, axis=(0, 3)))
+    return dx, dgamma, dbeta
+
+
+def group_norm_forward(x, gamma, beta, epsilon):
+    """Group norm over groups of channels and every position: the catalog's equations, returning the outputs and the saved intermediates.
+
+    group_norm forward, catalog equations; derived in derivations/10_normalization.py.
+    """
+    K = x.shape[2]
+    L = x.shape[3]
+    mu = (numpy.add.reduce(x, axis=(2, 3)))/(K*L)
+    var = (numpy.einsum('abcd,abcd->ab', x - mu[:, :, None, None], x - mu[:, :, None, None]))/(K*L)
+    xhat = (x - mu[:, :, None, None])/numpy.sqrt(epsilon + var[:, :, None, None])
+    y = gamma[:, :, None]*xhat
+    y += beta[:, :, None]
+    return y, mu, var, xhat
+
+
 def layer_norm_backward(dy, xhat, var, gamma, epsilon):
     """Layer norm backward: dgamma, dbeta, and dX in the compact form proven equal to the engine's node-by-node result.
 
@@ -97,3 +135,28 @@ def layer_norm_forward(x, gamma, beta, epsilon):
     y = gamma*xhat
     y += beta
     return y, mu, var, xhat
+
+
+def rms_norm_backward(dy, x, ms, gamma, epsilon):
+    """RMS norm over the last axis: the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    rms_norm backward, engine result; derived in derivations/10_normalization.py.
+    """
+    m = x.shape[0]
+    n = x.shape[1]
+    dms = -0.5*((epsilon + ms)**(-1.5) * numpy.einsum('a,ba,ba->b', gamma, x, dy, optimize=True))
+    dx = dy*gamma/numpy.sqrt(epsilon + ms[:, None])
+    dx += 2*dms[:, None]*x/n
+    dgamma = (numpy.einsum('a,ab,ab->b', 1/numpy.sqrt(epsilon + ms), x, dy, optimize=True))
+    return dx, dgamma
+
+
+def rms_norm_forward(x, gamma, epsilon):
+    """RMS norm over the last axis: the catalog's equations, returning the outputs and the saved intermediates.
+
+    rms_norm forward, catalog equations; derived in derivations/10_normalization.py.
+    """
+    n = x.shape[1]
+    ms = (numpy.einsum('ab,ab->a', x, x))/n
+    y = gamma*x/numpy.sqrt(epsilon + ms[:, None])
+    return y, ms

@@ -16,6 +16,8 @@ _WHERE = {
     "Activation": "dense",
     "BatchNorm": "norm",
     "LayerNorm": "norm",
+    "RMSNorm": "rms_norm",
+    "GroupNorm": "group_norm",
     "Dropout": "simple",
     "Embedding": "simple",
     "Residual": "simple",

@@ -34,6 +34,8 @@ finite differences away from them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 from sympy import (
     Abs,
@@ -217,6 +219,69 @@ def _norm_layer(axis: str):
 # rather than functions of X, so only the last two equations remain.
 BATCH_NORM_EVAL = BATCH_NORM[2:]
 (LAYER_NORM, LN_X, LN_MU, LN_VAR, LN_XHAT, LN_GAMMA, LN_BETA, LN_Y) = _norm_layer("features")
+
+
+# --- Layers declared with their roles: RMS norm and group norm -------------------
+# A declaration names what each array of the equations is to the runtime:
+# ``inputs`` and ``params`` are differentiated; ``saved`` intermediates are
+# returned by the forward kernel and handed back to the backward one (any
+# other intermediate the backward pass reads is recomputed there); ``outputs``
+# get an upstream gradient d<name>; ``scalars`` are numbers the layer holds.
+# ``symbolic/declared.py`` derives, proves and prints both kernels from this.
+@dataclass(frozen=True)
+class LayerDeclaration:
+    name: str  # the kernels are <name>_forward and <name>_backward
+    equations: tuple
+    inputs: tuple
+    params: tuple
+    saved: tuple
+    outputs: tuple
+    scalars: tuple = ()
+
+
+# RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
+# a (..., n) input is divided by its root mean square; no mean is subtracted
+# and there is no shift. eps defaults to 1e-6 in the runtime.
+RMS_ms = IndexedBase("ms", shape=(NORM_m,), real=True)  # the mean square of row i
+RMS_X = IndexedBase("X", shape=(NORM_m, NORM_n), real=True)
+RMS_GAMMA = IndexedBase("gamma", shape=(NORM_n,), real=True)
+RMS_Y = IndexedBase("Y", shape=(NORM_m, NORM_n), real=True)
+RMS_NORM = LayerDeclaration(
+    "rms_norm",
+    ((RMS_ms[NORM_i], Sum(RMS_X[NORM_i, NORM_t] ** 2, (NORM_t, 0, NORM_n - 1)) / NORM_n),
+     (RMS_Y[NORM_i, NORM_r],
+      RMS_GAMMA[NORM_r] * RMS_X[NORM_i, NORM_r] / sp.sqrt(RMS_ms[NORM_i] + NORM_EPS))),
+    inputs=(RMS_X,), params=(RMS_GAMMA,), saved=(RMS_ms,), outputs=(RMS_Y,),
+    scalars=(NORM_EPS,))
+
+# Group norm (Wu & He, 2018), as PyTorch's nn.GroupNorm: the C channels of an
+# (N, C, *spatial) input are split into G contiguous groups of K = C / G; each
+# (example, group) is normalized over its K channels and all spatial
+# positions (flattened to L), then every channel is scaled and shifted by its
+# own gamma and beta. The runtime views X as (N, G, K, L) and gamma, beta of
+# shape (C,) as (G, K): channel c is k = c mod K of group g = c div K.
+GN_N, GN_G, GN_K, GN_L = sp.symbols("N G K L", integer=True, positive=True)
+gn_n, gn_g, gn_k, gn_l, gn_k2, gn_l2 = sp.symbols("n g k l k' l'", integer=True)
+GN_X = IndexedBase("X", shape=(GN_N, GN_G, GN_K, GN_L), real=True)
+GN_MU = IndexedBase("mu", shape=(GN_N, GN_G), real=True)
+GN_VAR = IndexedBase("var", shape=(GN_N, GN_G), real=True)
+GN_XHAT = IndexedBase("xhat", shape=(GN_N, GN_G, GN_K, GN_L), real=True)
+GN_GAMMA = IndexedBase("gamma", shape=(GN_G, GN_K), real=True)
+GN_BETA = IndexedBase("beta", shape=(GN_G, GN_K), real=True)
+GN_Y = IndexedBase("Y", shape=(GN_N, GN_G, GN_K, GN_L), real=True)
+_gn_group = ((gn_k2, 0, GN_K - 1), (gn_l2, 0, GN_L - 1))  # one (example, group)
+GROUP_NORM = LayerDeclaration(
+    "group_norm",
+    ((GN_MU[gn_n, gn_g], Sum(GN_X[gn_n, gn_g, gn_k2, gn_l2], *_gn_group) / (GN_K * GN_L)),
+     (GN_VAR[gn_n, gn_g],
+      Sum((GN_X[gn_n, gn_g, gn_k2, gn_l2] - GN_MU[gn_n, gn_g]) ** 2, *_gn_group)
+      / (GN_K * GN_L)),
+     (GN_XHAT[gn_n, gn_g, gn_k, gn_l],
+      (GN_X[gn_n, gn_g, gn_k, gn_l] - GN_MU[gn_n, gn_g]) / sp.sqrt(GN_VAR[gn_n, gn_g] + NORM_EPS)),
+     (GN_Y[gn_n, gn_g, gn_k, gn_l],
+      GN_GAMMA[gn_g, gn_k] * GN_XHAT[gn_n, gn_g, gn_k, gn_l] + GN_BETA[gn_g, gn_k])),
+    inputs=(GN_X,), params=(GN_GAMMA, GN_BETA), saved=(GN_MU, GN_VAR, GN_XHAT),
+    outputs=(GN_Y,), scalars=(NORM_EPS,))
 
 
 # --- Self-attention (one head), in index form ---------------------------------

@@ -15,6 +15,7 @@ from .batched_forms import BatchedIndexPrinter
 from .checked import assert_proven
 from .index_printer import IndexPrinter, Loop
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
+from .max_shift import max_shift_all
 from .printers import ArrayPrinter, UfuncPrinter
 
 COMMAND = "backprop-derived regenerate"
@@ -26,7 +27,7 @@ MODULE_DOCS = {
     "losses": "Per-pair loss values (stable forms) and output-layer deltas dE/dz^L.",
     "layers": "The vectorized layer equations: forward affine map, (V1)-(V3), L2 term.",
     "simple": "Dropout, embedding and residual layers: forward and backward kernels.",
-    "norm": "Batch and layer normalization: forward and backward kernels.",
+    "norm": "Batch, layer, RMS and group normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
     "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
@@ -60,8 +61,11 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}.{agreed}\n"""'
     body: list[str] = []
     scratch = rows = 0
-    if kernel.style in ("ufunc", "matrix"):
-        shown = str(kernel.expr) if kernel.style == "matrix" else ArrayPrinter().doprint(kernel.expr)
+    style = kernel.style
+    if style == "ufunc" and not _has_ufunc_form(kernel.expr):
+        style = "array"  # a function with no in-place form: one array expression into out
+    if style in ("ufunc", "matrix"):
+        shown = str(kernel.expr) if style == "matrix" else ArrayPrinter().doprint(kernel.expr)
         printer = UfuncPrinter()
         body.append(f"# out = {shown}")
         body += printer.statements(kernel.expr, "out")
@@ -74,19 +78,21 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
         printer = BatchedIndexPrinter()
-        body += printer.statements(kernel.expr, kernel.returns)
+        # every exp under a normalising sum, shifted by its maximum (proven in max_shift_all)
+        assignments, _ = max_shift_all(kernel.expr)
+        body += printer.statements(assignments, kernel.returns)
         body.append("return " + ", ".join(printer.array_name(r) for r in kernel.returns))
     elif kernel.style == "array" and hasattr(kernel.expr, "statements"):
         # writes into out itself (conv_statements.IntoOut): GEMMs with out=, tap loops
         assert_proven(kernel.expr, f"kernel {kernel.name}")
         body += kernel.expr.statements(ArrayPrinter(), "out")
         body.append("return out")
-    elif kernel.style in ("array", "scalar"):
+    elif style in ("array", "scalar"):
         printer = ArrayPrinter()
         replacements, (reduced,) = sp.cse([kernel.expr], symbols=sp.numbered_symbols("_t"))
         for sym, sub in replacements:
             body.append(f"{sym} = {printer.doprint(sub)}")
-        if kernel.style == "array":
+        if style == "array":
             body.append(f"numpy.copyto(out, {printer.doprint(reduced)})")
             body.append("return out")
         else:
@@ -96,6 +102,20 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
     text = f"def {kernel.name}({params}):\n"
     text += textwrap.indent(doc + "\n" + "\n".join(body), "    ") + "\n"
     return text, scratch, rows
+
+
+def _has_ufunc_form(expr) -> bool:
+    """The in-place printer knows every function in ``expr`` (no cosh, asinh, ...).
+
+    Where it does not, the kernel is printed as one NumPy/SciPy array
+    expression copied into ``out``: one temporary per operation instead of
+    none, and the same function everywhere else.
+    """
+    try:
+        UfuncPrinter().statements(expr, "out")
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _free_names(kernel: Kernel) -> set[str]:

@@ -214,12 +214,22 @@ def _merge(left, right, context):
     return c1 * c2, f1 + f2, l1 + l2
 
 
-def _solve_linear(expr: sp.Expr, var: sp.Symbol):
-    """``var = value`` from ``expr = 0`` if ``expr`` is ``±var + rest``, else None."""
+def _solve_linear(expr: sp.Expr, var: sp.Symbol, unit: bool = True):
+    """``(value, condition)``: ``var = value`` solves ``expr = 0``, where ``condition``.
+
+    ``expr`` must be ``a*var + rest`` with an integer ``a``; else None. With
+    ``a = ±1`` every ``rest`` has a solution (condition true); otherwise
+    (``unit=False``, a stride: ``2p - u``) only where ``a`` divides ``rest``.
+    """
     coeff = expr.coeff(var)
-    if coeff not in (1, -1) or (expr - coeff * var).has(var):
+    if not (coeff.is_integer and coeff != 0) or (expr - coeff * var).has(var):
         return None
-    return sp.expand(-(expr - coeff * var) / coeff)
+    rest = expr - coeff * var
+    if coeff in (1, -1):
+        return sp.expand(-rest / coeff), sp.true
+    if unit:
+        return None
+    return sp.expand(-rest / coeff), sp.Eq(sp.Mod(rest, coeff), 0)
 
 
 class Indicator(sp.Function):
@@ -293,25 +303,29 @@ def collapse(expr: sp.Expr, ranges: Mapping[sp.Symbol, tuple]) -> sp.Expr:
         changed = True
         while changed:
             changed = False
-            for n, f in enumerate(factors):
+            # a delta with a unit coefficient first (p + j - u: j = u - p), then a
+            # strided one (2p - u: p = u/2 where u is even)
+            for unit, (n, f), (k, (s, lo, hi)) in (
+                    (unit, nf, kl) for unit in (True, False)
+                    for nf in enumerate(factors) for kl in enumerate(limits)):
                 if not isinstance(f, KroneckerDelta):
                     continue
-                for k, (s, lo, hi) in enumerate(limits):
-                    value = _solve_linear(f.args[0] - f.args[1], s)
-                    if value is None:
-                        continue
-                    rest = factors[:n] + factors[n + 1:]
-                    # subs, not xreplace: a sum inside a factor may bind its own `s`
-                    factors = [x.subs(s, value) for x in rest]
-                    coeff = coeff.subs(s, value)
-                    del limits[k]
-                    limits = [(v, a.subs(s, value), b.subs(s, value)) for v, a, b in limits]
-                    if not _within(value, lo, hi, ranges, limits):
-                        factors.append(Indicator((value >= lo) & (value <= hi)))
-                    changed = True
-                    break
-                if changed:
-                    break
+                solved = _solve_linear(f.args[0] - f.args[1], s, unit)
+                if solved is None:
+                    continue
+                value, divides = solved
+                rest = factors[:n] + factors[n + 1:]
+                # subs, not xreplace: a sum inside a factor may bind its own `s`
+                factors = [x.subs(s, value) for x in rest]
+                coeff = coeff.subs(s, value)
+                del limits[k]
+                limits = [(v, a.subs(s, value), b.subs(s, value)) for v, a, b in limits]
+                if divides is not sp.true:
+                    factors.append(Indicator(divides))
+                if not _within(value, lo, hi, ranges, limits):
+                    factors.append(Indicator((value >= lo) & (value <= hi)))
+                changed = True
+                break
         known = {**ranges, **{v: (lo, hi) for v, lo, hi in limits}}
         conditions = [_simplify_condition(f.args[0], known) for f in factors
                       if isinstance(f, Indicator)]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import Indexed, IndexedBase, Sum
 
+from .max_shift import MaxOver
 from .printers import ArrayPrinter
 
 __all__ = ["Assignment", "IndexPrinter", "Loop"]
@@ -41,6 +42,9 @@ class Assignment:
     target: str
     indices: tuple[sp.Symbol, ...]
     expr: sp.Expr
+    # the target's shape, needed only when ``expr`` lacks one of ``indices``
+    # and no array in it gives that index's range (a constant gradient)
+    shape: tuple | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,22 @@ def _call_arguments(code: str, functions: Sequence[str]) -> tuple[str, str] | No
             if depth == 0:
                 return (f, code[len(f) + 1:i]) if i == len(code) - 1 else None
     return None
+
+
+def _is_primary(code: str) -> bool:
+    """``code`` is a name, a call, a subscript or a parenthesised whole: one operand
+    to which ``.T`` or ``[...]`` can be appended without changing what it applies to."""
+    if re.fullmatch(r"[A-Za-z_][\w.]*", code):
+        return True
+    if not code or code[-1] not in ")]":
+        return False
+    depth = 0
+    for pos in range(len(code) - 1, -1, -1):  # the bracket that the last one closes
+        depth += {")": 1, "]": 1, "(": -1, "[": -1}.get(code[pos], 0)
+        if depth == 0:
+            head = code[:pos]
+            return head == "" or _is_primary(head)
+    return False
 
 
 class IndexPrinter:
@@ -187,7 +207,9 @@ class IndexPrinter:
         if set(axes) - set(free):
             raise ValueError(f"{a.target}: free indices {axes} beyond {a.indices}")
         if tuple(axes) != tuple(free):
-            code = self._full(code, axes, tuple(free), a.expr)
+            shape = None if a.shape is None else tuple(
+                d for s, d in zip(a.indices, a.shape, strict=True) if s != self._loop)
+            code = self._full(code, axes, tuple(free), a.expr, shape)
         target = self._target(a)
         return f"{target}[...] = {code}" if a.target in self._scratch else f"{target} = {code}"
 
@@ -292,7 +314,7 @@ class IndexPrinter:
                 order = [s for s in used if s == loop.index] + [s for s in used if s != loop.index]
                 same = sum(h.target.startswith(f"{a.target}_invariant") for h in hoisted)
                 name = f"{a.target}_invariant" + (f"{same}" if same else "")
-                hoisted.append(_Hoisted(name, tuple(order), e, tuple(used)))
+                hoisted.append(_Hoisted(name, tuple(order), e, original=tuple(used)))
                 ranges = self._index_ranges(a)
                 shape = (tuple(ranges[s][1] + 1 for s in order)
                          if all(s in ranges for s in order) else None)
@@ -442,7 +464,7 @@ class IndexPrinter:
         for a in assignments:
             e = a.expr.replace(lambda x: isinstance(x, Indexed), lambda x: sp.Integer(1))
             used |= {s for s in e.free_symbols if s.is_integer and s.is_positive}
-            for x in a.expr.atoms(Sum):
+            for x in a.expr.atoms(Sum, MaxOver):
                 for _, lo, hi in x.limits:
                     used |= {s for s in (lo.free_symbols | hi.free_symbols)
                              if s.is_integer and s.is_positive}
@@ -478,6 +500,8 @@ class IndexPrinter:
             return self._leaf(e)
         if isinstance(e, Sum):
             return self._sum(e, order)
+        if isinstance(e, MaxOver):
+            return self._maximum(e, order)
         if not e.has(Indexed):
             return self._print_scalar(e), ()
         guarded = self._guarded(e, order)
@@ -550,7 +574,7 @@ class IndexPrinter:
         found = []
 
         def walk(x):
-            if isinstance(x, Indexed | Sum) or self._is_guarded(x):
+            if isinstance(x, Indexed | Sum | MaxOver) or self._is_guarded(x):
                 if x not in found:
                     found.append(x)
                 return
@@ -626,6 +650,20 @@ class IndexPrinter:
             return self._sum_body(body, summed, order)
         finally:
             self._ranges = saved
+
+    def _maximum(self, e: MaxOver, order: list) -> tuple[str, tuple]:
+        """The largest value over one index: the ufunc's reduce along its axis."""
+        (v, lo, hi), = e.limits
+        saved = dict(self._ranges)
+        self._ranges[v] = (lo, hi)
+        try:
+            code, axes = self._compile(e.function, [*order, v] if v not in order else list(order))
+        finally:
+            self._ranges = saved
+        if v not in axes:
+            return code, axes
+        return (f"numpy.maximum.reduce({code}, axis={axes.index(v)})",
+                tuple(a for a in axes if a != v))
 
     def _narrowed(self, body, limits):
         """``Sum(Piecewise((f, t >= 1), (0, True)), (t, 0, T-1))`` -> ``Sum(f, (t, 1, T-1))``."""
@@ -732,11 +770,20 @@ class IndexPrinter:
 
     @staticmethod
     def _align(code: str, axes: tuple, target: list) -> str:
-        """``code`` (with ``axes``) as a view that broadcasts against ``target``."""
+        """``code`` (with ``axes``) as a view that broadcasts against ``target``.
+
+        ``.T`` and ``[:, None]`` bind tighter than any operator, so an
+        expression (``dmu/n``) is parenthesised before either is appended.
+        """
         axes = tuple(axes)
         if not axes:
             return code
         wanted = [a for a in target if a in axes]
+        first = target.index(wanted[0])
+        reshaped = list(axes) != wanted or "None" in [
+            ":" if a in axes else "None" for a in target[first:]]
+        if reshaped and not _is_primary(code):
+            code = f"({code})"
         if list(axes) != wanted:
             perm = tuple(axes.index(a) for a in wanted)
             code = f"{code}.T" if len(axes) == 2 else f"numpy.transpose({code}, {perm})"
@@ -750,12 +797,29 @@ class IndexPrinter:
                 return code
         return code
 
-    def _full(self, code, axes, indices, expr) -> str:
-        """A result missing some of its indices (a broadcast): materialize it."""
+    def _full(self, code, axes, indices, expr, shape=None) -> str:
+        """A result missing some of its indices (a constant along them): broadcast it.
+
+        The missing axes take their lengths from the ranges of the indices
+        (``shape``: the target's declared shape, where no array gives them);
+        the broadcast is copied, so the result is a writable array like any other.
+        """
         missing = [s for s in indices if s not in axes]
-        if missing:
-            raise NotImplementedError(f"{expr} does not depend on {missing}: no full array")
-        return self._align(code, axes, list(indices))
+        if not missing:
+            return self._align(code, axes, list(indices))
+        dims = []
+        for pos, s in enumerate(indices):
+            if s in self._ranges:
+                lo, hi = self._ranges[s]
+                dims.append(self._print_scalar(hi - lo + 1))
+            elif shape is not None:
+                dims.append(self._print_scalar(sp.sympify(shape[pos])))
+            else:
+                raise NotImplementedError(
+                    f"{expr} does not depend on {missing} and their range is unknown: "
+                    "give the assignment its shape")
+        aligned = self._align(code, axes, list(indices)) if axes else code
+        return f"numpy.broadcast_to({aligned}, ({', '.join(dims)},)).copy()"
 
     def _weak_sizes(self, e):
         """``sqrt(d_head)`` -> ``d_head ** 0.5``: numpy.sqrt of a Python int is a

@@ -113,11 +113,17 @@ def overflowing_exponentials(expr: sp.Expr) -> set[sp.Expr]:
 def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     """Rewrite ``expr`` so that no ``exp`` can overflow, as a checked chain.
 
-    On ``z >= 0`` every ``exp(z)`` is written as ``1/t`` with ``t = exp(-z)``;
+    On ``z > 0`` every ``exp(z)`` is written as ``1/t`` with ``t = exp(-z)``;
     on ``z < 0`` every ``exp(-z)`` as ``1/t`` with ``t = exp(z)``. Each branch
     is cancelled to a rational function of ``t`` (``log`` of products is
     expanded, ``log(t)`` becomes the exponent again). Both branches then use
-    ``t = exp(-|z|)``, which lies in (0, 1] for every real ``z``.
+    ``t = exp(-|z|)``, which lies in (0, 1] for every real ``z``. The point
+    ``z = 0`` goes to whichever branch takes the definition's value there (a
+    ``Piecewise`` that jumps at 0 takes its own side).
+
+    Raises :class:`StepNotVerified` when a branch keeps an exponential that
+    can overflow or when neither choice at 0 can be proven; the caller then
+    keeps ``expr`` as it is.
     """
     t = sp.Symbol("t", positive=True)
     zp = sp.Symbol("z_+", positive=True)
@@ -134,17 +140,24 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
         rest = sp.expand(e) - sp.Add(*logs)
         e = sp.factor(sp.together(rest)) + sp.collect(sp.Add(*logs), sp.log(1 + t))
         if overflowing_exponentials(e):
-            raise ValueError(f"{name}: an exponential survived the split: {e}")
+            raise StepNotVerified(f"{name}: an exponential survived the split: {e}")
         return e.subs(zz, z)
 
     tabs = exp(-sp.Abs(z))
     pos, neg = branch(+1), branch(-1)
-    stable = Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True))
+    why = r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$"
     if pos == neg:
-        stable = pos.subs(t, tabs)
-    chain = Chain(sp.Symbol(name), expr, "definition of the activation", variables=(z,))
-    chain.step(stable, r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$")
-    return chain
+        candidates = [pos.subs(t, tabs)]
+    else:
+        candidates = [Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True)),
+                      Piecewise((pos.subs(t, tabs), z > 0), (neg.subs(t, tabs), True))]
+    for stable in candidates:
+        chain = Chain(sp.Symbol(name), expr, "definition of the activation", variables=(z,))
+        try:
+            return chain.step(stable, why)
+        except StepNotVerified:
+            continue
+    raise StepNotVerified(f"{name}: could not prove the step '{why}' at z = 0 on either side")
 
 
 def shift_exponentials(expr: sp.Expr, c: sp.Symbol, lhs: sp.Basic) -> Chain:
@@ -187,6 +200,19 @@ def to_batch(expr: sp.Expr) -> sp.Expr:
     return convert(expr)
 
 
+def _split_or_none(expr, z, name) -> Chain | None:
+    """The overflow-free split of ``expr``, or ``None`` where none is found.
+
+    Without a split the definition (or the plain derivative) is what the
+    kernel evaluates: correct, only not guarded against exp overflow at the
+    far end of the range.
+    """
+    try:
+        return split_exponentials(expr, z, name)
+    except StepNotVerified:
+        return None
+
+
 @cache  # pages 01 and 07 both need it; regenerate runs them in one process
 def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
     """Derivative of an elementwise activation, ready for code.
@@ -206,18 +232,20 @@ def derive_activation(name: str, g: sp.Expr, a: sp.Symbol):
         chains.append(found)
         derivative = found.result
     else:
-        # No elementary inverse (swish): keep g' in z, made stable.
+        # No elementary inverse (swish): keep g' in z, made stable where it can be.
         chains.append(Chain(sp.Symbol(f"{name}'"), g_prime, "the definition differentiated by SymPy"))
         derivative = g_prime
         if overflowing_exponentials(g_prime):
-            stable_d = split_exponentials(g_prime, z, f"{name}'")
-            chains.append(stable_d)
-            derivative = stable_d.result
+            stable_d = _split_or_none(g_prime, z, f"{name}'")
+            if stable_d is not None:
+                chains.append(stable_d)
+                derivative = stable_d.result
     forward = g
     if overflowing_exponentials(g):
-        stable = split_exponentials(g, z, name)
-        chains.append(stable)
-        forward = stable.result
+        stable = _split_or_none(g, z, name)
+        if stable is not None:
+            chains.append(stable)
+            forward = stable.result
     numeric_forward, numeric_derivative = numeric_form(forward), numeric_form(derivative)
     for before, after in ((forward, numeric_forward), (derivative, numeric_derivative)):
         if not float_form_is_exact(before, after):

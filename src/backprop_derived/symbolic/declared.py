@@ -1,0 +1,88 @@
+"""A declared layer (``catalog.LayerDeclaration``) -> its forward and backward kernels.
+
+The forward kernel is the catalog's equations as written, returning the
+outputs and the saved intermediates. The backward kernel is the engine's
+result for every input and parameter, in the order the engine completed the
+gradients, with no compact form typed anywhere: an intermediate the
+gradients read but the declaration does not save is recomputed first, from
+its own equation. Each kernel's parameters are the arrays and scalars its
+equations read, found from the expressions and ordered by the declaration
+(upstream gradients, inputs, saved, parameters, scalars); the runtime calls
+them by keyword, so a layer never depends on their order.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+from sympy import Indexed
+
+from .catalog import LayerDeclaration
+from .engine import backward, gradient_chain
+from .index_printer import Assignment, IndexPrinter
+from .kernels import Kernel
+
+__all__ = ["declared_kernels"]
+
+
+def _label(base) -> str:
+    return str(base.label)
+
+
+def _reads(assignments) -> list[str]:
+    """Labels of the arrays the assignments read and do not write, first use first."""
+    written, found = set(), []
+    for a in assignments:
+        for x in sorted(a.expr.atoms(Indexed), key=sp.default_sort_key):
+            label = _label(x.base)
+            if label not in written and label not in found:
+                found.append(label)
+        written.add(a.target)
+    return [f for f in found if f not in written]
+
+
+def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
+    """The kernel's parameters: what it reads, in the declaration's order."""
+    printer = IndexPrinter()
+    reads = _reads(assignments)
+    unknown = [r for r in reads if r not in order]
+    if unknown:
+        raise ValueError(f"the equations read {unknown}, which the declaration does not name")
+    used = {s for a in assignments for s in a.expr.free_symbols}
+    names = [printer.array_name(label) for label in order if label in reads]
+    return tuple(names + [s.name for s in scalars if s in used])
+
+
+def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str):
+    """``(chains, forward, backward)``: the engine's proven gradient chains and both kernels."""
+    eqs = layer.equations
+    forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs) for lhs, rhs in eqs)
+    grads = backward(eqs, [*layer.inputs, *layer.params])
+    chains = [gradient_chain(g, eqs) for g in grads.values()]
+    steps = [Assignment(_label(g.grad), g.indices, g.expr, shape=g.grad.shape)
+             for g in grads.values()]
+    saved = {_label(x) for x in layer.saved}
+    defined = {_label(lhs.base): Assignment(_label(lhs.base), lhs.indices, rhs)
+               for lhs, rhs in eqs}
+    recomputed = []
+    pending = [r for r in _reads(steps) if r in defined and r not in saved]
+    while pending:  # an unsaved intermediate, and whatever unsaved ones it reads in turn
+        label = pending.pop(0)
+        if any(a.target == label for a in recomputed):
+            continue
+        recomputed.insert(0, defined[label])
+        pending += [r for r in _reads([defined[label]]) if r in defined and r not in saved]
+    body = tuple(sorted(recomputed, key=lambda a: list(defined).index(a.target))) + tuple(steps)
+    upstream = [f"d{_label(x)}" for x in layer.outputs]
+    order_f = [_label(x) for x in (*layer.inputs, *layer.params)]
+    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.saved, *layer.params)]
+    returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
+    fwd = Kernel(module, f"{layer.name}_forward", _params(forward, order_f, layer.scalars),
+                 forward, f"{doc}: the catalog's equations, returning the outputs and the "
+                 "saved intermediates.", f"{layer.name} forward, catalog equations", source,
+                 style="index",
+                 returns=tuple(_label(x) for x in (*layer.outputs, *layer.saved)))
+    bwd = Kernel(module, f"{layer.name}_backward", _params(body, order_b, layer.scalars),
+                 body, f"{doc}: the gradients of the inputs and parameters, as the engine "
+                 "derived them node by node.", f"{layer.name} backward, engine result", source,
+                 style="index", returns=returns_b)
+    return chains, fwd, bwd
