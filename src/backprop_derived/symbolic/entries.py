@@ -21,9 +21,9 @@ from sympy import KroneckerDelta, Sum, oo
 
 from .catalog import ACTIVATION_LAYER, L, a, fix_heaviside, m, z, zv
 from .catalog import Z as Z_ARRAY
-from .checked import Chain, StepNotVerified, assert_clean, expand_sums
+from .checked import Chain, StepNotVerified, assert_clean, expand_sums, float_form_is_exact
 from .kernels import ActivationEntry, Kernel, OutputEntry
-from .printers import RowMax, RowSum, float_form_is_exact, latex, numeric_form
+from .printers import RowMax, RowSum, latex, numeric_form
 from .techniques import derive_activation, shift_exponentials, split_exponentials, to_batch
 
 __all__ = [
