@@ -14,4 +14,9 @@ def __getattr__(name: str):
         from .network import Network
 
         return Network
+    if name in ("backend", "set_backend"):  # backend() is the active backend's name
+        import importlib
+
+        backend = importlib.import_module(f"{__name__}.backend")
+        return backend if name == "backend" else backend.set_backend
     raise AttributeError(f"module 'backprop_derived' has no attribute {name!r}")
