@@ -55,10 +55,9 @@ _warned = False
 _numba_modules: dict[str, types.ModuleType | None] = {}
 
 
-def _validate(name) -> str:
+def _validate(name, source: str = "") -> str:
     if not isinstance(name, str) or name.strip().lower() not in BACKENDS:
-        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}"
-                         + ("" if _requested is not None else f" (from ${ENV})"))
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {name!r}{source}")
     return name.strip().lower()
 
 
@@ -86,8 +85,8 @@ def active() -> str:
     """The backend in use, ``"numpy"`` or ``"numba"`` (decided on first call)."""
     global _active
     if _active is None:
-        wanted = _validate(_requested if _requested is not None
-                           else os.environ.get(ENV, "auto"))
+        wanted = (_validate(_requested) if _requested is not None
+                  else _validate(os.environ.get(ENV, "auto"), f" (from ${ENV})"))
         _active = "numpy" if wanted == "numpy" or not _numba_usable() else "numba"
     return _active
 
@@ -98,14 +97,8 @@ def set_backend(name: str) -> str:
     Layers look their kernels up at every call, so existing layers switch too.
     """
     global _requested, _active
-    previous = _requested
-    _requested = name
-    try:
-        _validate(name)
-    except ValueError:
-        _requested = previous
-        raise
-    _active = None
+    _validate(name)  # a bad name changes nothing
+    _requested, _active = name, None
     return active()
 
 
