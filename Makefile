@@ -52,6 +52,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 	$(PY) -m benchmarks.layers
+	$(PY) -m benchmarks.backends
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks derivations docs

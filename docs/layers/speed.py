@@ -279,10 +279,106 @@ if floors:
 # loop can be rewritten as one, the generated NumPy code is as fast as
 # PyTorch or faster; where it is many cheap elementwise operations, NumPy's
 # one loop per operation sets a floor above PyTorch's fused kernels. Going
-# below it would take generated fused loops (compiled code, e.g. Numba),
-# which this project does not depend on.
+# below it takes generated fused loops: the optional Numba backend, next.
 #
 # The whiskers are wide for some layers: other processes used most of the two
 # cores while this ran, and a sample that lost its core to another process
 # has a ratio far from the rest. The median of the per-round ratios is robust
 # to that; the quartiles show how much of it there was.
+
+# %% [markdown]
+# ## Two backends: NumPy and Numba
+#
+# With `numba` installed (`pip install backprop-derived[fast]`) the runtime
+# uses a second set of kernels, printed by `symbolic/numba_printer.py` from
+# the same kernel definitions as the NumPy ones into
+# `_generated/fused/`: one loop nest per group of elementwise operations and
+# reductions over the same rows, so layer norm reads each row once per
+# statistic and once for the output, with accumulators in the array's dtype.
+# `BACKPROP_DERIVED_BACKEND=numpy|numba|auto` chooses (default `auto`: Numba
+# when it imports); `backprop_derived.backend()` tells which is active.
+# Kernels the printer cannot fuse (the GEMMs, the convolutions, attention, the
+# recurrence, the embedding) stay NumPy's, and so do the ones listed below
+# where the benchmark measured NumPy faster.
+#
+# The figures come from `benchmarks/backend_results.json`, written by
+# `python -m benchmarks.backends` (part of `make bench`): each layer's forward +
+# backward with the backend set to NumPy, to Numba, and PyTorch's module,
+# interleaved round by round; each cell is the median of per-round ratios to
+# PyTorch, with the quartiles in brackets.
+
+# %% tags=["hide-input"]
+def find_backend_results() -> Path | None:
+    """$BACKEND_BENCHMARK_RESULTS, else benchmarks/backend_results.json above the working directory."""
+    if "BACKEND_BENCHMARK_RESULTS" in os.environ:
+        p = Path(os.environ["BACKEND_BENCHMARK_RESULTS"])
+        return p if p.is_file() else None
+    here = Path.cwd().resolve()
+    candidates = [d / "benchmarks" / "backend_results.json" for d in (here, *here.parents)]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def cell(stats) -> str:
+    if not stats:
+        return "—"
+    return f"{stats['median']:.2f} [{stats['q25']:.2f}–{stats['q75']:.2f}]"
+
+
+backend_path = find_backend_results()
+backends = json.loads(backend_path.read_text()) if backend_path else None
+if backends is None:
+    show("**No backend benchmark results yet**: run `make bench` to write "
+         "`benchmarks/backend_results.json`.")
+else:
+    git, machine = backends["git"], backends["machine"]
+    load = backends.get("other_load") or {}
+    show("\n".join([
+        "| | |",
+        "| --- | --- |",
+        f"| measured | {backends['started']}, commit `{(git['commit'] or 'unknown')[:10]}` |",
+        f"| CPU | {machine['cpu']}, {machine['cores']} cores; other processes used "
+        f"{load.get('others', float('nan')):.0%} of the cores during the run |",
+        f"| Numba | {backends['numba']}, fastmath flags {', '.join(backends['fastmath'])} |",
+        f"| PyTorch | {machine['torch']} |",
+    ]))
+    rows = ["| threads | case | NumPy backend / PyTorch | Numba backend / PyTorch "
+            "| Numba / NumPy |", "| --- | --- | --- | --- | --- |"]
+    for config in backends["configs"]:
+        for case in config["cases"]:
+            ratio = case.get("ratio_to_torch", {})
+            rows.append(f"| {config['n_threads']} | {case['name']} ({case['shape']}) "
+                        f"| {cell(ratio.get('numpy'))} | {cell(ratio.get('numba'))} "
+                        f"| {cell(case.get('numba_over_numpy'))} |")
+    show("\n".join(rows))
+
+# %% [markdown]
+# Kept on NumPy although a fused kernel exists (`backend.NUMPY_IS_FASTER`),
+# and why; the last rows of the table time those kernels directly, the NumPy
+# one against the fused one:
+
+# %% tags=["hide-input"]
+if backends:
+    show("\n".join(f"- `{name}`: {why}" for name, why in backends["numpy_is_faster"].items()))
+
+# %% [markdown]
+# ### What the second backend costs
+#
+# Compiling: each kernel is compiled by Numba on its first call for each dtype
+# and array layout, and written to Numba's on-disk cache (`cache=True`; the
+# directory is `BACKPROP_DERIVED_CACHE_DIR` where the package directory is
+# read-only). Below, the first forward + backward of each case in a fresh
+# process, minus a second one: *cold* with an empty cache, *warm* reading it.
+
+# %% tags=["hide-input"]
+if backends and "compile" in backends:
+    comp = backends["compile"]
+    cold, warm = comp.get("cold", {}), comp.get("warm", {})
+    if "first_call_s" in cold and "first_call_s" in warm:
+        rows = ["| case | first call, cold cache | first call, warm cache |", "| --- | --- | --- |"]
+        rows.append(f"| `import numba` | {cold['import_numba_s']:.2f} s "
+                    f"| {warm['import_numba_s']:.2f} s |")
+        for name, seconds in cold["first_call_s"].items():
+            rows.append(f"| {name} | {seconds:.2f} s | {warm['first_call_s'][name]:.3f} s |")
+        size = backends.get("installed_mb", {})
+        show("\n".join(rows) + "\n\nInstalled size: " + ", ".join(
+            f"{name} {mb:.0f} MB" for name, mb in size.items() if mb) + ".")

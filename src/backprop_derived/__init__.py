@@ -6,7 +6,7 @@ use, so that ``backprop-derived regenerate`` runs even when the generated
 package is missing or stale.
 """
 
-__all__ = ["Network", "Sequential", "load", "optim"]
+__all__ = ["Network", "Sequential", "backend", "load", "optim", "set_backend"]
 __version__ = "0.1.0"
 
 
@@ -27,4 +27,9 @@ def __getattr__(name: str):
         from . import optim
 
         return optim
+    if name in ("backend", "set_backend"):  # backend() is the active backend's name
+        import importlib
+
+        backend = importlib.import_module(f"{__name__}.backend")
+        return backend if name == "backend" else backend.set_backend
     raise AttributeError(f"module 'backprop_derived' has no attribute {name!r}")

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from . import backend
 from ._generated import ACTIVATIONS, LOSSES, OUTPUTS, layers
 from . import serialization
 from .checks import all_finite as _all_finite
@@ -124,8 +125,8 @@ class Network(TrainingMixin, serialization.SavingMixin):
         if init not in ("uniform", "zeros"):
             raise ValueError(f"init must be 'uniform' or 'zeros', got {init!r}")
 
-        self._acts = [ACTIVATIONS[name] for name in self.activations]
-        self._output = OUTPUTS[self.activations[-1], self.loss_name]
+        self._acts = [backend.activation(name) for name in self.activations]
+        self._output = backend.output(self.activations[-1], self.loss_name)
         # A layer keeps its own z buffer only if a kernel reads z after the
         # forward pass: its g' needs z (swish), or it is the output layer and
         # the loss or delta is evaluated from z (log-sum-exp, log-sigmoid).

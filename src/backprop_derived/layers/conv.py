@@ -15,7 +15,7 @@ import math
 
 import numpy as np
 
-from .._generated import conv
+from ..backend import kernels
 from .base import Layer, check_positive_int
 
 __all__ = ["Conv1d", "Conv2d"]
@@ -83,9 +83,12 @@ class _Conv(Layer):
         return k["input_gradient"](dY, W, np.empty_like(X))
 
 
-def _generated_kernels(prefix: str) -> dict:
-    return {name: getattr(conv, f"{prefix}_{name}")
-            for name in ("forward", "weight_gradient", "bias_gradient", "input_gradient")}
+class _generated_kernels:  # noqa: N801 (was a dict; now looked up per call, per backend)
+    def __init__(self, prefix: str) -> None:
+        self._prefix, self._conv = prefix, kernels("conv")
+
+    def __getitem__(self, name: str):
+        return getattr(self._conv, f"{self._prefix}_{name}")
 
 
 class Conv1d(_Conv):

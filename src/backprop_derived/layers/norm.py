@@ -11,11 +11,13 @@ import math
 
 import numpy as np
 
-from backprop_derived._generated import norm
+from backprop_derived.backend import kernels
 
 from .base import Layer, check_positive_int
 
 __all__ = ["BatchNorm", "LayerNorm"]
+
+norm = kernels("norm")  # the active backend's kernels, looked up at each call
 
 
 def _check_eps(eps) -> float:

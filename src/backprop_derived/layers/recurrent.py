@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from backprop_derived._generated import recurrent as kernels
+from backprop_derived.backend import kernels as _kernels
 
 from .base import Layer, check_positive_int
 
 __all__ = ["RNN"]
+
+kernels = _kernels("recurrent")  # the active backend's kernels, looked up at each call
 
 
 class RNN(Layer):

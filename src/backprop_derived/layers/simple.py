@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._generated import simple
+from ..backend import kernels
 from ..checks import is_real as _is_real
 from .base import Layer, check_positive_int
 
 __all__ = ["Dropout", "Embedding", "Residual"]
+
+simple = kernels("simple")  # the active backend's kernels, looked up at each call
 
 
 class Dropout(Layer):

@@ -1,0 +1,316 @@
+"""``python -m benchmarks.backends``: the NumPy and Numba backends beside PyTorch CPU.
+
+For the layers the Numba printer covers (LayerNorm, BatchNorm in training mode,
+Dropout), at 256 x 512, float32 and float64, one and two
+threads: ``layer.forward(X); layer.backward(dY)`` with the backend set to
+NumPy, the same with Numba, and the ``torch.nn`` module (``benchmarks.layers``
+builds both sides and copies our parameters into PyTorch's). Plus
+``Network.gradients`` of a 64-25-10 tanh/softmax net on 256 examples (the fused
+softmax/cross-entropy output kernel and the elementwise activation kernels), a
+net built under each backend; and the dropout and residual kernels called
+directly, NumPy's against the fused ones (what ``backend.NUMPY_IS_FASTER``
+rests on).
+
+Before timing, the Numba side's output and every gradient are checked against
+the NumPy side's, and PyTorch's against ours (``benchmarks.layers.agree``); a
+side that disagrees is not timed. Then the three are timed interleaved
+(``benchmarks.timing``), round by round in shuffled order, and reported as
+medians with quartiles of the per-round times and of the ratios to PyTorch.
+
+First-call compile time: two fresh processes with one empty cache directory
+(``BACKPROP_DERIVED_CACHE_DIR``): the first compiles every kernel timed here
+(cold), the second loads them from that cache (warm); each reports
+``import numba`` and the first forward + backward of each case.
+
+Writes ``benchmarks/backend_results.json``, which docs/layers/speed.py shows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backprop_derived import backend
+
+from . import layers as layer_bench
+from .contenders import torch_version
+from .harness import OtherLoad, machine_info, rounded
+from .timing import SETTLE_S, Entry, calibrate, interleave, ratio_stats
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "benchmarks" / "backend_results.json"
+LAYERS = ("LayerNorm", "BatchNorm", "Dropout")
+NET = {"sizes": (64, 25, 10), "activations": ("tanh", "softmax"), "m": 256}
+SIDES = ("numpy", "numba", "torch")
+
+
+def _with_backend(name: str, fn):
+    """``fn`` run with the backend ``name`` (set_backend costs a microsecond or two)."""
+    def run():
+        backend.set_backend(name)
+        return fn()
+    return run
+
+
+def layer_case(layer: str, dtype: str, use_torch: bool) -> dict[str, Any]:
+    """Contenders (run, result) of one layer for each side, checked against each other."""
+    case = layer_bench.Case(layer_bench.SPEC[layer], dtype)
+    setup = layer_bench.make_setup(case)
+    ours = setup.ours
+    sides = {name: (_with_backend(name, ours.run), _with_backend(name, ours.result))
+             for name in ("numpy", "numba")}
+    checks = {}
+    ref = sides["numpy"][1]()
+    saved = layer_bench.replay_dropout(setup.layers, ref["Y"])  # the same mask each time
+    try:
+        checks["numba"] = layer_bench.agree(sides["numba"][1](), ref, dtype)
+    finally:
+        layer_bench.restore(saved)
+    if use_torch:
+        torch_side = layer_bench.torch_contender(setup)
+        got = torch_side.result()
+        saved = layer_bench.replay_dropout(setup.layers, got["Y"])
+        try:
+            checks["torch"] = layer_bench.agree(got, sides["numpy"][1](), dtype)
+        finally:
+            layer_bench.restore(saved)
+        sides["torch"] = (torch_side.run, torch_side.result)
+    return {"name": f"{layer} {dtype}", "kind": "layer", "layer": layer, "dtype": dtype,
+            "shape": case.spec.describe(case.sizes), "checks": checks,
+            "runs": {k: v[0] for k, v in sides.items()}}
+
+
+def network_case(dtype: str, use_torch: bool) -> dict[str, Any]:
+    """``Network.gradients`` under each backend (and the same net in PyTorch)."""
+    from backprop_derived import Network
+
+    rng = np.random.default_rng(0)
+    sizes, m = NET["sizes"], NET["m"]
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    labels = rng.integers(0, sizes[-1], m)
+    nets, results = {}, {}
+    for name in ("numpy", "numba"):
+        backend.set_backend(name)  # a Network takes its kernels when it is built
+        nets[name] = Network(list(sizes), list(NET["activations"]), dtype=dtype, seed=1)
+        results[name] = nets[name].gradients(X, labels)
+
+    def as_arrays(res):
+        loss, dW, db = res
+        out = {"loss": np.asarray(loss, dtype)}
+        out.update({f"dW{i}": w for i, w in enumerate(dW)})
+        out.update({f"db{i}": b for i, b in enumerate(db)})
+        return out
+
+    checks = {"numba": layer_bench.agree(as_arrays(results["numba"]),
+                                         as_arrays(results["numpy"]), dtype)}
+    runs = {name: (lambda net=net: net.gradients(X, labels)) for name, net in nets.items()}
+    if use_torch:
+        import torch
+
+        tdtype = getattr(torch, dtype)
+        ref = nets["numpy"]
+        lin = [torch.nn.Linear(a, b).to(tdtype) for a, b in zip(sizes[:-1], sizes[1:])]
+        with torch.no_grad():
+            for layer, W, b in zip(lin, ref.weights, ref.biases, strict=True):
+                layer.weight.copy_(torch.from_numpy(np.array(W)))
+                layer.bias.copy_(torch.from_numpy(np.array(b)))
+        params = [p for layer in lin for p in layer.parameters()]
+        x, y = torch.from_numpy(X), torch.from_numpy(labels)
+
+        def torch_gradients():
+            for p in params:
+                p.grad = None
+            loss = torch.nn.functional.cross_entropy(lin[1](torch.tanh(lin[0](x))), y)
+            loss.backward()
+            return loss
+
+        loss = torch_gradients()
+        got = {"loss": loss.detach().numpy().astype(dtype)}
+        got.update({f"dW{i}": layer.weight.grad.numpy() for i, layer in enumerate(lin)})
+        got.update({f"db{i}": layer.bias.grad.numpy() for i, layer in enumerate(lin)})
+        checks["torch"] = layer_bench.agree(got, as_arrays(results["numpy"]), dtype)
+        runs["torch"] = torch_gradients
+    return {"name": f"Network.gradients {dtype}", "kind": "network", "layer": "Network.gradients",
+            "dtype": dtype, "shape": f"{'-'.join(map(str, sizes))}, m = {m}",
+            "checks": checks, "runs": runs}
+
+
+def time_sides(case: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved rounds of every side whose check passed; medians and ratios to PyTorch."""
+    runs = {k: fn for k, fn in case.pop("runs").items()
+            if k == "numpy" or case["checks"].get(k, {}).get("ok")}
+    entries = {}
+    per_round = 0.0
+    for name, fn in runs.items():
+        number, per_call = calibrate(fn, args.target_s)
+        entries[name] = Entry(fn, number, runtime="torch" if name == "torch" else "numpy")
+        per_round += number * per_call
+    rounds = int(np.clip(args.budget_s / (per_round + 2 * args.settle_s),
+                         args.min_rounds, args.max_rounds))
+    t = {k: np.asarray(v) for k, v in interleave(entries, rounds, seed=0,
+                                                   settle_s=args.settle_s).items()}
+    out: dict[str, Any] = {"rounds": rounds, "timed": sorted(runs)}
+    out["seconds"] = {k: {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)),
+                          "q75": float(np.percentile(v, 75))} for k, v in t.items()}
+    if "torch" in t:
+        out["ratio_to_torch"] = {k: ratio_stats(t[k], t["torch"]) for k in t if k != "torch"}
+    if "numba" in t:
+        out["numba_over_numpy"] = ratio_stats(t["numba"], t["numpy"])
+    return out
+
+
+def kernel_case(dtype: str) -> dict[str, Any]:
+    """The dropout and residual kernels called directly, NumPy's against the fused ones
+    (what backend.NUMPY_IS_FASTER rests on): all four in one call."""
+    import importlib
+
+    rng = np.random.default_rng(3)
+    x, other = (rng.standard_normal((256, 512)).astype(dtype) for _ in range(2))
+    mask = (rng.random((256, 512)) >= 0.5).astype(dtype)
+    args = {"dropout_forward": (x, mask, 0.5), "dropout_backward": (other, mask, 0.5),
+            "residual_forward": (x, other), "residual_backward": (other, x)}
+    numpy_simple = importlib.import_module("backprop_derived._generated.simple")
+    fused = backend.numba_kernels("simple")
+    runs, checks = {}, {}
+    for side, module in (("numpy", numpy_simple), ("numba", fused)):
+        runs[side] = lambda module=module: [getattr(module, k)(*a) for k, a in args.items()]
+    got = dict(zip(args, runs["numba"](), strict=True))
+    ref = dict(zip(args, runs["numpy"](), strict=True))
+    checks["numba"] = layer_bench.agree(got, ref, dtype)
+    return {"name": f"simple.dropout_* + residual_* kernels {dtype}", "kind": "kernels",
+            "layer": "dropout and residual kernels", "dtype": dtype, "shape": "256 × 512",
+            "checks": checks, "runs": runs}
+
+
+# -- compile time: cold and warm, in fresh processes --------------------------------------
+
+_FIRST_CALLS = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numba  # noqa: F401
+t_import = time.perf_counter() - t0
+from backprop_derived import backend
+from benchmarks import backends
+assert backend.set_backend("numba") == "numba"
+first = {}
+for dtype in ("float32", "float64"):
+    for layer in ("LayerNorm", "BatchNorm"):
+        case = backends.layer_bench.Case(backends.layer_bench.SPEC[layer], dtype)
+        run = backends.layer_bench.make_setup(case).ours.run
+        t = time.perf_counter(); run(); once = time.perf_counter() - t
+        t = time.perf_counter(); run(); again = time.perf_counter() - t
+        first[f"{layer} {dtype}"] = once - again
+    case = backends.network_case(dtype, use_torch=False)
+    t = time.perf_counter(); case["runs"]["numba"](); first[f"Network.gradients {dtype}"] = (
+        time.perf_counter() - t)
+json.dump({"import_numba_s": t_import, "first_call_s": first}, sys.stdout)
+"""
+
+
+def compile_times() -> dict[str, Any]:
+    """First forward + backward per case with an empty cache (cold), then from it (warm)."""
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="backprop-derived-numba-") as cache:
+        env = {**os.environ, backend.CACHE_ENV: cache, "OPENBLAS_NUM_THREADS": "1"}
+        for label in ("cold", "warm"):
+            proc = subprocess.run([sys.executable, "-c", _FIRST_CALLS], cwd=ROOT, env=env,
+                                  capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                out[label] = {"error": proc.stderr.strip().splitlines()[-1:]}
+                continue
+            out[label] = json.loads(proc.stdout)
+        out["note"] = ("first forward + backward minus a second one, in a fresh process; "
+                       "Network.gradients: its whole first call (the net built under Numba)")
+    return out
+
+
+# -- the run ------------------------------------------------------------------------------
+
+def installed_size_mb(dist: str) -> float | None:
+    from importlib import metadata
+
+    try:
+        files = metadata.distribution(dist).files or []
+    except metadata.PackageNotFoundError:
+        return None
+    total = 0
+    for f in files:
+        try:
+            total += f.locate().stat().st_size
+        except OSError:
+            pass
+    return total / 1e6
+
+
+def fmt(stats) -> str:
+    return "" if stats is None else f"{stats['median']:.2f} [{stats['q25']:.2f}-{stats['q75']:.2f}]"
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--target-s", type=float, default=0.01, help="seconds per sample")
+    p.add_argument("--budget-s", type=float, default=3.0, help="seconds of rounds per case")
+    p.add_argument("--min-rounds", type=int, default=15)
+    p.add_argument("--max-rounds", type=int, default=30)
+    p.add_argument("--settle-s", type=float, default=SETTLE_S)
+    p.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile runs")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    use_torch = not args.no_torch and torch_version() is not None
+    if backend.set_backend("numba") != "numba":
+        print("Numba is not usable here: nothing to compare", file=sys.stderr)
+        return 1
+    started = datetime.datetime.now(datetime.UTC)
+    load = OtherLoad()
+    results: dict[str, Any] = {
+        "schema": 1,
+        "started": started.isoformat(timespec="seconds"),
+        "git": layer_bench.git_state(),
+        "machine": machine_info(use_torch),
+        "numba": __import__("numba").__version__,
+        "fastmath": sorted(backend.numba_kernels("norm").FASTMATH),
+        "numpy_is_faster": {f"{m}.{k}": why for (m, k), why in backend.NUMPY_IS_FASTER.items()},
+        "installed_mb": {d: installed_size_mb(d) for d in ("numba", "llvmlite")},
+        "configs": [],
+    }
+    if not args.no_compile:
+        results["compile"] = compile_times()
+        print("compile:", json.dumps(rounded(results["compile"])), file=sys.stderr)
+    for threads in args.threads:
+        results["configs"].append({"threads": layer_bench.set_threads(threads, use_torch),
+                                   "n_threads": threads, "cases": []})
+        for dtype in ("float32", "float64"):
+            for case in ([layer_case(name, dtype, use_torch) for name in LAYERS]
+                         + [network_case(dtype, use_torch), kernel_case(dtype)]):
+                case.update(time_sides(case, args))
+                results["configs"][-1]["cases"].append(case)
+                r = case.get("ratio_to_torch", {})
+                print(f"{threads} thr  {case['name']:28s} numpy/torch {fmt(r.get('numpy'))}  "
+                      f"numba/torch {fmt(r.get('numba'))}  numba/numpy "
+                      f"{fmt(case.get('numba_over_numpy'))}", file=sys.stderr)
+    results["other_load"] = load.fraction()
+    results["seconds"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+    args.output.write_text(json.dumps(rounded(results), indent=1) + "\n")
+    print(f"wrote {args.output.relative_to(ROOT) if args.output.is_relative_to(ROOT) else args.output}"
+          f" ({results['seconds']:.0f} s; other load {results['other_load']})", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
