@@ -6,11 +6,11 @@ import numpy as np
 
 from backprop_derived.backend import kernels
 
-norm = kernels("norm")  # the active backend's kernels, looked up at each call
-
 from .base import Layer, check_positive_int
 from .declared import call_declared
 from .norm import _check_eps
+
+norm = kernels("norm")  # the active backend's kernels, looked up at each call
 
 __all__ = ["GroupNorm"]
 

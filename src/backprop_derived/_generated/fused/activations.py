@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""Activation functions g, their derivatives g', and (BP4) dZ = dA * g'.
+"""Activation functions g, their derivatives g', and (V4) dZ = dA * g'.
 
 Fused Numba loops printed by symbolic/numba_printer.py from the same kernel definitions as
 ``_generated/activations.py``. Not printed here (the runtime uses the NumPy kernel):
@@ -56,7 +56,7 @@ def _elu_backward_loops(da, a, z, out):
 def elu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for elu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _elu_backward_loops(da, a, z, out)
     return out
@@ -116,7 +116,7 @@ def _gelu_backward_loops(da, a, z, out):
 def gelu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for gelu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _gelu_backward_loops(da, a, z, out)
     return out
@@ -176,7 +176,7 @@ def _identity_backward_loops(da, a, z, out):
 def identity_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for identity: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _identity_backward_loops(da, a, z, out)
     return out
@@ -216,7 +216,7 @@ def _leaky_relu_backward_loops(da, a, z, out):
 def leaky_relu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for leaky_relu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _leaky_relu_backward_loops(da, a, z, out)
     return out
@@ -276,7 +276,7 @@ def _mish_backward_loops(da, a, z, out):
 def mish_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for mish: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _mish_backward_loops(da, a, z, out)
     return out
@@ -336,7 +336,7 @@ def _relu_backward_loops(da, a, z, out):
 def relu_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for relu: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _relu_backward_loops(da, a, z, out)
     return out
@@ -396,7 +396,7 @@ def _sigmoid_backward_loops(da, a, z, out):
 def sigmoid_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for sigmoid: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _sigmoid_backward_loops(da, a, z, out)
     return out
@@ -456,7 +456,7 @@ def _sin_backward_loops(da, a, z, out):
 def sin_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for sin: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _sin_backward_loops(da, a, z, out)
     return out
@@ -542,7 +542,7 @@ def _softplus_backward_loops(da, a, z, out):
 def softplus_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for softplus: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _softplus_backward_loops(da, a, z, out)
     return out
@@ -602,7 +602,7 @@ def _swish_backward_loops(da, a, z, out):
 def swish_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for swish: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _swish_backward_loops(da, a, z, out)
     return out
@@ -662,7 +662,7 @@ def _tanh_backward_loops(da, a, z, out):
 def tanh_backward(da, a, z, out, scratch):
     """dZ = dA * g'(z) for tanh: the error at the layer's pre-activations.
 
-    (BP4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
+    (V4), eq. (11) of the scalar derivation; derived in derivations/01_activations.py. Fused loops.
     """
     _tanh_backward_loops(da, a, z, out)
     return out

@@ -2,12 +2,13 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""Batch and layer normalization: forward and backward kernels.
+"""Batch, layer, RMS and group normalization: forward and backward kernels.
 
 Fused Numba loops printed by symbolic/numba_printer.py from the same kernel definitions as
 ``_generated/norm.py``. Not printed here (the runtime uses the NumPy kernel):
 
-(none)
+* ``group_norm_backward``: dY[u_0, v_0, w_0, x_0]: rank 4
+* ``group_norm_forward``: X[n_0, g_0, k'_0, l'_0]: rank 4
 """
 
 import math
@@ -17,7 +18,10 @@ import numpy
 
 FASTMATH = {'arcp', 'contract', 'nsz', 'reassoc'}
 
-NOT_PRINTED = {}
+NOT_PRINTED = {
+    'group_norm_backward': 'dY[u_0, v_0, w_0, x_0]: rank 4',
+    'group_norm_forward': "X[n_0, g_0, k'_0, l'_0]: rank 4",
+}
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
@@ -198,3 +202,51 @@ def layer_norm_forward(x, gamma, beta, epsilon):
             xhat[_i, _j] = rstd_here*xc[_j]
             y[_i, _j] = beta[_j] + gamma[_j]*xhat[_i, _j]
     return y, mu, var, xhat
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def rms_norm_backward(dy, x, ms, gamma, epsilon):
+    """RMS norm over the last axis: the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    rms_norm backward, engine result; derived in derivations/10_normalization.py. Fused loops.
+    """
+    dt = x.dtype.type
+    _m = x.shape[0]
+    _n = x.shape[1]
+    m = _m
+    n = _n
+    dgamma = numpy.zeros(_n, x.dtype)
+    dx = numpy.empty((_m, _n), x.dtype)
+    for _i in range(_m):
+        _acc0_here = dt(0)
+        for _j in range(_n):
+            _acc0_here += gamma[_j]*x[_i, _j]*dy[_i, _j]/((dt(epsilon) + ms[_i])**dt(1.5))
+            dgamma[_j] += (dt(1)/math.sqrt(dt(epsilon) + ms[_i]))*x[_i, _j]*dy[_i, _j]
+        dms_here = -_acc0_here/dt(2)
+        for _j in range(_n):
+            dx[_i, _j] = (dt(1)/math.sqrt(dt(epsilon) + ms[_i]))*gamma[_j]*dy[_i, _j] + dt(2)*dms_here*x[_i, _j]/dt(n)
+    return dx, dgamma
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def rms_norm_forward(x, gamma, epsilon):
+    """RMS norm over the last axis: the catalog's equations, returning the outputs and the saved intermediates.
+
+    rms_norm forward, catalog equations; derived in derivations/10_normalization.py. Fused loops.
+    """
+    dt = x.dtype.type
+    _m = x.shape[0]
+    _n = x.shape[1]
+    m = _m
+    n = _n
+    ms = numpy.empty(_m, x.dtype)
+    y = numpy.empty((_m, _n), x.dtype)
+    for _i in range(_m):
+        _acc0_here = dt(0)
+        for _j in range(_n):
+            _acc0_here += (x[_i, _j]*x[_i, _j])
+        ms_here = _acc0_here/dt(n)
+        ms[_i] = ms_here
+        for _j in range(_n):
+            y[_i, _j] = (dt(1)/math.sqrt(dt(epsilon) + ms_here))*gamma[_j]*x[_i, _j]
+    return y, ms
