@@ -21,6 +21,8 @@ What they add to a plain Material build:
   from the catalog by Graphviz (equation_graphs.py);
 * a notebook page's links to page sources become page URLs, and after the
   build every internal link and anchor of the site is checked (site_links.py);
+* a page that derives something ends with the works it took from: author,
+  title, link and what was taken (page_sources.py);
 * notebook pages lose the CDN script tags nbconvert writes into them;
 * a derivation page shows prose and checked results, not its plumbing: every
   code cell of `derivations/NN_*.py` is tagged `hide-input` when the script is

@@ -105,6 +105,13 @@ BA = (
     "Jimmy Lei Ba, Jamie Ryan Kiros, Geoffrey E. Hinton", 2016, "Layer Normalization",
     "arXiv:1607.06450", "https://arxiv.org/abs/1607.06450",
 )
+GLOROT = (
+    "Xavier Glorot, Yoshua Bengio", 2010,
+    "Understanding the difficulty of training deep feedforward neural networks",
+    "Proceedings of the 13th International Conference on Artificial Intelligence and "
+    "Statistics (AISTATS 2010), PMLR 9, 249–256",
+    "https://proceedings.mlr.press/v9/glorot10a.html",
+)
 PYTORCH_CONV = (
     "PyTorch contributors", 2024, "torch.nn.Conv1d", "PyTorch documentation",
     "https://pytorch.org/docs/stable/generated/torch.nn.Conv1d.html",
@@ -195,6 +202,32 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
          "weights 0.15 to 0.55, biases 0.35 and 0.60, targets 0.01 and 0.99, so that each "
          "printed value can be checked against his post"),
         (CLEVER_MACHINE, "the letters of the scalar derivation"),
+    ],
+    "intuition.md": [
+        (CLEVER_MACHINE, "the output delta δ_k = (a_k − t_k) g′(z_k) of eq. (5) that the "
+         "page reads in words"),
+        (COURSERA, "the Backpropagation Intuition and Random Initialization sections"),
+        (GLOROT, "the initialization scale √6 / √(n_in + n_out) and why it keeps the "
+         "signal's variance roughly constant"),
+    ],
+    "lessons/common_mistakes.py": [
+        (NIELSEN_2, "the equations whose easy-to-write wrong versions the page refutes"),
+        (COURSERA, "the accumulator Δ += δ aᵀ and the penalty (λ/2m) Σ W² of the "
+         "Backpropagation Algorithm and Cost Function sections"),
+    ],
+    "practice/gradient_checking.py": [
+        (COURSERA, "the Gradient Checking section: the two-sided difference with "
+         "ε = 10⁻⁴, used once before training"),
+    ],
+    "practice/initialization.py": [
+        (COURSERA, "the Random Initialization section: weights uniform in [−ε, ε] and "
+         "the warning against starting from zeros"),
+        (GLOROT, "the rule ε = √6 / √(n_in + n_out), their normalized initialization, "
+         "and the variance argument behind it"),
+    ],
+    "practice/putting_it_together.py": [
+        (COURSERA, "the Putting it Together section: its six steps of training, run "
+         "here on the runtime"),
     ],
     "lessons/sigma_prime.py": [
         (NIELSEN_3, "the argument this lesson checks: with cross-entropy the σ′ factor "
