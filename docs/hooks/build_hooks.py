@@ -362,7 +362,8 @@ def _api_reference_markdown() -> str:
 def _latex_cell(expr) -> str:
     import sympy as sp
 
-    return "$" + sp.latex(expr).replace("|", r"\vert ") + "$"
+    # A bare | would end the table cell; arithmatex needs no space before the closing $.
+    return "$" + sp.latex(expr).replace("|", r"\vert ").strip() + "$"
 
 
 def _catalog_markdown() -> str:

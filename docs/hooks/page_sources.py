@@ -131,30 +131,29 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
     "derivations/02_output_layer.py": [
         (CLEVER_MACHINE, "the network, the squared error of eq. (1) and the steps of "
          "eq. (2)–(5), followed one by one"),
-        (EFAVDB, "the vectorized form at the end of the page, (BP1) and (BP4)"),
+        (EFAVDB, "the batch form at the end of the page: its weight and bias gradients"),
     ],
     "derivations/03_hidden_layer.py": [
         (CLEVER_MACHINE, "the steps of eq. (7)–(11), followed one by one"),
-        (EFAVDB, "the vectorized form at the end of the page, (BP3)"),
+        (EFAVDB, "the batch form at the end of the page: the error passed back through "
+         "Wᵀ, then through g′"),
     ],
     "derivations/04_biases.py": [
         (CLEVER_MACHINE, "eq. (6) and (12), the bias gradients"),
-        (EFAVDB, "(BP2), the bias gradient of a batch"),
+        (EFAVDB, "the bias gradient of a batch: dZ summed over the examples"),
     ],
     "derivations/05_any_depth.py": [
         (CLEVER_MACHINE, "the one-hidden-layer result that the induction starts from"),
         (COURSERA, "the Backpropagation Algorithm section, the Coursera form of the recurrence"),
     ],
     "derivations/06_vectorized.py": [
-        (EFAVDB, "the four equations (BP1)–(BP4) and their letters dW, db, dA, dZ, "
+        (EFAVDB, "its four vectorized equations and their letters dW, db, dA, dZ, "
          "transposed to batch-first arrays"),
-        (NIELSEN_2, "none of its equations; its BP1–BP4 are numbered differently "
-         "(mapped on the Sources page)"),
     ],
     "derivations/07_losses_x_activations.py": [
         (COURSERA, "the summed logistic cost and its output error a − y"),
         (CLEVER_MACHINE, "the squared error of eq. (1) and the output delta of eq. (5)"),
-        (EFAVDB, "the cost as the mean of per-example losses, eq. (3)"),
+        (EFAVDB, "the cost as the mean of the per-example losses"),
     ],
     "derivations/08_regularization.py": [
         (COURSERA, "the Cost Function section: the penalty (λ/2m) Σ Θ², biases left out"),
