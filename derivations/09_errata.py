@@ -18,7 +18,11 @@
 # derivation, the Coursera ML wiki notes and EFAVDB's vectorized derivation,
 # named and linked on the [Sources](../../sources/) page, which also lists the
 # equations by number) are popular and, for the most part, right. They also contain slips that a careful reader can trip over.
-# Some were pointed out in the blog's own comments; none were ever fixed.
+# Errata 1–3 were pointed out by a reader in the first comment under the
+# [Clever Machine's post](https://theclevermachine.wordpress.com/2014/09/06/derivation-error-backpropagation-gradient-descent-for-neural-networks/);
+# the post, in the copy this site was built from, still prints all three. (Its
+# author has since moved the material to his GitHub pages site, which these
+# errata have not been checked against.)
 # Each slip below is encoded **exactly as published**. SymPy then shows
 # it false by evaluating both sides on a small concrete network and getting
 # different numbers. The corrected form sits next to it and is proven

@@ -263,8 +263,9 @@ show(dx2_chain, caption="2-d input gradient, compact")
 #   printer checks before it prints the loop. No zero-padded copy of $dY$ is
 #   made; the compact form proven above is the textbook's reading of the
 #   same sum.
-# * **Bias gradient.** `numpy.add.reduce` of $dY$ over the batch and the
-#   positions, into `out`.
+# * **Bias gradient.** $dY$ summed over the batch and the positions as two
+#   products with vectors of ones (`numpy.matmul` with `numpy.ones`: first
+#   over the positions, then over the batch), into `out`.
 
 # %% tags=["hide-input"]
 CODE = {"X": "x", "W": "w", "b": "b", "dY": "dy", str(dY_pad.label): "dy_pad",

@@ -24,8 +24,10 @@
 # definition. What makes it look special is that $h_t$ is used twice: by the
 # loss (directly) and by the next step $t + 1$. Its gradient therefore has two
 # parts, and the second one comes from the *future*: the derivation runs
-# backwards in time. Published derivations get exactly this wrong; here the
-# engine derives it from the catalog's definition and SymPy proves each line.
+# backwards in time. That second part is the one a derivation that treats
+# each step on its own drops ([A common mistake](#a-common-mistake) below
+# shows what it costs); here the engine derives it from the catalog's
+# definition and SymPy proves each line.
 
 # %% tags=["hide-input"]
 import numpy as np

@@ -12,9 +12,17 @@ What they add to a plain Material build:
 * the generated-code page lists every module under
   `src/backprop_derived/_generated/` through pymdownx.snippets, with a table of
   its functions, the equation each cites and the tests that use it;
-* the API page renders the signature and docstring of every object named by a
-  `::: dotted.name` line, and `<!-- cli-help -->` becomes the `--help` text of
+* the API page documents every name of the package's `__all__` lists
+  (`<!-- api-reference -->` becomes mkdocstrings' `::: module.Name` lines),
+  `<!-- catalog-tables -->` becomes the tables of every activation, loss and
+  layer read from the catalog, and `<!-- cli-help -->` the `--help` text of
   the command line, so the reference cannot drift from the code;
+* each derivation page gets the computational graph of its equations, drawn
+  from the catalog by Graphviz (equation_graphs.py);
+* a notebook page's links to page sources become page URLs, and after the
+  build every internal link and anchor of the site is checked (site_links.py);
+* a page that derives something ends with the works it took from: author,
+  title, link and what was taken (page_sources.py);
 * notebook pages lose the CDN script tags nbconvert writes into them;
 * a derivation page shows prose and checked results, not its plumbing: every
   code cell of `derivations/NN_*.py` is tagged `hide-input` when the script is
@@ -37,9 +45,12 @@ import os
 import posixpath
 import re
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
-import network_figure  # sibling module; mkdocs puts this folder on sys.path
+import equation_graphs  # sibling modules; mkdocs puts this folder on sys.path
+import network_figure
+import page_sources
+import site_links
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
@@ -55,6 +66,8 @@ GENERATED_DIR = "src/backprop_derived/_generated"
 GENERATED_MARKER = "<!-- generated-modules -->"
 MATHJAX_DEST = "assets/mathjax"
 NETWORK_FIGURE = "assets/figures/network.svg"
+GRAPH_FIGURES = "assets/figures/graphs"
+_GRAPHS: dict[str, list] = {}  # page source -> its equation graphs, set in on_files
 
 
 def _repo_root(config: MkDocsConfig) -> Path:
@@ -184,8 +197,27 @@ def _install_input_hiding(config: MkDocsConfig) -> None:
     nbconvert2.jupytext = _Jupytext()
 
 
+def blob_prefix(config: MkDocsConfig) -> str | None:
+    """The URL a repository path is appended to, from `repo_url` and `edit_uri`.
+
+    `repo_url` is the one place the repository is named: edit links, the
+    "SymPy source" links and the test-file links all start here. With
+    `edit_uri: edit/main/docs/`, a file is viewed at `<repo_url>/blob/main/<path>`.
+    None when no repository is configured: then no page links to one.
+    """
+    if not config.repo_url:
+        return None
+    edit = (config.edit_uri or "edit/main/docs/").strip("/").split("/")
+    branch = edit[1] if len(edit) > 1 and edit[0] == "edit" else "main"
+    return f"{config.repo_url.rstrip('/')}/blob/{branch}/"
+
+
 def on_config(config: MkDocsConfig) -> MkDocsConfig:
-    _REPO_URL[:] = [config.repo_url.rstrip("/") + "/blob/main/"] if config.repo_url else []
+    blob = blob_prefix(config)
+    _REPO_URL[:] = [blob] if blob else []
+    if not config.repo_url:
+        # MkDocs would still make "edit/main/docs/<page>" a relative edit link.
+        config.edit_uri = None
     _install_input_hiding(config)
     return config
 
@@ -203,7 +235,42 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
     for mathjax_file in _mathjax_files(config):
         ordered.append(mathjax_file)
     ordered.append(File.generated(config, NETWORK_FIGURE, content=network_figure.draw()))
+    # The computational graph of every derivation page, from the catalog.
+    try:
+        _GRAPHS.clear()
+        _GRAPHS.update(equation_graphs.graphs())
+        for graphs in _GRAPHS.values():
+            for graph in graphs:
+                ordered.append(File.generated(config, f"{GRAPH_FIGURES}/{graph.name}.svg",
+                                              content=equation_graphs.svg(graph)))
+    except (RuntimeError, ValueError) as error:
+        raise PluginError(f"drawing the derivation figures: {error}") from error
     return ordered
+
+
+_HEADING_END = re.compile(r"</h[1-6]>")
+
+
+def _insert_figures(html: str, page: Page) -> str:
+    """Put each equation graph of the page under its heading (or before the first h2)."""
+    # Directory URLs: the page "derivations/10_normalization/" is a folder.
+    base = page.url if page.url.endswith("/") else posixpath.dirname(page.url)
+    for graph in _GRAPHS.get(page.file.src_uri, []):
+        src = posixpath.relpath(f"{GRAPH_FIGURES}/{graph.name}.svg", base.rstrip("/") or ".")
+        figure = equation_graphs.figure_html(graph, src)
+        if graph.after_heading:
+            start = re.search(rf'<h[1-6]\b[^>]*\bid="{re.escape(graph.after_heading)}"', html)
+            end = _HEADING_END.search(html, start.end()) if start else None
+            if end is None:
+                log.warning("%s: no heading with id %r for the figure %s",
+                            page.file.src_uri, graph.after_heading, graph.name)
+                continue
+            html = html[:end.end()] + figure + html[end.end():]
+        else:
+            first = re.search(r"<h2\b", html)
+            at = first.start() if first else len(html)
+            html = html[:at] + figure + html[at:]
+    return html
 
 
 # `<!-- kernel:layers.weight_gradient -->` in a page becomes the NumPy
@@ -241,69 +308,88 @@ def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Fil
         markdown = markdown.replace(GENERATED_MARKER, _generated_modules_markdown(config))
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, _cli_help_markdown())
-    return API_DIRECTIVE.sub(lambda m: _api_markdown(m.group(1), page), markdown)
+    if API_MARKER in markdown:
+        markdown = markdown.replace(API_MARKER, _api_reference_markdown())
+    if CATALOG_MARKER in markdown:
+        markdown = markdown.replace(CATALOG_MARKER, _catalog_markdown())
+    return markdown
 
 
 # ---------------------------------------------------------------------------
-# API reference: signatures and docstrings read from the installed package.
+# API reference: the objects to document are read from the package's
+# `__all__` lists, and mkdocstrings renders each from its source and docstring;
+# the catalog tables come from the catalog itself.
 
-API_DIRECTIVE = re.compile(r"^::: ([A-Za-z_][\w.]*)[ \t]*$", re.MULTILINE)
+API_MARKER = "<!-- api-reference -->"
+CATALOG_MARKER = "<!-- catalog-tables -->"
 CLI_MARKER = "<!-- cli-help -->"
+# Sections of the reference: (heading, package whose __all__ is documented,
+# modules documented whole, with their public members).
+API_SECTIONS = (
+    ("The network", "backprop_derived", ()),
+    ("Layers", "backprop_derived.layers", ()),
+    ("Training", None, ("backprop_derived.training",)),
+    ("Parameters as one vector", None, ("backprop_derived.unrolling",)),
+    ("Gradient checking", None, ("backprop_derived.gradcheck",)),
+)
 
 
-def _resolve(dotted: str):
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
+def _exported(package: str) -> list[str]:
+    """``module.Name`` of every name in ``package.__all__``, where it is defined."""
+    module = importlib.import_module(package)
+    paths = []
+    for name in module.__all__:
+        obj = getattr(module, name)
+        defined_in = getattr(obj, "__module__", None)
+        if defined_in is None or not hasattr(obj, "__qualname__"):
+            log.warning("api.md: %s.%s is not a class or function to document", package, name)
             continue
-        for name in parts[cut:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(f"cannot import {dotted}")
+        paths.append(f"{defined_in}.{obj.__qualname__}")
+    return paths
 
 
-def _docstring_block(obj) -> str:
-    doc = inspect.getdoc(obj)
-    if not doc:
-        return ""
-    # Docstrings are plain text (NumPy style underlines would turn into
-    # Markdown headings), so they are shown verbatim.
-    return "```text\n" + doc + "\n```\n"
+def _api_reference_markdown() -> str:
+    parts = []
+    for heading, package, modules in API_SECTIONS:
+        parts.append(f"## {heading}\n")
+        if package:
+            parts.append(f"Every name in `{package}.__all__`:\n")
+            parts.extend(f"::: {path}\n" for path in _exported(package))
+        parts.extend(f"::: {module}\n" for module in modules)
+    return "\n".join(parts)
 
 
-def _signature(name: str, obj) -> str:
-    try:
-        return f"{name}{inspect.signature(obj)}"
-    except (TypeError, ValueError):
-        return name
+def _latex_cell(expr) -> str:
+    import sympy as sp
+
+    # A bare | would end the table cell; arithmatex needs no space before the closing $.
+    return "$" + sp.latex(expr).replace("|", r"\vert ").strip() + "$"
 
 
-def _api_markdown(dotted: str, page: Page) -> str:
-    try:
-        obj = _resolve(dotted)
-    except (ImportError, AttributeError) as error:
-        # A warning fails the strict build: the page names something that does not exist.
-        log.warning("%s: `::: %s` cannot be imported: %s", page.file.src_uri, dotted, error)
-        return f"!!! failure\n    `{dotted}` could not be imported.\n"
-    short = dotted.rsplit(".", 1)[-1]
-    if not inspect.getdoc(obj):
-        log.warning("%s: `%s` has no docstring to show", page.file.src_uri, dotted)
-    out = [f"### `{short}` {{ #{dotted} }}\n",
-           f"```python\n{_signature(dotted, obj)}\n```\n", _docstring_block(obj)]
-    if inspect.isclass(obj):
-        for name, member in inspect.getmembers(obj):
-            if name.startswith("_") or not (inspect.isfunction(member) or
-                                             isinstance(member, property)):
-                continue
-            if isinstance(member, property):
-                out.append(f"#### `{short}.{name}` *(property)*\n")
-            else:
-                out.append(f"#### `{short}.{name}`\n")
-                out.append(f"```python\n{_signature(name, member)}\n```\n")
-            out.append(_docstring_block(member))
-    return "\n".join(part for part in out if part)
+def _catalog_markdown() -> str:
+    """Tables of every activation, loss and layer, read from the catalog and the package."""
+    import backprop_derived.layers as layers
+    from backprop_derived.symbolic import catalog
+
+    out = ["### Activations\n", f"{len(catalog.ACTIVATIONS)} entries of `catalog.ACTIVATIONS`.\n",
+           "| Name | Definition | Applies |", "|---|---|---|"]
+    for name, expr in catalog.ACTIVATIONS.items():
+        where = "entry by entry" if catalog.is_elementwise(name) else "to a whole row (output layer)"
+        out.append(f"| `{name}` | {_latex_cell(expr)} | {where} |")
+    out += ["", "### Losses\n", f"{len(catalog.LOSSES)} entries of `catalog.LOSSES`, "
+            "per example; the cost is their mean over the batch.\n",
+            "| Name | Per-example loss | Output activation it needs |", "|---|---|---|"]
+    for name, expr in catalog.LOSSES.items():
+        needs = catalog.REQUIRED_OUTPUT.get(name)
+        out.append(f"| `{name}` | {_latex_cell(expr)} | {f'`{needs}`' if needs else 'any'} |")
+    out += ["", "### Layers\n", f"{len(layers.__all__)} names in `backprop_derived.layers.__all__`.\n",
+            "| Layer | What it computes |", "|---|---|"]
+    for name in layers.__all__:
+        obj = getattr(layers, name)
+        summary = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
+        anchor = f"{obj.__module__}.{obj.__qualname__}"
+        out.append(f"| [`{name}`](#{anchor}) | {_escape_cell(summary)} |")
+    return "\n".join(out) + "\n"
 
 
 def _cli_help_markdown() -> str:
@@ -341,7 +427,7 @@ def _generated_modules_markdown(config: MkDocsConfig) -> str:
         p.relative_to(root).as_posix(): p.read_text(encoding="utf-8")
         for p in sorted((root / "tests").rglob("test_*.py"))
     }
-    blob = f"{config.repo_url.rstrip('/')}/blob/main/" if config.repo_url else None
+    blob = blob_prefix(config)
     parts = []
     for module in modules:
         rel = module.relative_to(root).as_posix()
@@ -381,7 +467,7 @@ def _function_table(module: Path, test_sources: dict[str, str], blob: str | None
         )
         rows.append(
             f"| `{node.name}` | {_escape_cell(summary)} | {_escape_cell(equation)} "
-            f"| {links or 'through `Network`'} |"
+            f"| {links or 'through the runtime'} |"
         )
     if not rows:
         return "This module defines no public function.\n"
@@ -481,10 +567,60 @@ def _link_citations(text: str, page: Page, files: Files) -> str:
     return "".join(out)
 
 
+_HEADING_ID = re.compile(r'<h([1-6])\b[^>]*?\bid="([^"]+)"')
+
+
+def _align_toc_with_headings(html: str, page: Page) -> None:
+    """Give each table-of-contents entry the id its heading has on the page.
+
+    mkdocs-jupyter slugs the headings for the table of contents with Markdown's
+    toc extension, which drops inline code (`fit` in "one epoch of `fit`"),
+    while nbconvert's ids keep it; the entry would then point at no anchor.
+    Entries and headings come in the same order, so they are paired by level.
+    """
+    headings = [(int(level), ident) for level, ident in _HEADING_ID.findall(html)]
+    position = 0
+
+    def walk(items):
+        nonlocal position
+        for item in items:
+            for n in range(position, len(headings)):
+                if headings[n][0] == item.level:
+                    item.id, position = headings[n][1], n + 1
+                    break
+            walk(item.children)
+
+    walk(page.toc.items if page.toc else [])
+
+
+def _append_sources(html: str, page: Page, files: Files) -> str:
+    """End a page that derives something with the works it took from (page_sources.py)."""
+    target = files.get_file_from_path(SOURCES_PAGE)
+    href = target.url_relative_to(page.file) if target else SOURCES_PAGE
+    section = page_sources.section_html(page.file.src_uri, href)
+    if section is None:
+        return html
+    if page.toc is not None:
+        from mkdocs.structure.toc import AnchorLink
+
+        items = page.toc.items
+        # Under the page title when the table of contents has one, as the other sections.
+        (items[0].children if len(items) == 1 and items[0].level == 1 else items).append(
+            AnchorLink("Sources", "sources", 2))
+    return html + section
+
+
 def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -> str:
     html = _link_citations(html, page, files)
+    html = _insert_figures(html, page)
+    html = _append_sources(html, page, files)
     if 'class="jupyter-wrapper"' not in html:
         return html
+    _align_toc_with_headings(html, page)
+    # nbconvert leaves `../notation.md` as it is; MkDocs would have rewritten it.
+    html, unresolved = site_links.rewrite_source_links(html, page, files)
+    for link in unresolved:
+        log.warning("%s: link to %s, which is not a page of the site", page.file.src_uri, link)
     html, n_mathjax = _NB_MATHJAX_LOADER.subn("", html)
     html, n_mermaid = _NB_MERMAID_MODULE.subn("", html)
     if (n_mathjax, n_mermaid) != (1, 1):
@@ -494,3 +630,13 @@ def on_page_content(html: str, page: Page, config: MkDocsConfig, files: Files) -
             f"module to strip, found {n_mathjax} and {n_mermaid}; update docs/hooks/build_hooks.py"
         )
     return html
+
+
+def on_post_build(config: MkDocsConfig) -> None:
+    # MkDocs validates the links of Markdown pages only; this checks every
+    # built page, notebooks included, and a warning fails the strict build.
+    prefix = urlsplit(config.site_url or "/").path or "/"
+    problems, checked = site_links.broken_links(config.site_dir, prefix)
+    for problem in problems:
+        log.warning("broken internal link: %s", problem)
+    log.info("checked %d internal links of the built site, %d broken", checked, len(problems))

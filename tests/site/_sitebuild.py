@@ -10,6 +10,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILD_TIMEOUT_S = 900
+# The test build names a repository (mkdocs.yml reads it from SITE_REPO_URL),
+# so that its edit and source links exist and can be checked against this
+# checkout's files; the default build links to no repository.
+TEST_REPO_URL = "https://github.com/example-owner/backprop-derived"
 
 
 def mkdocs_build(repo: Path, site_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -19,6 +23,7 @@ def mkdocs_build(repo: Path, site_dir: Path) -> subprocess.CompletedProcess[str]
     # The execution cache would hide a change in an imported module; the tests
     # always execute every page.
     env["MKDOCS_JUPYTER_CACHE"] = "false"
+    env["SITE_REPO_URL"] = TEST_REPO_URL
     return subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
         cwd=repo,

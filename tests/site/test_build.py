@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from _sitebuild import REPO_ROOT, BuiltSite, mkdocs_build, output_tail
+from _sitebuild import REPO_ROOT, TEST_REPO_URL, BuiltSite, mkdocs_build, output_tail
 
 pytestmark = pytest.mark.site
 
@@ -149,26 +149,39 @@ def test_mathjax_is_part_of_the_site(built_site: BuiltSite) -> None:
 
 
 _EDIT_LINK = re.compile(r'<a href="([^"]+)" title="Edit this page"')
+_HREF = re.compile(r'href="([^"]+)"')
 
 
-def test_edit_links_point_at_files_in_the_repository(built_site: BuiltSite) -> None:
+def test_the_default_build_links_to_no_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A placeholder repository would give every page dead "edit" and "source"
+    # links; without SITE_REPO_URL the site names none.
     from mkdocs.config import load_config
 
-    config = load_config(str(REPO_ROOT / "mkdocs.yml"))
-    prefix = config.repo_url.rstrip("/") + "/edit/main/"
-    seen = 0
-    broken = []
+    monkeypatch.delenv("SITE_REPO_URL", raising=False)
+    assert load_config(str(REPO_ROOT / "mkdocs.yml")).repo_url is None
+    monkeypatch.setenv("SITE_REPO_URL", TEST_REPO_URL)
+    assert load_config(str(REPO_ROOT / "mkdocs.yml")).repo_url == TEST_REPO_URL
+
+
+def test_every_repository_link_names_a_file_of_the_repository(built_site: BuiltSite) -> None:
+    # The test build sets SITE_REPO_URL; every link into that repository (edit
+    # links, "SymPy source" links, test-file links) starts from it and names a
+    # file that exists in this checkout.
+    edit, blob = TEST_REPO_URL + "/edit/main/", TEST_REPO_URL + "/blob/main/"
+    edits, seen, broken = 0, 0, []
     for page in sorted(built_site.path.rglob("index.html")):
-        match = _EDIT_LINK.search(page.read_text(encoding="utf-8"))
-        if match is None:
-            continue
-        seen += 1
-        link = match.group(1)
-        rel = link.removeprefix(prefix)
-        if not link.startswith(prefix) or not (REPO_ROOT / rel).is_file():
-            broken.append(f"{page.relative_to(built_site.path).as_posix()}: {link}")
-    assert seen, "no page has an 'Edit this page' link"
-    assert not broken, "edit links to files that do not exist:\n" + "\n".join(broken)
+        text = page.read_text(encoding="utf-8")
+        edits += bool(_EDIT_LINK.search(text))
+        for link in _HREF.findall(text):
+            if "github.com" not in link or link == TEST_REPO_URL:
+                continue
+            seen += 1
+            rel = link.removeprefix(edit).removeprefix(blob)
+            if rel == link or not (REPO_ROOT / rel.split("#")[0]).is_file():
+                broken.append(f"{page.relative_to(built_site.path).as_posix()}: {link}")
+    assert edits >= 30, f"only {edits} pages have an 'Edit this page' link"
+    assert seen > edits, "no 'SymPy source' or test-file link was found"
+    assert not broken, "repository links to files that do not exist:\n" + "\n".join(broken)
 
 
 def test_execution_cache_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,3 +223,84 @@ def test_every_citation_links_to_an_equation_on_the_sources_page(built_site: Bui
     assert cited, "no derivation page links a citation such as eq. (5) to the Sources page"
     assert not broken, "citations of equations the Sources page does not list:\n" + "\n".join(
         broken)
+
+
+_FIGURE = re.compile(r'<figure class="equation-graph"><img src="([^"]+)" alt="([^"]*)"')
+
+
+def test_every_derivation_page_shows_its_computational_graph(built_site: BuiltSite) -> None:
+    scripts = sorted((REPO_ROOT / "derivations").glob("[0-9][0-9]_*.py"))
+    without = []
+    for script in scripts:
+        folder = built_site.path / "derivations" / script.stem
+        figures = _FIGURE.findall((folder / "index.html").read_text(encoding="utf-8"))
+        if not figures:
+            without.append(script.name)
+        for src, alt in figures:
+            svg = (folder / src).resolve()
+            assert svg.is_file(), f"{script.name}: {src} is not in the site"
+            text = svg.read_text(encoding="utf-8")
+            assert text.startswith("<svg") and "<text" in text, f"{src} is not a drawn SVG"
+            # The alt text says what the drawing shows, array by array.
+            assert len(alt) > 60 and (" from " in alt or " reads " in alt), alt
+        if figures and not figures[0][1].startswith("Computational graph."):
+            without.append(f"{script.name} (its first figure is not the graph)")
+    assert not without, f"derivation pages without a figure: {without}"
+
+
+_SOURCES_SECTION = re.compile(r'<h2 id="sources">.*?</ul>', re.DOTALL)
+
+
+def test_every_derivation_page_names_its_sources(built_site: BuiltSite) -> None:
+    missing = []
+    for script in sorted((REPO_ROOT / "derivations").glob("[0-9][0-9]_*.py")):
+        page = built_site.path / "derivations" / script.stem / "index.html"
+        section = _SOURCES_SECTION.search(page.read_text(encoding="utf-8"))
+        works = re.findall(r'<li>.*?<a href="https?://[^"]+">.*?Taken here:', section[0],
+                           re.DOTALL) if section else []
+        if not works:
+            missing.append(script.name)
+    assert not missing, f"derivation pages without a Sources section: {missing}"
+    lesson = (built_site.path / "lessons" / "numeric_pass" / "index.html").read_text(
+        encoding="utf-8")
+    assert "mattmazur.com" in lesson, "One pass by hand does not credit Matt Mazur's example"
+
+
+def test_api_reference_documents_every_export_and_catalog_entry(built_site: BuiltSite) -> None:
+    import backprop_derived
+    import backprop_derived.layers as layers
+    from backprop_derived.symbolic import catalog
+
+    page = (built_site.path / "api" / "index.html").read_text(encoding="utf-8")
+    ids = set(re.findall(r'\bid="([^"]+)"', page))
+    missing = []
+    for package in (backprop_derived, layers):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if f"{obj.__module__}.{obj.__qualname__}" not in ids:
+                missing.append(f"{package.__name__}.{name}")
+    assert not missing, f"exported names the API reference does not document: {missing}"
+    for name in [*catalog.ACTIVATIONS, *catalog.LOSSES]:
+        assert f"<td><code>{name}</code></td>" in page, f"catalog entry {name} is not listed"
+
+
+def test_the_link_check_finds_a_missing_page_and_a_missing_anchor(tmp_path: Path) -> None:
+    # The hook turns each problem into a warning, which fails `mkdocs build --strict`.
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "docs" / "hooks"))
+    try:
+        import site_links
+    finally:
+        sys.path.pop(0)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "index.html").write_text(
+        '<h2 id="here">x</h2><a href="../b/#there">ok</a><a href="../b/#gone">anchor</a>'
+        '<a href="../c/">page</a><a href="#here">self</a><a href="https://example.org/">out</a>',
+        encoding="utf-8")
+    (tmp_path / "b" / "index.html").write_text('<p id="there">y</p>', encoding="utf-8")
+    problems, checked = site_links.broken_links(tmp_path)
+    assert checked == 4  # the external link is not followed
+    assert problems == ["a/index.html: ../b/#gone (no id='gone' on that page)",
+                        "a/index.html: ../c/ (no such file in the site)"]

@@ -109,6 +109,8 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         parameters (they must agree). Layers without parameters whose dtype
         was not given take it.
 
+    Notes
+    -----
     ``gradients(X, Y)`` returns ``(loss, grads)``: ``grads`` is a list with
     one dict per layer, with the keys and shapes of that layer's ``params``
     (empty for a layer without parameters), each array dJ/dparam of the mean
