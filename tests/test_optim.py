@@ -210,3 +210,5 @@ def test_settings_of_an_object_are_not_also_taken_from_fit():
     X, y, net = problem()
     with pytest.raises(ValueError, match="set it on the object"):
         net.fit(X, y, optimizer=Adam(), lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="learning_rate given to fit together"):
+        net.fit(X, y, optimizer=SGD(), learning_rate=0.1, progress=False)

@@ -30,6 +30,7 @@ far with ``interrupted`` set.
 from __future__ import annotations
 
 import math
+import re
 import signal
 import threading
 import time
@@ -328,8 +329,8 @@ class TrainingMixin:
                                   weight_decay=settings["weight_decay"])
         except ValueError as error:
             message = str(error)
-            if settings["lr_name"] == "learning_rate":
-                message = message.replace(" lr ", " learning_rate ")
+            if settings["lr_name"] == "learning_rate":  # the name the caller used
+                message = re.sub(r"\blr\b", "learning_rate", message)
             raise ValueError(message) from None
 
     @staticmethod
