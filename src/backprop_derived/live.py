@@ -33,6 +33,7 @@ import re
 from functools import cache
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
 
 from .symbolic.catalog import (
     ACTIVATION_LAYER,
@@ -75,6 +76,8 @@ FUNCTIONS = {
     "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "erf": sp.erf,
     "Max": sp.Max, "Min": sp.Min, "Piecewise": sp.Piecewise, "sign": sp.sign,
     "Heaviside": sp.Heaviside, "Rational": sp.Rational,
+    # the generated code's float forms, so that a printed result can be typed back
+    "expm1": expm1, "log1p": log1p,
 }
 CONSTANTS = {"pi": sp.pi, "E": sp.E, "True": sp.true}
 _BINARY = {ast.Add: sp.Add, ast.Sub: lambda x, y: x - y, ast.Mult: sp.Mul,
