@@ -34,6 +34,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -163,6 +164,70 @@ def package_wheel(repo: Path, out: Path) -> Path:
     return path
 
 
+# Run under node with the Pyodide being served: its own Python 3.14 compiles
+# every module of a wheel to a .pyc in place of the .py (hash-based and
+# unchecked, as a sourceless module needs no timestamp), so the browser does
+# not compile SymPy's 1,000 modules at every first import. The libraries'
+# own test suites (tests/, benchmarks/ folders) are left out, as Pyodide's
+# build of SymPy does.
+_PRECOMPILE_JS = r"""
+import { readFileSync, writeFileSync } from "node:fs";
+const [pyodideDir, ...pairs] = process.argv.slice(2);
+const { loadPyodide } = await import(pyodideDir + "/pyodide.mjs");
+const py = await loadPyodide({ indexURL: pyodideDir + "/" });
+py.FS.mkdir("/work");
+for (let i = 0; i < pairs.length; i += 2) {
+  py.FS.writeFile("/work/in.whl", readFileSync(pairs[i]));
+  py.runPython(`
+import base64, hashlib, importlib.util, zipfile
+from importlib._bootstrap_external import _code_to_hash_pyc
+out = {}
+with zipfile.ZipFile("/work/in.whl") as whl:
+    for name in whl.namelist():
+        if "/tests/" in name or "/benchmarks/" in name:
+            continue  # a library's own test suite is never imported here
+        data = whl.read(name)
+        if name.endswith(".py"):
+            code = compile(data, name, "exec", dont_inherit=True)
+            data = bytes(_code_to_hash_pyc(code, importlib.util.source_hash(data), False))
+            name += "c"
+        out[name] = data
+record = next(n for n in out if n.endswith(".dist-info/RECORD"))
+lines = []
+for name, data in out.items():
+    if name != record:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        lines.append(f"{name},sha256={digest},{len(data)}")
+out[record] = ("\\n".join(lines) + f"\\n{record},,\\n").encode()
+with zipfile.ZipFile("/work/out.whl", "w", zipfile.ZIP_DEFLATED) as whl:
+    for name, data in out.items():
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        whl.writestr(info, data, zipfile.ZIP_DEFLATED)
+`);
+  writeFileSync(pairs[i + 1], py.FS.readFile("/work/out.whl"));
+}
+"""
+
+
+def precompile(pyodide_dir: Path, pairs: list[tuple[Path, Path]]) -> bool:
+    """Compile wheels to .pyc with Pyodide's Python under node; False without node."""
+    node = shutil.which("node")
+    if node is None or not pairs:
+        if pairs:
+            log.warning("live panel: node not found, serving source wheels (slower first import)")
+        return False
+    with tempfile.TemporaryDirectory(prefix="live-pyc-") as tmp:
+        script = Path(tmp) / "precompile.mjs"
+        script.write_text(_PRECOMPILE_JS, encoding="utf-8")
+        args = [str(p) for pair in pairs for p in pair]
+        result = subprocess.run([node, str(script), str(pyodide_dir), *args],
+                                capture_output=True, text=True, check=False, timeout=900)
+    if result.returncode != 0:
+        raise LiveAssetError(f"precompiling the wheels under node failed:\n{result.stderr[-2000:]}")
+    return True
+
+
 def _lock_entry(name, version, file_name, digest, imports, depends) -> dict:
     return {"name": name, "version": version, "file_name": file_name, "install_dir": "site",
             "sha256": digest, "package_type": "package", "imports": imports,
@@ -182,16 +247,33 @@ def build(repo: Path, site_dir: Path) -> dict[str, int]:
             (dest / name).write_bytes(member.read())
         upstream_lock = json.load(io.TextIOWrapper(tar.extractfile("package/pyodide-lock.json"),
                                                    encoding="utf-8"))
+    info = {k: upstream_lock["info"][k] for k in LOCK_INFO_KEYS}
+    lock_path = dest / "pyodide-lock.json"
+    lock_path.write_text(json.dumps({"info": info, "packages": {}}), encoding="utf-8")
+    # The downloads, checked against their pins, and this package's wheel;
+    # each compiled to .pyc (SymPy and mpmath once, into the cache).
+    sources = {name: wheel(cache, name) for name in WHEELS}
+    compiled = {name: cache / f"pyc-pyodide-{PYODIDE_VERSION}" / WHEELS[name][1]
+                for name in WHEELS}
+    with tempfile.TemporaryDirectory(prefix="live-own-") as tmp:
+        own_source = package_wheel(repo, Path(tmp))
+        own = dest / own_source.name
+        todo = [(sources[n], compiled[n]) for n in WHEELS if not compiled[n].exists()]
+        for _, target in todo:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        if not precompile(dest, [*todo, (own_source, own)]):
+            compiled = sources
+            shutil.copy2(own_source, own)
     packages = {}
-    for name, (version, file_name, digest, imports, depends) in WHEELS.items():
-        shutil.copy2(wheel(cache, name), dest / file_name)
-        packages[name] = _lock_entry(name, version, file_name, digest, imports, depends)
-    own = package_wheel(repo, dest)
+    for name, (version, file_name, _, imports, depends) in WHEELS.items():
+        shutil.copy2(compiled[name], dest / file_name)
+        packages[name] = _lock_entry(name, version, file_name, sha256(dest / file_name),
+                                     imports, depends)
     version = own.name.split("-")[1]
     packages[PACKAGE] = _lock_entry(PACKAGE, version, own.name, sha256(own),
                                     ["backprop_derived"], ["sympy"])
-    lock = {"info": {k: upstream_lock["info"][k] for k in LOCK_INFO_KEYS}, "packages": packages}
-    (dest / "pyodide-lock.json").write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n",
+    lock = {"info": info, "packages": packages}
+    lock_path.write_text(json.dumps(lock, indent=1, sort_keys=True) + "\n",
                                             encoding="utf-8")
     sizes = {p.name: p.stat().st_size for p in sorted(dest.iterdir())}
     log.info("live panel: %d files, %.1f MB in %s", len(sizes), sum(sizes.values()) / 1e6, DEST)

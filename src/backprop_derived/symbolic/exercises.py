@@ -26,18 +26,27 @@ import sympy as sp
 from .checked import StepNotVerified, prove_equal
 from .printers import latex
 
-__all__ = ["Exercise", "exercises_html", "scalar_form", "show_exercises"]
+__all__ = ["Exercise", "exercises_html", "finite_sums", "scalar_form", "show_exercises",
+           "slope_through_output", "with_slope"]
 
 
-def scalar_form(expr: sp.Basic) -> sp.Expr:
+def scalar_form(expr: sp.Basic, indices: bool = False, rename=None) -> sp.Expr:
     """``a[k]``, ``y[k]``, ``z[k]`` -> the real scalars ``a``, ``y``, ``z``: one unit's value.
 
-    For an index form the exercise asks for one unit's entry; the page says so.
+    For an index form the exercise asks for one entry; the page says so. With
+    ``indices``, ``a[j]`` becomes ``a_j`` (a page with ``a_j`` and ``a_k``);
+    ``rename`` maps a label to the name a reader types (``\\delta`` -> ``delta``).
     Every other symbol becomes a real symbol of the same name, as the answer
     checker reads it.
     """
+    rename = rename or {}
+
+    def name(e):
+        label = rename.get(str(e.base.label), str(e.base.label))
+        return label + ("_" + "".join(map(str, e.indices)) if indices else "")
+
     out = expr.replace(lambda e: isinstance(e, sp.Indexed),
-                       lambda e: sp.Symbol(str(e.base.label), real=True))
+                       lambda e: sp.Symbol(name(e), real=True))
     return out.xreplace({s: sp.Symbol(s.name, real=True) for s in out.free_symbols
                          if isinstance(s, sp.Symbol)})
 
@@ -57,6 +66,11 @@ class Exercise:
     tolerance: float = 1e-6
     note: str = ""
     variables: tuple[str, ...] | None = None
+    indices: bool = False  # a[j] -> a_j rather than a (see scalar_form)
+    rename: tuple[tuple[str, str], ...] = ()
+
+    def scalar(self) -> sp.Expr:
+        return scalar_form(sp.sympify(self.answer), self.indices, dict(self.rename))
 
     @property
     def is_number(self) -> bool:
@@ -66,7 +80,7 @@ class Exercise:
         """``(expected, variables)`` as the browser's checker receives them, checked here."""
         from ..live import parse
 
-        expr = scalar_form(sp.sympify(self.answer))
+        expr = self.scalar()
         names = self.variables or tuple(sorted(s.name for s in expr.free_symbols))
         symbols = {n: sp.Symbol(n, real=True) for n in names}
         text = sp.sstr(expr)
@@ -91,7 +105,7 @@ def _answer_html(ex: Exercise) -> tuple[str, str]:
     text, names = ex.expected_text()
     attrs = (f'data-answer-kind="expression" data-expected="{html.escape(text)}" '
              f'data-variables="{html.escape(names)}"')
-    shown = rf"\({latex(scalar_form(sp.sympify(ex.answer)))}\)"
+    shown = rf"\({latex(ex.scalar())}\)"
     if ex.typed:
         shown += f", typed <code>{html.escape(ex.typed)}</code>"
     return attrs, shown
@@ -131,3 +145,42 @@ def show_exercises(*exercises: Exercise) -> None:
         from IPython.display import HTML, display
 
         display(HTML(text))
+
+
+def slope_through_output(name: str) -> sp.Expr:
+    """g' of a catalog activation through its output ``a`` (the Activations page's first chain)."""
+    from .catalog import ACTIVATIONS
+    from .techniques import derive_activation
+
+    a = sp.Symbol("a", real=True)
+    chain = derive_activation(name, ACTIVATIONS[name], a)[0][0]
+    if chain.result.has(sp.Symbol("z", real=True)):
+        raise ValueError(f"{name}' has no form through a")
+    return chain.result
+
+
+def with_slope(expr: sp.Basic, g_prime, name, outputs: dict) -> sp.Basic:
+    """Every ``g'(z[idx])`` in ``expr`` -> ``name``'s g' through ``a[idx]``.
+
+    ``outputs`` maps each pre-activation base to its activation base
+    (``{z_out: a_out}``); ``name`` is one catalog activation, or a dict from
+    pre-activation base to one. The scalar pages leave g' undefined, an
+    exercise picks the activation.
+    """
+    a = sp.Symbol("a", real=True)
+
+    def put(e):
+        (arg,) = e.args
+        act = name[arg.base] if isinstance(name, dict) else name
+        return slope_through_output(act).subs(a, outputs[arg.base][arg.indices])
+
+    return expr.replace(lambda e: isinstance(e, sp.Function) and e.func == g_prime, put)
+
+
+def finite_sums(expr: sp.Basic, count: int) -> sp.Basic:
+    """Every index sum written out over ``count`` terms, 0 .. count - 1 (a small example)."""
+    def write_out(e):
+        (v, _, _), = e.limits
+        return sp.Add(*[e.function.subs(v, n) for n in range(count)])
+
+    return expr.replace(lambda e: isinstance(e, sp.Sum), write_out)
