@@ -27,7 +27,7 @@ from .checked import StepNotVerified, prove_equal
 from .printers import latex
 
 __all__ = ["Exercise", "exercises_html", "finite_sums", "scalar_form", "show_exercises",
-           "slope_through_output", "with_slope"]
+           "slope_through_output", "tex_matrix", "with_slope"]
 
 
 def scalar_form(expr: sp.Basic, indices: bool = False, rename=None) -> sp.Expr:
@@ -184,3 +184,10 @@ def finite_sums(expr: sp.Basic, count: int) -> sp.Basic:
         return sp.Add(*[e.function.subs(v, n) for n in range(count)])
 
     return expr.replace(lambda e: isinstance(e, sp.Sum), write_out)
+
+
+def tex_matrix(values) -> str:
+    """A small array of numbers as a LaTeX matrix, for a prompt."""
+    rows = [[values[r][c] for c in range(len(values[0]))] for r in range(len(values))]
+    body = r" \\ ".join(" & ".join(f"{float(v):g}" for v in row) for row in rows)
+    return r"\begin{pmatrix}" + body + r"\end{pmatrix}"
