@@ -190,10 +190,52 @@ def test_check_answer():
     wrong = live.check_answer("a*(a - 1)", "a - a**2")
     assert wrong == {"ok": False, "hint": "the sign is wrong"}
     scaled = live.check_answer("(a - y)", "(a - y)/m", "a y m")
-    assert scaled["ok"] is False and "constant factor" not in scaled["hint"]
+    assert scaled == {"ok": False, "hint": "off by a factor: your answer is m times the "
+                                           "expected one"}
     half = live.check_answer("2*(a - y)", "a - y")
     assert half["ok"] is False and "2 times" in half["hint"]
     assert "depend on y" in live.check_answer("a", "a - y")["hint"]
     assert "syntax error" in live.check_answer("a -", "a")["error"]
     # a kink: proven case by case
     assert live.check_answer("Heaviside(z)", "(sign(z) + Abs(sign(z)))/2")["ok"] is True
+
+
+# --- The exercises' markup and the panel's ------------------------------------------
+
+
+def test_exercise_answers_are_checked_when_the_page_is_built():
+    from backprop_derived.symbolic.catalog import a as a_vec
+    from backprop_derived.symbolic.catalog import k
+    from backprop_derived.symbolic.checked import StepNotVerified
+    from backprop_derived.symbolic.exercises import Exercise, exercises_html
+
+    delta = (a_vec[k] - live.y_vec[k]) * a_vec[k]
+    html = exercises_html([Exercise("p", delta, typed="a**2 - a*y"), Exercise("n", 0.25)])
+    assert html.count("data-exercise=") == 2
+    assert 'data-expected="a*(a - y)"' in html and 'data-variables="a y"' in html
+    assert 'data-answer-kind="number" data-expected="0.25"' in html
+    for contract in ('data-live="answer"', 'data-live="check-answer"', 'data-live="verdict"'):
+        assert html.count(contract) == 2
+    # the expected text is what the browser's checker proves the reader's answer against
+    expected = Exercise("p", delta).expected_text()
+    assert live.check_answer("a*a - y*a", *expected)["ok"] is True
+    with pytest.raises(StepNotVerified, match="is not the derived"):
+        exercises_html([Exercise("p", delta, typed="a - y")])
+
+
+def test_the_panel_markup_holds_the_contract():
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "docs" / "hooks" / "live_assets.py"
+    spec = importlib.util.spec_from_file_location("live_assets", path)
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    panel = hook.panel_html("loss", "(a - y)**4/4")
+    for name in ("panel", "expr", "kind", "run", "derivative", "numpy", "check", "error"):
+        assert f'data-live="{name}"' in panel, name
+    assert 'data-max-error=""' in panel and hook.LOAD_LABEL in panel
+    assert '<option value="loss" selected>' in panel
+    assert 'value="(a - y)**4/4"' in panel
+    assert set(hook.LIVE_PAGES) >= {"derivations/01_activations.py",
+                                    "derivations/07_losses_x_activations.py",
+                                    "add-your-own-activation.md"}
