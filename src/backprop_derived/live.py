@@ -567,9 +567,9 @@ def _hint(given: sp.Expr, target: sp.Expr, variables) -> str:
         if ratio.is_number and ratio.is_finite and ratio != 0:
             return f"off by a constant factor: your answer is {ratio} times the expected one"
         # one product of powers (m, 1/m, lambda/m): a factor forgotten or added
-        if ratio.is_Mul or ratio.is_Pow or ratio.is_Symbol:
-            if sp.count_ops(ratio) <= 3 and not ratio.has(sp.Function):
-                return f"off by a factor: your answer is {ratio} times the expected one"
+        factors = sp.Mul.make_args(ratio)
+        if all(f.is_number or f.is_Symbol or (f.is_Pow and f.base.is_Symbol) for f in factors):
+            return f"off by a factor: your answer is {ratio} times the expected one"
     missing = target.free_symbols - given.free_symbols
     if missing:
         return "the answer should depend on " + ", ".join(sorted(map(str, missing)))
