@@ -41,6 +41,9 @@ regenerate: $(STAMP)
 check: $(STAMP)
 	$(PY) -m backprop_derived regenerate --check
 
+# The build also writes assets/live/ (docs/hooks/live_assets.py): Pyodide from
+# npm and SymPy/mpmath from PyPI, pinned by sha256 and cached in
+# ~/.cache/backprop-derived/live, so only the first build needs the network.
 site: $(STAMP)
 	$(PY) -m mkdocs build --strict
 

@@ -112,3 +112,32 @@ for name, shift in SHIFTED.items():
                         latex=latex(ACTIVATIONS[name]),
                         derivative_latex=r"\text{(output layer only)}"),
     ]
+
+# %% [markdown]
+# ## Exercises
+#
+# Check an expression with the live engine (it proves your answer equal to
+# the one derived above, or says what is off); the answer is one click away
+# without it. Write SymPy: `a*(1 - a)`, `exp(-z)`, `Heaviside(z)`.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+
+def derived_through_a(name):
+    """The first chain's result for a catalog activation: g' through a where one exists."""
+    return derive_activation(name, ACTIVATIONS[name], a)[0][0].result
+
+
+show_exercises(
+    Exercise(r"The derivative of softplus \(g(z) = \log(1 + e^z)\), written through its "
+             r"output \(a = g(z)\) only.", derived_through_a("softplus"), typed="1 - exp(-a)"),
+    Exercise(r"The derivative of \(\tanh\), written through \(a = \tanh z\).",
+             derived_through_a("tanh"), typed="1 - a**2"),
+    Exercise(r"(BP4) for a sigmoid layer: \(dZ\) for one unit, given the upstream \(dA\) "
+             r"(write <code>da</code>) and the output \(a\).",
+             bp4(derived_through_a("sigmoid")), typed="da*a*(1 - a)"),
+    Exercise(r"The slope \(\mathrm{relu}'(0)\) this catalog uses at the kink.",
+             float(derive_activation("relu", ACTIVATIONS["relu"], a)[2].subs(a, 0)),
+             tolerance=0.0),
+)

@@ -126,3 +126,26 @@ EXPORTS = [Agreement("layers.weight_gradient", "derivations/02_output_layer.py",
                      "the weight gradient of the scalar derivation"),
            Agreement("layers.bias_gradient", "derivations/02_output_layer.py",
                      "the bias gradient of the scalar derivation")]
+
+# %% [markdown]
+# ## Exercises
+#
+# Write $a_k$, $t_k$, $a_j$ as `a_k`, `t_k`, `a_j` (and $\delta_k$ as
+# `delta_k`). The live engine proves your answer equal to the result derived
+# above, or says what is off; the answer is one click away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, show_exercises, with_slope
+
+sigmoid_out = with_slope(dE_dwjk.steps[3].expr, g_prime, "sigmoid", {z_out: a_out})
+show_exercises(
+    Exercise(r"\(\partial E/\partial w_{jk}\) when the output units are sigmoids, in terms "
+             r"of \(a_k\), \(t_k\) and \(a_j\) only.", sigmoid_out, indices=True,
+             typed="(a_k - t_k)*a_k*(1 - a_k)*a_j"),
+    Exercise(r"The same gradient as a number: a sigmoid output unit with \(a_k = 0.8\) and "
+             r"target \(t_k = 1\), fed by a hidden unit with \(a_j = 0.5\).",
+             float(sigmoid_out.subs({a_out[k]: 0.8, t[k]: 1, a_hid[j]: 0.5})),
+             tolerance=1e-9),
+    Exercise(r"\(\partial E/\partial b_k\) of an output bias, in terms of \(\delta_k\).",
+             dE_dbk.result, indices=True, rename=((r"\delta", "delta"),), typed="delta_k"),
+)

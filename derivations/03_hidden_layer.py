@@ -122,3 +122,31 @@ show(batch_mean(sp.Symbol("dW_{ji}"), dE_dwij.result, example, dW, (j, i),
                 "(V1) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.weight_gradient", "derivations/03_hidden_layer.py",
                      "the hidden-layer weight gradient of the scalar derivation")]
+
+# %% [markdown]
+# ## Exercises
+#
+# Write $w_{jk}$, $a_j$, $a_i$, $\delta_j$ as `w_jk`, `a_j`, `a_i`,
+# `delta_j`. The live engine proves your answer equal to the result derived
+# above, or says what is off; the answer is one click away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, finite_sums, show_exercises, with_slope
+
+hidden_sigmoid = with_slope(dzk_dwij.result, g_prime, "sigmoid", {z_hid: a_hid})
+# delta_j of eq. (11) for sigmoid units, from the chain above (divided by its a_i)
+delta_j = with_slope(dE_dwij.steps[4].expr / a_in[i], g_prime, "sigmoid", {z_hid: a_hid})
+example = {a_hid[j]: 0.6, delta_out[0]: 0.1, delta_out[1]: -0.2,
+           w_out[j, 0]: 0.5, w_out[j, 1]: 1.5}
+show_exercises(
+    Exercise(r"\(\partial z_k/\partial w_{ij}\) (eq. 9) when the hidden units are sigmoids, "
+             r"in terms of \(w_{jk}\), \(a_j\) and \(a_i\).", hidden_sigmoid, indices=True,
+             typed="w_jk*a_j*(1 - a_j)*a_i"),
+    Exercise(r"\(\partial E/\partial w_{ij}\) in terms of \(\delta_j\) and \(a_i\).",
+             dE_dwij.result, indices=True, rename=((r"\delta", "delta"),),
+             typed="delta_j*a_i"),
+    Exercise(r"\(\delta_j\) as a number: a sigmoid hidden unit with \(a_j = 0.6\) feeds two "
+             r"output units with \(\delta_0 = 0.1\), \(\delta_1 = -0.2\) through the weights "
+             r"\(w_{j0} = 0.5\), \(w_{j1} = 1.5\).",
+             float(finite_sums(delta_j, 2).subs(example)), tolerance=1e-9),
+)

@@ -101,3 +101,30 @@ show(batch_mean(sp.Symbol("db_k"), dE_dbk.result,
                 db, (k,), "(V2) from the engine"), caption="The same gradient for a batch")
 EXPORTS = [Agreement("layers.bias_gradient", "derivations/04_biases.py",
                      "the bias gradient of the scalar derivation")]
+
+# %% [markdown]
+# ## Exercises
+#
+# Write $a_k$, $t_k$, $a_j$, $w_{jk}$ as `a_k`, `t_k`, `a_j`, `w_jk`. The
+# live engine proves your answer equal to the result derived above, or says
+# what is off; the answer is one click away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, finite_sums, show_exercises, with_slope
+from backprop_derived.symbolic.scalar_net import a_hid
+
+out_bias = with_slope(dE_dbk.steps[1].expr, g_prime, "sigmoid", {z_out: a_out})
+inner = with_slope(dzk_dbj.result, g_prime, "tanh", {z_hid: a_hid})
+hidden_bias = with_slope(dE_dbj.steps[1].expr, g_prime, {z_out: "sigmoid", z_hid: "tanh"},
+                         {z_out: a_out, z_hid: a_hid})
+example = {a_hid[j]: 0.5, a_out[0]: 0.7, t[0]: 0, w_out[j, 0]: 2}
+show_exercises(
+    Exercise(r"\(\partial E/\partial b_k\) for a sigmoid output unit, in terms of \(a_k\) "
+             r"and \(t_k\).", out_bias, indices=True, typed="(a_k - t_k)*a_k*(1 - a_k)"),
+    Exercise(r"\(\partial z_k/\partial b_j\) when the hidden units are \(\tanh\), in terms of "
+             r"\(w_{jk}\) and \(a_j\).", inner, indices=True, typed="w_jk*(1 - a_j**2)"),
+    Exercise(r"\(\partial E/\partial b_j\) as a number: a \(\tanh\) hidden unit with "
+             r"\(a_j = 0.5\) feeds one sigmoid output unit, \(a_0 = 0.7\), target \(t_0 = 0\), "
+             r"through the weight \(w_{j0} = 2\).",
+             float(finite_sums(hidden_bias, 1).subs(example)), tolerance=1e-9),
+)

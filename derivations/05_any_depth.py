@@ -262,3 +262,40 @@ EXPORTS = [Agreement("layers.backpropagate", "derivations/05_any_depth.py",
                      "Coursera's accumulator Delta, columns 1 on"),
            Agreement("layers.bias_gradient", "derivations/05_any_depth.py",
                      "Coursera's accumulator Delta, column 0")]
+
+# %% [markdown]
+# ## Exercises
+#
+# Layer $l+1$ has two units here. Write $a_j$, $w_{j0}$, $w_{j1}$ and
+# $\delta^{(l+1)}_0$, $\delta^{(l+1)}_1$ as `a_j`, `w_j0`, `w_j1`, `d_0`,
+# `d_1`. The live engine proves your answer equal to the inductive step above
+# with the sum written out; the answer is one click away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import (
+    Exercise,
+    finite_sums,
+    show_exercises,
+    slope_through_output,
+)
+
+a_l = IndexedBase("a")
+
+
+def delta_l(activation):
+    """The inductive step's delta_j for two units in layer l+1, g' of one activation."""
+    slope = slope_through_output(activation).subs(sp.Symbol("a", real=True), a_l[j])
+    return finite_sums(step.result.subs(sp.Derivative(g(zl[j]), zl[j]), slope), 2)
+
+
+example = {a_l[j]: 0.3, wl[j, 0]: 1, wl[j, 1]: -2, dl[0]: 0.5, dl[1]: 0.1}
+show_exercises(
+    Exercise(r"\(\delta^{(l)}_j\) for a sigmoid unit \(j\), in terms of \(a_j\), the weights and "
+             r"the two deltas of layer \(l+1\).", delta_l("sigmoid"), indices=True,
+             rename=((r"\delta^{(l+1)}", "d"),), typed="a_j*(1 - a_j)*(w_j0*d_0 + w_j1*d_1)"),
+    Exercise(r"The same \(\delta^{(l)}_j\) as a number, with \(a_j = 0.3\), \(w_{j0} = 1\), "
+             r"\(w_{j1} = -2\), \(\delta^{(l+1)}_0 = 0.5\), \(\delta^{(l+1)}_1 = 0.1\).",
+             float(delta_l("sigmoid").subs(example)), tolerance=1e-9),
+    Exercise(r"And for a \(\tanh\) unit with the same numbers (now \(a_j = \tanh z_j = 0.3\)).",
+             float(delta_l("tanh").subs(example)), tolerance=1e-9),
+)

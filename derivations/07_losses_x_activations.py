@@ -44,6 +44,7 @@ from backprop_derived.symbolic.catalog import (
     LOSSES,
     a,
     is_elementwise,
+    m,
     output_pairs,
     y,
     z,
@@ -272,3 +273,26 @@ PER_EXAMPLE = dC_dL.result
 for (act, loss), delta in DELTAS.items():
     EXPORTS += output_exports(act, ACTIVATIONS[act], loss, delta, VALUES[act, loss],
                               PER_EXAMPLE, SOURCE)
+
+# %% [markdown]
+# ## Exercises
+#
+# The deltas are per unit: write $a$, $y$, $z$ for $a_k$, $y_k$, $z_k$. The
+# live engine proves your answer equal to the delta derived above (case by
+# case where there is a kink) or says what is off; the answer is one click
+# away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+show_exercises(
+    Exercise(r"\(\delta_k\) for a softplus output with squared error.",
+             DELTAS["softplus", "squared_error"], typed="(a - y)*(1 - exp(-a))"),
+    Exercise(r"\(\delta_k\) for a sigmoid output with binary cross-entropy.",
+             DELTAS["sigmoid", "binary_cross_entropy"], typed="a - y"),
+    Exercise(r"\(\delta_k\) for a tanh output with absolute error.",
+             DELTAS["tanh", "absolute_error"], typed="sign(a - y)*(1 - a**2)"),
+    Exercise(r"The factor \(\partial C/\partial L_s\) that multiplies every example's delta "
+             r"in a batch of \(m = 32\) examples.", float(PER_EXAMPLE.subs(m, 32)),
+             tolerance=1e-12),
+)

@@ -175,3 +175,25 @@ assert prove_equal(published_cost, cost) is None
 # $D = \frac1m\Delta + \lambda\Theta$, and the notes fix it to
 # $\frac1m(\Delta + \lambda\Theta)$. The *Regularization* page shows SymPy
 # telling the two apart.
+
+# %% [markdown]
+# ## Exercises
+#
+# The numbers are this page's network at its values (listed in the first
+# exercise); the expression is checked by the live engine. The answers are
+# one click away without it.
+
+# %%
+from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+listed = ", ".join(rf"\({sp.latex(s)} = {float(v):g}\)" for s, v in values.items())
+show_exercises(
+    Exercise(rf"\(\partial E/\partial b_1\) of the first hidden unit (eq. 12, corrected), at "
+             rf"{listed}.", float(eq12.result.subs(values)), tolerance=1e-9),
+    Exercise(r"\(\partial E/\partial v_{11}\), the weight from hidden unit 1 to output 1 "
+             r"(eq. 2, corrected), at the same values.", float(eq2.result.subs(values)),
+             tolerance=1e-9),
+    Exercise(r"The cost of one example, with its sign restored, in terms of the prediction "
+             r"<code>h</code> and the label <code>y</code>.", cost,
+             typed="-y*log(h) - (1 - y)*log(1 - h)"),
+)

@@ -309,3 +309,32 @@ EXPORTS = [
     *conv_kernels("conv1d", CONV1D, grads, CONV1D_X, CONV1D_W),
     *conv_kernels("conv2d", CONV2D, grads2, CONV2D_X, CONV2D_W),
 ]
+
+# %% [markdown]
+# ## Exercises
+#
+# One example, one input and one output channel: $X = (1, 2, -1, 3)$, the
+# kernel $W = (0.5, -1)$ (so three output positions) and the upstream
+# gradient $dY = (1, 0, 2)$. The numbers come from this page's generated
+# kernels; the answers are one click away.
+
+# %%
+import numpy as np
+
+from backprop_derived._generated import conv as generated_conv
+from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+X_ex = np.array([[[1.0, 2.0, -1.0, 3.0]]])
+W_ex = np.array([[[0.5, -1.0]]])
+dY_ex = np.array([[[1.0, 0.0, 2.0]]])
+show_exercises(
+    Exercise(r"The weight gradient \(dW_{001}\), the kernel's second tap.",
+             float(generated_conv.conv1d_weight_gradient(X_ex, dY_ex, np.empty_like(W_ex))
+                   [0, 0, 1]), tolerance=1e-12),
+    Exercise(r"The bias gradient \(db_0\).",
+             float(generated_conv.conv1d_bias_gradient(dY_ex, np.empty(1))[0]), tolerance=1e-12),
+    Exercise(r"The input gradient \(dX_{002}\), at input position 2 (from 0). (Which output "
+             r"positions read it, through which taps?)",
+             float(generated_conv.conv1d_input_gradient(dY_ex, W_ex, np.empty_like(X_ex))
+                   [0, 0, 2]), tolerance=1e-12),
+)

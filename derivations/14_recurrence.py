@@ -185,3 +185,33 @@ EXPORTS = [
            returns=("dX", "dW_ih", "dW_hh", "db")),
 ]
 assert np  # the page's numbers are SymPy's; NumPy runs in the tests
+
+# %% [markdown]
+# ## Exercises
+#
+# A one-unit RNN, $h_t = \tanh(x_t W_{ih} + h_{t-1} W_{hh} + b)$, over two
+# steps: $x = (1, 2)$, $W_{ih} = 0.5$, $W_{hh} = -1$, $b = 0$, and the
+# upstream gradient of the two outputs $dY = (1, 0.5)$. The numbers come from
+# the runtime layer, which runs this page's generated kernels. Give six
+# significant digits; the answers are one click away.
+
+# %%
+import numpy as np
+
+from backprop_derived.layers import RNN
+from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+rnn = RNN(1, 1)
+rnn.params["W_ih"][:] = 0.5
+rnn.params["W_hh"][:] = -1.0
+rnn.params["b"][:] = 0.0
+X_ex = np.array([[[1.0], [2.0]]])
+H_ex = rnn.forward(X_ex)
+dX_ex = rnn.backward(np.array([[[1.0], [0.5]]]))
+show_exercises(
+    Exercise(r"The second output \(h_1\).", float(H_ex[0, 1, 0]), tolerance=1e-5),
+    Exercise(r"\(\partial L/\partial W_{hh}\), summed over both steps (backpropagation "
+             r"through time).", float(rnn.grads["W_hh"][0, 0]), tolerance=1e-5),
+    Exercise(r"\(\partial L/\partial x_0\): the first input reaches the loss directly and "
+             r"through \(h_1\).", float(dX_ex[0, 0, 0]), tolerance=1e-5),
+)
