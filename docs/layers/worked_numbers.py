@@ -42,8 +42,10 @@ from backprop_derived.layers import (
     Dense,
     Dropout,
     Embedding,
+    GroupNorm,
     LayerNorm,
     Residual,
+    RMSNorm,
     SelfAttention,
 )
 
@@ -151,7 +153,8 @@ checked["Activation"] = work('Activation("sigmoid")', lambda: Activation("sigmoi
 # ## Normalization
 #
 # Batch norm normalizes each column over the batch (three examples), layer
-# norm each row over its units. $\gamma$ starts at 1 and $\beta$ at 0, so
+# norm each row over its units, RMS norm each row by its root mean square,
+# group norm each group of channels of one example. $\gamma$ starts at 1 and $\beta$ at 0, so
 # $Y$ is the normalized input itself; the gradients of $\gamma$ and $\beta$
 # are $\sum_i dY_{ij}\hat X_{ij}$ and $\sum_i dY_{ij}$.
 
@@ -159,6 +162,13 @@ checked["Activation"] = work('Activation("sigmoid")', lambda: Activation("sigmoi
 checked["BatchNorm"] = work("BatchNorm(2), training mode", lambda: BatchNorm(2),
                             small((3, 2), 3))
 checked["LayerNorm"] = work("LayerNorm(3)", lambda: LayerNorm(3), small((2, 3), 4))
+checked["RMSNorm"] = work("RMSNorm(3)", lambda: RMSNorm(3), small((2, 3), 12),
+                          note="Each row is divided by its root mean square; no mean is "
+                               "subtracted and there is no shift.")
+checked["GroupNorm"] = work("GroupNorm(2, 4)", lambda: GroupNorm(2, 4), small((1, 4, 2), 13),
+                            note="One example, four channels of two positions, in two "
+                                 "groups of two channels: each group is normalized over "
+                                 "its channels and positions together.")
 
 # %% [markdown]
 # ## Dropout, embedding, residual
