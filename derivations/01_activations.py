@@ -122,6 +122,9 @@ for name, shift in SHIFTED.items():
 
 # %%
 from backprop_derived.symbolic.exercises import Exercise, show_exercises
+from backprop_derived.symbolic.techniques import derive_activation
+
+a = sp.Symbol("a", real=True)  # the output a = g(z), as the Activations chains write it
 
 
 def derived_through_a(name):

@@ -36,30 +36,30 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
 
 from .symbolic.catalog import (
-    ACTIVATION_LAYER,
     ACTIVATIONS,
-    COST,
     LOSSES,
     REQUIRED_OUTPUT,
-    L,
     fix_heaviside,
     is_elementwise,
     kinks,
-    m,
     zv,
 )
-from .symbolic.catalog import Z as Z_ARRAY
 from .symbolic.catalog import a as a_vec
 from .symbolic.catalog import k as unit
 from .symbolic.catalog import y as y_vec
 from .symbolic.catalog import z as z_catalog
-from .symbolic.checked import Chain, StepNotVerified, assert_clean, expand_sums, prove_equal
+from .symbolic.checked import Chain, StepNotVerified, prove_equal
 from .symbolic.codegen import render_modules
 from .symbolic.display import chain_html, proof_mark
-from .symbolic.engine import backward, to_elementwise
+from .symbolic.entries import (
+    activation_exports,
+    chain_rule,
+    cost_factor,
+    derive_delta,
+    output_exports,
+)
 from .symbolic.kernels import ActivationEntry, Kernel
-from .symbolic.printers import latex, numeric_form
-from .symbolic.techniques import derive_activation, to_batch
+from .symbolic.printers import latex
 
 __all__ = ["FUNCTIONS", "check_answer", "derive", "parse"]
 
@@ -252,98 +252,20 @@ def _away_from_kinks(expr: sp.Expr, points: list[dict]) -> list[dict]:
 # --- The derivations the pages make, for one expression ----------------------------
 
 
-def _bp4(derivative: sp.Expr) -> sp.Expr:
-    """(BP4) dZ = dA * g'(Z) from the derivation engine, as on the Activations page."""
-    gradient = backward(ACTIVATION_LAYER, [Z_ARRAY])[Z_ARRAY]
-    elementwise = to_elementwise(gradient, names={"dA": "da", "Z": "z"})
-    return elementwise.subs(sp.Function("g'")(z_catalog), derivative)
+# Every derivation below is a function of symbolic/entries.py, the same one
+# the Activations and Losses pages call: the panel cannot drift from them.
 
 
 @cache
 def _per_example() -> sp.Expr:
     """dC/dL_s of the catalog's cost (the 1/m), proven as on the Losses page."""
-    s = sp.Symbol("s", integer=True)
-    in_batch = {s: (0, m - 1)}
-    chain = Chain(sp.Symbol(r"\partial C/\partial L_s"), sp.diff(COST, L[s]),
-                  "derivative of the cost", ranges=in_batch)
-    chain.then(lambda e: expand_sums(e, in_batch), r"the delta picks example $s$ of the batch")
-    return chain.result
+    return cost_factor().result
 
 
-g_any = sp.Function("g", real=True)  # any elementwise activation
-q = sp.Symbol("q", integer=True)
-
-
-def _of_any_g(e):
-    return e.replace(lambda x: isinstance(x, sp.Indexed) and x.base == a_vec,
-                     lambda x: g_any(zv[x.indices[0]]))
-
-
-def _chain_rule(loss: sp.Expr, name: str) -> Chain:
-    """delta_k = dE/da_k g'(z_k) for every elementwise g, as the Losses page proves it."""
-    E = loss.xreplace({unit: q})
-    direct = assert_clean(expand_sums(sp.diff(_of_any_g(E), zv[unit]).doit()),
-                          f"{name}, direct route", abstract=True)
-    dE_da = expand_sums(sp.diff(E, a_vec[unit]).doit())
-    chain = Chain(sp.Symbol(r"\delta_k"), direct,
-                  r"direct: $\partial E/\partial z_k$ with $a_q = g(z_q)$ substituted",
-                  definitions=_of_any_g)
-    return chain.step(dE_da * sp.Derivative(g_any(zv[unit]), zv[unit]),
-                      r"chain rule through $a_k = g(z_k)$")
-
-
-@cache
-def _catalog_chain_rule(loss: str) -> Chain:
-    return _chain_rule(LOSSES[loss], loss)
-
-
-@cache
-def _catalog_derivative(act: str) -> sp.Expr:
-    return derive_activation(act, ACTIVATIONS[act], a_sym)[2]
-
-
-def _delta(general: Chain, act: str, g_prime: sp.Expr) -> Chain:
-    """One pair's output delta: the general chain rule with this g' put in."""
-    g_prime_k = g_prime.subs({a_sym: a_vec[unit], z_catalog: zv[unit]})
-    delta = general.result.subs(sp.Derivative(g_any(zv[unit]), zv[unit]), g_prime_k)
-    chain = Chain(sp.Symbol(r"\delta_k"), delta,
-                  rf"$\mathrm{{{act}}}'$ from the Activations page".replace("_", r"\_"))
-    simpler = sp.factor(sp.cancel(delta))
-    if not g_prime_k.has(zv[unit]) and simpler != delta:  # a g' in z is already stable
-        chain.step(simpler, "cancel")
-    return chain
-
-
-def _delta_kernel(act: str, loss: str, delta: sp.Expr) -> Kernel:
-    batch_delta = numeric_form(to_batch(delta))
-    name = f"{loss}__{act}"
-    from .symbolic.printers import RowSum
-
-    return Kernel("losses", f"{name}_delta", ("a", "z", "y", "m", "out", "scratch"),
-                  _per_example() * batch_delta,
-                  f"Output delta of the cost, dC/dL * dE/dz, for {act} with {loss} (dC/dL "
-                  "from the catalog's COST, folded in before the GEMMs).",
-                  "Output-layer delta, eq. (5)-(6)", LOSSES_PAGE,
-                  style="array" if batch_delta.has(RowSum) else "ufunc")
-
-
-def _activation_kernels(name: str, g: sp.Expr, forward: sp.Expr, derivative: sp.Expr):
-    """The three kernels and the registry entry the Activations page exports."""
-    return [
-        Kernel("activations", name, ("z", "out", "scratch"), forward,
-               f"a = {name}(z), elementwise, in a form that cannot overflow.",
-               "Forward pass a = g(z)", ACTIVATIONS_PAGE),
-        Kernel("activations", f"{name}_derivative", ("a", "z", "out", "scratch"), derivative,
-               f"g'(z) for {name}, written through a = g(z) where SymPy found such a form.",
-               "Activation derivative", ACTIVATIONS_PAGE),
-        Kernel("activations", f"{name}_backward", ("da", "a", "z", "out", "scratch"),
-               _bp4(derivative),
-               f"dZ = dA * g'(z) for {name}: the error at the layer's pre-activations.",
-               "(BP4), eq. (11) of the scalar derivation", ACTIVATIONS_PAGE),
-        ActivationEntry(name, name, f"{name}_derivative", f"{name}_backward",
-                        needs_z=derivative.has(z_catalog), elementwise=True, latex=latex(g),
-                        derivative_latex=latex(derivative)),
-    ]
+def _delta_kernel(act: str, g: sp.Expr, loss: str, delta: sp.Expr) -> Kernel:
+    """The delta kernel of one pair, exactly as the Losses page exports it."""
+    exports = output_exports(act, g, loss, delta, sp.Integer(0), _per_example(), LOSSES_PAGE)
+    return next(e for e in exports if isinstance(e, Kernel) and e.name == f"{loss}__{act}_delta")
 
 
 def _module_text(kernels: list[Kernel], entries: list[ActivationEntry], module: str) -> str:
@@ -397,21 +319,21 @@ def _derive_activation(text: str, name: str) -> dict:
         raise InputError(f"{name!r} is a catalog activation with another definition; "
                          "pick another name")
     try:
-        chains, forward, derivative = derive_activation(name, g, a_sym)
+        chains, kernels = activation_exports(name, g, ACTIVATIONS_PAGE)
     except StepNotVerified as err:
         raise InputError(f"a step could not be proven: {err}") from None
-    kernels = _activation_kernels(name, g, forward, derivative)
+    forward, derivative = kernels[0].expr, kernels[1].expr
     shown = [(c, name if n == 0 else None) for n, c in enumerate(chains)]
     # Output deltas with every loss this activation may be paired with.
     deltas, delta_kernels = [], []
     for loss in sorted(LOSSES):
         if REQUIRED_OUTPUT.get(loss, name) != name:
             continue
-        chain = _delta(_catalog_chain_rule(loss), name, derivative)
+        chain = derive_delta(name, g, loss, LOSSES[loss])[-1]
         deltas.append({"loss": loss, "latex": latex(chain.result),
                        "html": chain_html(chain, f"{name} output, {loss.replace('_', ' ')}"),
                        "expr": chain.result})
-        delta_kernels.append(_delta_kernel(name, loss, chain.result))
+        delta_kernels.append(_delta_kernel(name, g, loss, chain.result))
     # The numeric check: g' (as the kernel computes it, through a = g(z)) and
     # every delta against central differences of the definitions.
     def through(expr):
@@ -472,14 +394,14 @@ def _derive_loss(text: str, name: str, outputs) -> dict:
     loss = sp.Sum(term.subs({a_sym: a_vec[unit], y_sym: y_vec[unit]}, simultaneous=True),
                   (unit, -sp.oo, sp.oo))
     try:
-        general = _chain_rule(loss, name)
+        general = chain_rule(name, loss)
         shown = [(general, f"{name}, any elementwise output g")]
         deltas, kernels, errors = [], [], {}
         for act in outputs:
-            chain = _delta(general, act, _catalog_derivative(act))
+            chain = derive_delta(act, ACTIVATIONS[act], name, loss)[-1]
             deltas.append({"activation": act, "latex": latex(chain.result),
                            "html": chain_html(chain, f"{act} output, {name}")})
-            kernels.append(_delta_kernel(act, name, chain.result))
+            kernels.append(_delta_kernel(act, ACTIVATIONS[act], name, chain.result))
             g = ACTIVATIONS[act]
             E = term.subs(a_sym, g)
             delta = chain.result.subs(a_vec[unit], g.subs(z_catalog, zv[unit]))
