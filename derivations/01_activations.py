@@ -46,7 +46,7 @@
 import sympy as sp
 
 from backprop_derived.symbolic.catalog import ACTIVATIONS, is_elementwise
-from backprop_derived.symbolic.entries import activation_exports
+from backprop_derived.symbolic.entries import activation_exports, bp4
 from backprop_derived.symbolic.kernels import ActivationEntry, Kernel
 from backprop_derived.symbolic.pages import show, show_math
 from backprop_derived.symbolic.printers import RowMax, latex

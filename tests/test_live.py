@@ -1,6 +1,6 @@
 """The live panel's entry point (backprop_derived.live), under CPython.
 
-The browser runs the same module under Pyodide (tests/site/test_live.py). Here:
+The browser runs the same module under Pyodide (tests/site/test_live_panel.py). Here:
 for the catalog's own activations and losses the kernels it prints must be
 the ones `regenerate` committed (the pages derive those independently); for
 expressions not in the catalog, the printed kernels are run with NumPy and
