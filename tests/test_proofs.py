@@ -142,15 +142,16 @@ def test_planted_softmax_chain_rule_over_three_units_is_refused():
 
 @pytest.mark.slow
 def test_a_planted_step_fails_regenerate(tmp_path, root):
-    """The chain rule over p = 0..2, planted in the page itself: regenerate refuses it."""
+    """The chain rule over p = 0..2, planted in the function page 07 calls: regenerate refuses it."""
     dst = tmp_path / "repo"
     shutil.copytree(root / "src", dst / "src", ignore=shutil.ignore_patterns("__pycache__"))
     (dst / "derivations").mkdir()
-    page = (root / "derivations" / "07_losses_x_activations.py").read_text()
+    shutil.copy(root / "derivations" / "07_losses_x_activations.py", dst / "derivations")
+    entries = dst / "src" / "backprop_derived" / "symbolic" / "entries.py"
+    text = entries.read_text()
     true_step = '(p, -oo, oo)), "chain rule through the Jacobian")'
-    assert page.count(true_step) == 1
-    (dst / "derivations" / "07_losses_x_activations.py").write_text(
-        page.replace(true_step, '(p, 0, 2)), "chain rule through the Jacobian")'))
+    assert text.count(true_step) == 1
+    entries.write_text(text.replace(true_step, '(p, 0, 2)), "chain rule through the Jacobian")'))
     result = subprocess.run(
         [sys.executable, "-m", "backprop_derived", "regenerate", "--root", str(dst)],
         capture_output=True, text=True, timeout=600,

@@ -25,7 +25,8 @@ __all__ = ["declared_kernels"]
 
 
 def _label(base) -> str:
-    return str(base.label)
+    """An array's name, or a scalar parameter's (a Symbol: alpha)."""
+    return base.name if isinstance(base, sp.Symbol) else str(base.label)
 
 
 def _reads(assignments) -> list[str]:
@@ -36,6 +37,10 @@ def _reads(assignments) -> list[str]:
             label = _label(x.base)
             if label not in written and label not in found:
                 found.append(label)
+        for x in sorted(a.expr.free_symbols, key=str):  # scalar parameters read
+            if (isinstance(x, sp.Symbol) and not x.is_integer and x.name not in written
+                    and x.name not in found):
+                found.append(x.name)
         written.add(a.target)
     return [f for f in found if f not in written]
 
@@ -44,7 +49,7 @@ def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
     """The kernel's parameters: what it reads, in the declaration's order."""
     printer = IndexPrinter()
     reads = _reads(assignments)
-    unknown = [r for r in reads if r not in order]
+    unknown = [r for r in reads if r not in order and r not in {s.name for s in scalars}]
     if unknown:
         raise ValueError(f"the equations read {unknown}, which the declaration does not name")
     used = {s for a in assignments for s in a.expr.free_symbols}
@@ -58,11 +63,11 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
     forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs) for lhs, rhs in eqs)
     grads = backward(eqs, [*layer.inputs, *layer.params])
     chains = [gradient_chain(g, eqs) for g in grads.values()]
-    steps = [Assignment(_label(g.grad), g.indices, g.expr, shape=g.grad.shape)
-             for g in grads.values()]
+    steps = [Assignment(_label(g.grad), g.indices, g.expr,
+                        shape=getattr(g.grad, "shape", None)) for g in grads.values()]
     saved = {_label(x) for x in layer.saved}
     defined = {_label(lhs.base): Assignment(_label(lhs.base), lhs.indices, rhs)
-               for lhs, rhs in eqs}
+               for lhs, rhs in eqs}  # intermediates are arrays
     recomputed = []
     pending = [r for r in _reads(steps) if r in defined and r not in saved]
     while pending:  # an unsaved intermediate, and whatever unsaved ones it reads in turn
