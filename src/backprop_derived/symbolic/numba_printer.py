@@ -147,8 +147,7 @@ def _index_form(kernel: Kernel):
             assignments.append(("_total", (), e))
         else:
             assignments.append((target, (i, j), e))
-    shapes = {target: (rows, cols) for target, _ in pairs if target != "return"}
-    return assignments, shapes
+    return assignments
 
 
 class _MaxOver(sp.Function):
@@ -174,11 +173,10 @@ def lower(kernel: Kernel) -> Plan:
         if any(not hasattr(a, "target") or not hasattr(a, "indices") for a in kernel.expr):
             raise NotPrintable("an index loop (a recurrence)")
         assignments = [(a.target, tuple(a.indices), a.expr) for a in kernel.expr]
-        shapes = {}
         returns = tuple(kernel.returns)
         outputs = dict.fromkeys(returns, "alloc")
     else:
-        assignments, shapes = _index_form(kernel)
+        assignments = _index_form(kernel)
         returns = ("_total",) if any(t == "_total" for t, _, _ in assignments) else ()
         outputs = {t: "param" for t, _, _ in assignments if t != "_total"}
         if kernel.style in ("ufunc", "array"):
@@ -754,8 +752,7 @@ def render_numba_modules(kernels: list[Kernel]) -> dict[str, str]:
         doc += "".join(f"* ``{name}``: {why}\n" for name, why in skipped) or "(none)\n"
         doc += '"""\n'
         lines = [head, doc, "import math\n", "import numba\nimport numpy\n",
-                 f"FASTMATH = {set(FASTMATH)!r}\n".replace("{", "{").replace("}", "}")]
-        lines[-1] = "FASTMATH = {" + ", ".join(repr(f) for f in FASTMATH) + "}\n"
+                 "FASTMATH = {" + ", ".join(repr(f) for f in FASTMATH) + "}\n"]
         lines.append("NOT_PRINTED = {" + "".join(
             f"\n    {name!r}: {why!r}," for name, why in skipped) + ("\n}" if skipped else "}"))
         files[f"{PACKAGE}/{module}.py"] = "\n".join(lines) + "\n\n\n" + "\n\n".join(parts)
