@@ -288,3 +288,15 @@ def test_network_gradients_agree_across_backends():
     assert_agree("loss", np.float64(loss1), np.float64(loss0), 40 * 4, np.float64)
     for g, r in zip(dW1 + db1, dW0 + db0, strict=True):
         assert_agree("gradient", g, r, 40, np.float64)
+
+
+def test_a_two_index_kernel_given_another_rank_runs_numpys():
+    """Dropout takes any rank; its fused loops are two-index, so a 3-d batch goes to NumPy."""
+    simple = importlib.import_module("backprop_derived._generated.simple")
+    fused = _numba_or_skip("simple", "dropout_forward")
+    rng = np.random.default_rng(4)
+    for shape in ((6, 5), (2, 3, 5), (7,)):
+        x = rng.normal(size=shape)
+        mask = (rng.random(shape) >= 0.3).astype(x.dtype)
+        assert_agree(f"dropout {shape}", fused(x, mask, 0.3),
+                     simple.dropout_forward(x, mask, 0.3), 1, np.float64)
