@@ -210,9 +210,15 @@ for dtype in ("float32", "float64"):
         t = time.perf_counter(); run(); once = time.perf_counter() - t
         t = time.perf_counter(); run(); again = time.perf_counter() - t
         first[f"{layer} {dtype}"] = once - again
-    case = backends.network_case(dtype, use_torch=False)
-    t = time.perf_counter(); case["runs"]["numba"](); first[f"Network.gradients {dtype}"] = (
-        time.perf_counter() - t)
+    import numpy as np
+    from backprop_derived import Network
+    rng = np.random.default_rng(0)
+    sizes, m = backends.NET["sizes"], backends.NET["m"]
+    X, y = rng.standard_normal((m, sizes[0])).astype(dtype), rng.integers(0, sizes[-1], m)
+    net = Network(list(sizes), list(backends.NET["activations"]), dtype=dtype, seed=1)
+    t = time.perf_counter(); net.gradients(X, y); once = time.perf_counter() - t
+    t = time.perf_counter(); net.gradients(X, y); again = time.perf_counter() - t
+    first[f"Network.gradients {dtype}"] = once - again
 json.dump({"import_numba_s": t_import, "first_call_s": first}, sys.stdout)
 """
 
@@ -229,8 +235,8 @@ def compile_times() -> dict[str, Any]:
                 out[label] = {"error": proc.stderr.strip().splitlines()[-1:]}
                 continue
             out[label] = json.loads(proc.stdout)
-        out["note"] = ("first forward + backward minus a second one, in a fresh process; "
-                       "Network.gradients: its whole first call (the net built under Numba)")
+        out["note"] = ("the first call minus a second one, in a fresh process (the first "
+                       "case's first call also pays Numba's own start-up)")
     return out
 
 
@@ -267,6 +273,8 @@ def parse_args(argv):
     p.add_argument("--max-rounds", type=int, default=30)
     p.add_argument("--settle-s", type=float, default=SETTLE_S)
     p.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile runs")
+    p.add_argument("--only-compile", action="store_true",
+                   help="rerun the cold/warm compile runs into the existing results file")
     return p.parse_args(argv)
 
 
@@ -276,6 +284,12 @@ def main(argv=None) -> int:
     if backend.set_backend("numba") != "numba":
         print("Numba is not usable here: nothing to compare", file=sys.stderr)
         return 1
+    if args.only_compile:
+        results = json.loads(args.output.read_text())
+        results["compile"] = rounded(compile_times())
+        args.output.write_text(json.dumps(results, indent=1) + "\n")
+        print("compile:", json.dumps(results["compile"]), file=sys.stderr)
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     load = OtherLoad()
     results: dict[str, Any] = {

@@ -352,6 +352,13 @@ else:
     show("\n".join(rows))
 
 # %% [markdown]
+# Read the two-thread rows with care: on two cores already busy with other
+# processes, PyTorch's two-thread pool sometimes waited far longer than its
+# work took, and a ratio to PyTorch far below 1 there measures that
+# contention, not the kernels. The Numba / NumPy column compares two sides
+# that both run these loops on one thread (only the GEMMs of
+# `Network.gradients` use BLAS threads), timed within the same rounds.
+#
 # Kept on NumPy although a fused kernel exists (`backend.NUMPY_IS_FASTER`),
 # and why; the last rows of the table time those kernels directly, the NumPy
 # one against the fused one:

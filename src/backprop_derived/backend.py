@@ -49,6 +49,16 @@ NUMPY_IS_FASTER: dict[tuple[str, str], str] = {
                                     "equal in float32 and 15 % faster in float64 than the "
                                     "fused loop (256 x 512), and no compile",
     ("simple", "residual_backward"): "as residual_forward",
+    # Transcendentals: in the fused loop each math.tanh / math.sin / math.exp is a
+    # scalar libm call (no SIMD math library here), while NumPy's ufuncs are SIMD
+    # loops. Measured at 256 x 512, fastest of 9 x 20 calls, fused / NumPy time
+    # (float32, float64); kept on NumPy where the fused loop lost in both dtypes
+    # or by more than 1.5x in one:
+    ("activations", "tanh"): "fused / NumPy 7.9 (float32), 1.27 (float64): NumPy's tanh is SIMD",
+    ("activations", "sin"): "fused / NumPy 6.5 (float32), 1.24 (float64): NumPy's sin is SIMD",
+    ("activations", "sin_backward"): "fused / NumPy 5.2 (float32), 1.27 (float64): cos, as sin",
+    ("activations", "elu_backward"): "fused / NumPy 2.6 (float32), 1.8 (float64): NumPy's exp is "
+                                     "SIMD",
 }
 
 _requested: str | None = None  # set_backend's choice; None: the environment's

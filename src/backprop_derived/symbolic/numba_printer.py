@@ -97,6 +97,7 @@ class Plan:
     returns: tuple  # what the function returns (target names, or "_total")
     inputs: dict  # input array label -> parameter name
     sizes: dict = field(default_factory=dict)  # ROW/COL -> (param, axis) giving the size
+    matrices: tuple = ()  # the two-index input parameters
 
 
 def _index_form(kernel: Kernel):
@@ -147,8 +148,7 @@ def _index_form(kernel: Kernel):
             assignments.append(("_total", (), e))
         else:
             assignments.append((target, (i, j), e))
-    shapes = {target: (rows, cols) for target, _ in pairs if target != "return"}
-    return assignments, shapes
+    return assignments
 
 
 class _MaxOver(sp.Function):
@@ -174,11 +174,10 @@ def lower(kernel: Kernel) -> Plan:
         if any(not hasattr(a, "target") or not hasattr(a, "indices") for a in kernel.expr):
             raise NotPrintable("an index loop (a recurrence)")
         assignments = [(a.target, tuple(a.indices), a.expr) for a in kernel.expr]
-        shapes = {}
         returns = tuple(kernel.returns)
         outputs = dict.fromkeys(returns, "alloc")
     else:
-        assignments, shapes = _index_form(kernel)
+        assignments = _index_form(kernel)
         returns = ("_total",) if any(t == "_total" for t, _, _ in assignments) else ()
         outputs = {t: "param" for t, _, _ in assignments if t != "_total"}
         if kernel.style in ("ufunc", "array"):
@@ -293,7 +292,9 @@ def lower(kernel: Kernel) -> Plan:
     for op in ops:
         if op.kind != "set" and op.dims != {ROW, COL}:
             raise NotPrintable(f"a reduction over {sorted(op.dims)} only")
-    return Plan(ops, axis, outputs, returns, inputs, sizes)
+    plan = Plan(ops, axis, outputs, returns, inputs, sizes)
+    plan.matrices = tuple(dict.fromkeys(inputs[str(x.base.label)] for x in two))
+    return plan
 
 
 # -- fusion -----------------------------------------------------------------------------
@@ -710,7 +711,11 @@ def render_numba_kernel(kernel: Kernel) -> str:
     used = [p for p in kernel.params if p not in BUFFERS]
     body = _Writer(plan, blocks, tuple(used)).write()
     doc = f'"""{kernel.doc}\n\n{kernel.equation}; derived in {kernel.source}. Fused loops.\n"""'
-    needs_wrapper = len(used) != len(kernel.params)
+    # An elementwise index kernel (no reduction) serves layers that take any rank
+    # (dropout): the NumPy kernel broadcasts, these loops are two-index, so other
+    # ranks go to the NumPy kernel.
+    any_rank = kernel.style == "index" and all(op.kind == "set" for op in plan.ops)
+    needs_wrapper = len(used) != len(kernel.params) or any_rank
     core = f"_{kernel.name}_loops" if needs_wrapper else kernel.name
     text = f"@numba.njit(cache=True, fastmath=FASTMATH)\ndef {core}({', '.join(used)}):\n"
     text += textwrap.indent(("" if needs_wrapper else doc + "\n") + "\n".join(body), "    ")
@@ -722,6 +727,10 @@ def render_numba_kernel(kernel: Kernel) -> str:
         call = f"{ret}{core}({', '.join(used)})"
         if kernel.style in ("ufunc", "array"):
             call = f"{core}({', '.join(used)})"
+        if any_rank:
+            ranks = " or ".join(f"{x}.ndim != 2" for x in plan.matrices)
+            call = (f"if {ranks}:  # any other rank: the NumPy kernel, which broadcasts\n"
+                    f"    return _numpy.{kernel.name}({', '.join(kernel.params)})\n{call}")
         text += textwrap.indent(doc + "\n" + call + ("\nreturn out" if kernel.style in (
             "ufunc", "array") else ""), "    ") + "\n"
     return text
@@ -753,9 +762,10 @@ def render_numba_modules(kernels: list[Kernel]) -> dict[str, str]:
                "kernel):\n\n")
         doc += "".join(f"* ``{name}``: {why}\n" for name, why in skipped) or "(none)\n"
         doc += '"""\n'
-        lines = [head, doc, "import math\n", "import numba\nimport numpy\n",
-                 f"FASTMATH = {set(FASTMATH)!r}\n".replace("{", "{").replace("}", "}")]
-        lines[-1] = "FASTMATH = {" + ", ".join(repr(f) for f in FASTMATH) + "}\n"
+        numpy_import = (f"\nfrom .. import {module} as _numpy\n"
+                        if any("_numpy." in p for p in parts) else "")
+        lines = [head, doc, "import math\n", "import numba\nimport numpy\n" + numpy_import,
+                 "FASTMATH = {" + ", ".join(repr(f) for f in FASTMATH) + "}\n"]
         lines.append("NOT_PRINTED = {" + "".join(
             f"\n    {name!r}: {why!r}," for name, why in skipped) + ("\n}" if skipped else "}"))
         files[f"{PACKAGE}/{module}.py"] = "\n".join(lines) + "\n\n\n" + "\n\n".join(parts)

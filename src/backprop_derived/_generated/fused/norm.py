@@ -16,6 +16,8 @@ import math
 import numba
 import numpy
 
+from .. import norm as _numpy
+
 FASTMATH = {'arcp', 'contract', 'nsz', 'reassoc'}
 
 NOT_PRINTED = {
@@ -80,11 +82,7 @@ def batch_norm_eval_backward(dy, xhat, var, gamma, epsilon):
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def batch_norm_eval_forward(x, mu, var, gamma, beta, epsilon):
-    """Batch norm, evaluation mode: mu and var are the running statistics.
-
-    Y = gamma * (X - mu) / sqrt(var + epsilon) + beta, mu and var given; derived in derivations/10_normalization.py. Fused loops.
-    """
+def _batch_norm_eval_forward_loops(x, mu, var, gamma, beta, epsilon):
     dt = x.dtype.type
     _m = x.shape[0]
     _n = x.shape[1]
@@ -97,6 +95,16 @@ def batch_norm_eval_forward(x, mu, var, gamma, beta, epsilon):
             xhat[_i, _j] = (dt(1)/math.sqrt(dt(epsilon) + var[_j]))*(x[_i, _j] - mu[_j])
             y[_i, _j] = beta[_j] + gamma[_j]*xhat[_i, _j]
     return y, xhat
+
+
+def batch_norm_eval_forward(x, mu, var, gamma, beta, epsilon):
+    """Batch norm, evaluation mode: mu and var are the running statistics.
+
+    Y = gamma * (X - mu) / sqrt(var + epsilon) + beta, mu and var given; derived in derivations/10_normalization.py. Fused loops.
+    """
+    if x.ndim != 2:  # any other rank: the NumPy kernel, which broadcasts
+        return _numpy.batch_norm_eval_forward(x, mu, var, gamma, beta, epsilon)
+    return _batch_norm_eval_forward_loops(x, mu, var, gamma, beta, epsilon)
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)

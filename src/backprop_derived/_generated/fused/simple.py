@@ -16,6 +16,8 @@ import math
 import numba
 import numpy
 
+from .. import simple as _numpy
+
 FASTMATH = {'arcp', 'contract', 'nsz', 'reassoc'}
 
 NOT_PRINTED = {
@@ -25,11 +27,7 @@ NOT_PRINTED = {
 
 
 @numba.njit(cache=True, fastmath=FASTMATH)
-def dropout_backward(dy, mask, p):
-    """dX = dY * mask / (1 - p): the same mask and scale as the forward pass.
-
-    Dropout input gradient; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
-    """
+def _dropout_backward_loops(dy, mask, p):
     dt = dy.dtype.type
     _m = dy.shape[0]
     _n = dy.shape[1]
@@ -42,12 +40,18 @@ def dropout_backward(dy, mask, p):
     return dx
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
-def dropout_forward(x, mask, p):
-    """Y = X * mask / (1 - p): inverted dropout with a given 0/1 keep-mask.
+def dropout_backward(dy, mask, p):
+    """dX = dY * mask / (1 - p): the same mask and scale as the forward pass.
 
-    Dropout forward, catalog definition; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
+    Dropout input gradient; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
     """
+    if dy.ndim != 2 or mask.ndim != 2:  # any other rank: the NumPy kernel, which broadcasts
+        return _numpy.dropout_backward(dy, mask, p)
+    return _dropout_backward_loops(dy, mask, p)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _dropout_forward_loops(x, mask, p):
     dt = x.dtype.type
     _m = x.shape[0]
     _n = x.shape[1]
@@ -60,12 +64,18 @@ def dropout_forward(x, mask, p):
     return y
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
-def residual_backward(dy, dxf):
-    """dX = dY + dXf: the identity path plus dXf, the gradient through the inner layers.
+def dropout_forward(x, mask, p):
+    """Y = X * mask / (1 - p): inverted dropout with a given 0/1 keep-mask.
 
-    Residual input gradient (dF = dY); derived in derivations/12_dropout_embedding_residual.py. Fused loops.
+    Dropout forward, catalog definition; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
     """
+    if x.ndim != 2 or mask.ndim != 2:  # any other rank: the NumPy kernel, which broadcasts
+        return _numpy.dropout_forward(x, mask, p)
+    return _dropout_forward_loops(x, mask, p)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _residual_backward_loops(dy, dxf):
     dt = dxf.dtype.type
     _m = dxf.shape[0]
     _n = dxf.shape[1]
@@ -78,12 +88,18 @@ def residual_backward(dy, dxf):
     return dx
 
 
-@numba.njit(cache=True, fastmath=FASTMATH)
-def residual_forward(x, f):
-    """Y = X + F: the skip connection around the inner layers' output F.
+def residual_backward(dy, dxf):
+    """dX = dY + dXf: the identity path plus dXf, the gradient through the inner layers.
 
-    Residual forward, catalog definition; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
+    Residual input gradient (dF = dY); derived in derivations/12_dropout_embedding_residual.py. Fused loops.
     """
+    if dxf.ndim != 2 or dy.ndim != 2:  # any other rank: the NumPy kernel, which broadcasts
+        return _numpy.residual_backward(dy, dxf)
+    return _residual_backward_loops(dy, dxf)
+
+
+@numba.njit(cache=True, fastmath=FASTMATH)
+def _residual_forward_loops(x, f):
     dt = f.dtype.type
     _m = f.shape[0]
     _n = f.shape[1]
@@ -94,3 +110,13 @@ def residual_forward(x, f):
         for _j in range(_n):
             y[_i, _j] = f[_i, _j] + x[_i, _j]
     return y
+
+
+def residual_forward(x, f):
+    """Y = X + F: the skip connection around the inner layers' output F.
+
+    Residual forward, catalog definition; derived in derivations/12_dropout_embedding_residual.py. Fused loops.
+    """
+    if f.ndim != 2 or x.ndim != 2:  # any other rank: the NumPy kernel, which broadcasts
+        return _numpy.residual_forward(x, f)
+    return _residual_forward_loops(x, f)
