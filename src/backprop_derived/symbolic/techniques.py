@@ -142,7 +142,7 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
     stable = Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True))
     if pos == neg:
         stable = pos.subs(t, tabs)
-    chain = Chain(sp.Symbol(name), expr, "definition of the activation", variables=(z,))
+    chain = Chain(sp.Symbol(name), expr, "definition", variables=(z,))
     chain.step(stable, r"exponentials split by the sign of $z$, $t = e^{-|z|} \le 1$")
     return chain
 
