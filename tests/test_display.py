@@ -118,7 +118,7 @@ def test_the_factored_form_is_shown_after_the_result_with_its_proof():
 
 
 def test_a_long_bracketed_term_breaks_after_its_iverson_bracket():
-    t, T = sp.symbols("t T", integer=True)
+    t = sp.Symbol("t", integer=True)
     long_sum = sum(sp.Symbol(f"h_{n}") * sp.Symbol(f"w_{n}") for n in range(14))
     lines = break_lines(sp.Piecewise((long_sum, t >= 1), (0, True)), budget=20)
     assert len(lines) > 1

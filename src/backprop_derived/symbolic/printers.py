@@ -796,7 +796,7 @@ class DerivationLatexPrinter(LatexPrinter):
     def _ranges(self, cond) -> list[str]:
         conjuncts = list(cond.args) if isinstance(cond, sp.And) else [cond]
         if not all(isinstance(c, sp.core.relational.Relational) for c in conjuncts):
-            return [super(DerivationLatexPrinter, self)._print(cond)]
+            return [self._print(cond)]
         parts: list[str] = []
         while conjuncts:
             var = self._range_index(conjuncts)
