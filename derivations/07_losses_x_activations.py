@@ -124,14 +124,14 @@ STORY = (("sigmoid", "binary_cross_entropy"), ("softmax", "cross_entropy"),
 
 
 def cell(tex: str) -> str:
-    return rf"\({tex}\)"
+    return rf"\(\displaystyle {tex}\)"
 
 
 def story_table() -> str:
-    """The cancellation table, every formula printed from this page's results."""
-    head = ("<tr><th>output \\(g\\)</th><th>loss \\(E\\)</th>"
-            "<th>\\(\\partial E/\\partial a_k\\)</th><th>\\(g'\\) through \\(a\\)</th>"
-            "<th>\\(\\delta_k\\)</th><th>why</th></tr>")
+    """The cancellation table, every formula printed from this page's results;
+    under each pair, the reason its factor cancels (or stays)."""
+    head = ("<tr><th>output, loss</th><th>\\(\\partial E/\\partial a_k\\)</th>"
+            "<th>\\(g'\\) through \\(a\\)</th><th>\\(\\delta_k\\)</th></tr>")
     rows = []
     for act, loss in STORY:
         if is_elementwise(act):
@@ -143,10 +143,11 @@ def story_table() -> str:
                          + latex(a[p] * (KroneckerDelta(p, k) - a[k])))
         delta = latex(DELTAS[act, loss])
         if not is_elementwise(act):
-            delta += r" = a_{k} - y_{k} \text{ when } \sum_p y_p = 1"
-        rows.append(f"<tr><td><code>{act}</code></td><td><code>{loss}</code></td>"
-                    f"<td>{dE}</td><td>{local}</td><td>{cell(delta)}</td>"
-                    f"<td>{text_html(cancels(act, loss))}</td></tr>")
+            delta += r" = a_{k} - y_{k} \text{ if } \sum_p y_p = 1"
+        rows.append(f'<tr class="pair"><td><code>{act}</code>, <code>{loss}</code></td>'
+                    f"<td>{dE}</td><td>{local}</td><td>{cell(delta)}</td></tr>"
+                    f'<tr class="why"><td colspan="4">Why: {text_html(cancels(act, loss))}'
+                    "</td></tr>")
     caption = ("The output error \\(\\delta_k\\) of four pairs. In the first three the "
                "factor \\(g'\\) is gone and \\(\\delta_k = a_k - y_k\\); in the last it "
                "stays.")

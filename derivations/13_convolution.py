@@ -92,7 +92,7 @@ show(gradient_chain(grads[CONV_B], CONV1D), caption="bias gradient")
 # $L$ of $X$, giving $k$ values), added up over the batch; $db_u$ adds up
 # $dY$ over the batch and the positions.
 #
-# For the input the delta is $\delta_{p+j,\,w}$: input position $w$ is read by
+# For the input the delta is the bracket $[p + j = w]$: input position $w$ is read by
 # output $p = w - j$ through kernel tap $j$, but only when that output exists,
 # $0 \le w - j \le L - k$. Near the two ends of the input fewer outputs read
 # it, and the engine keeps that range as a condition.

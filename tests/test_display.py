@@ -70,7 +70,8 @@ def test_too_wide_function_calls_are_named_in_a_where_line():
 
 
 def test_latex_form_puts_the_reason_on_its_own_line():
-    tex = chain_latex(_chain(sp.Symbol("E"), (x, "definition", "given"), (x, "same", "expand")))
+    tex = chain_latex(_chain(sp.Symbol("E"), (x**2 + 2 * x + 1, "definition", "given"),
+                             ((x + 1) ** 2, "factored", "expand")))
     assert tex.startswith(r"\begin{aligned}") and tex.endswith(r"\end{aligned}")
     assert tex.count(r"\checkmark") == 1 and r"\textsf{expand}" in tex
 
@@ -114,3 +115,22 @@ def test_the_factored_form_is_shown_after_the_result_with_its_proof():
     # a result already as narrow as it gets gets no extra step
     assert chain_html(_chain(sp.Symbol("G"), (x + y, "sum", "given"))).count(
         'class="chain-step') == 1
+
+
+def test_a_long_bracketed_term_breaks_after_its_iverson_bracket():
+    t = sp.Symbol("t", integer=True)
+    long_sum = sum(sp.Symbol(f"h_{n}") * sp.Symbol(f"w_{n}") for n in range(14))
+    lines = break_lines(sp.Piecewise((long_sum, t >= 1), (0, True)), budget=20)
+    assert len(lines) > 1
+    # the condition is read first, as a bracket, and the sum follows in brackets
+    assert lines[0].startswith(r"\left[t \geq 1\right] \Bigl(")
+    assert lines[-1].endswith(r"\Bigr)")
+
+
+def test_a_proven_step_that_prints_the_same_is_shown_once():
+    same = _chain(sp.Symbol("E"), ((x + 1) * x, "definition", "given"),
+                  (x * (x + 1), "factored", "expand"), (x**2 + x, "expanded", "expand"))
+    page = chain_html(same)
+    # (x + 1) x and x (x + 1) are one expression: two steps are left
+    assert page.count('class="chain-step') == 2
+    assert "factored" not in page and "expanded" in page

@@ -388,7 +388,12 @@ def shown_steps(chain) -> list:
     chain's own, unchanged)."""
     from .checked import prove_equal
 
-    steps = list(chain.steps)
+    # A proven step that reads the same once printed (SymPy's factor of a form
+    # the printer already writes factored) is not shown twice; a check on
+    # examples always is, so that its mark is never hidden.
+    steps = [step for n, step in enumerate(chain.steps)
+             if n == 0 or proof_mark(step.proof).kind != "proof"
+             or latex(step.expr) != latex(chain.steps[n - 1].expr)]
     last = steps[-1]
     if (getattr(last, "evidence_only", False) or not isinstance(last.expr, sp.Expr)
             or isinstance(last.expr, sp.MatrixExpr)):

@@ -699,12 +699,7 @@ class DerivationLatexPrinter(LatexPrinter):
     # -- the chain rule -----------------------------------------------------
     def _print_Derivative(self, expr):
         func = expr.expr
-        if (
-            isinstance(func, sp.core.function.AppliedUndef)
-            and len(func.args) == 1
-            and len(expr.variables) == 1
-            and expr.variables[0] == func.args[0]
-        ):
+        if _is_g_prime(expr):
             return rf"{self._print(func.func)}'\left({self._print(func.args[0])}\right)"
         if len(expr.variables) == 1 and isinstance(func, sp.Indexed | sp.Symbol | sp.Function):
             # the textbook fraction, what is differentiated on top: dZ_ir/dW_uv
@@ -724,10 +719,10 @@ class DerivationLatexPrinter(LatexPrinter):
         # A chain-rule term: the local derivative first, then the upstream
         # gradient it multiplies, (dZ_ir/dW_uv) . dZ_ir.
         factors = sp.Mul.make_args(expr)
-        local = [f for f in factors if isinstance(f, sp.Derivative)]
+        local = [f for f in factors if isinstance(f, sp.Derivative) and not _is_g_prime(f)]
         if not local or len(local) == len(factors):
             return super()._print_Mul(expr)
-        rest = sp.Mul(*[f for f in factors if not isinstance(f, sp.Derivative)])
+        rest = sp.Mul(*[f for f in factors if f not in local])
         coeff, rest = rest.as_coeff_Mul()
         sign = "- " if coeff < 0 else ""
         head = "" if abs(coeff) == 1 else self._print(abs(coeff)) + " "
@@ -788,7 +783,7 @@ class DerivationLatexPrinter(LatexPrinter):
     def _ranges(self, cond) -> list[str]:
         conjuncts = list(cond.args) if isinstance(cond, sp.And) else [cond]
         if not all(isinstance(c, sp.core.relational.Relational) for c in conjuncts):
-            return [super(DerivationLatexPrinter, self)._print(cond)]
+            return [self._print(cond)]
         parts: list[str] = []
         while conjuncts:
             var = self._range_index(conjuncts)
@@ -886,6 +881,13 @@ def _sign_into_factor(expr):
             factors[n] = -f
             return sp.Mul(*factors)
     return None
+
+
+def _is_g_prime(expr) -> bool:
+    """``Derivative(g(z), z)`` of an undefined one-argument function: printed ``g'(z)``."""
+    func = expr.expr
+    return (isinstance(func, sp.core.function.AppliedUndef) and len(func.args) == 1
+            and len(expr.variables) == 1 and expr.variables[0] == func.args[0])
 
 
 def _negative_constant(e) -> bool:

@@ -152,7 +152,7 @@ def split_exponentials(expr: sp.Expr, z: sp.Symbol, name: str) -> Chain:
         candidates = [Piecewise((pos.subs(t, tabs), z >= 0), (neg.subs(t, tabs), True)),
                       Piecewise((pos.subs(t, tabs), z > 0), (neg.subs(t, tabs), True))]
     for stable in candidates:
-        chain = Chain(sp.Symbol(name), expr, "definition of the activation", variables=(z,))
+        chain = Chain(sp.Symbol(name), expr, "definition", variables=(z,))
         try:
             return chain.step(stable, why)
         except StepNotVerified:
