@@ -137,7 +137,7 @@ show_exercises(
              r"output \(a = g(z)\) only.", derived_through_a("softplus"), typed="1 - exp(-a)"),
     Exercise(r"The derivative of \(\tanh\), written through \(a = \tanh z\).",
              derived_through_a("tanh"), typed="1 - a**2"),
-    Exercise(r"(BP4) for a sigmoid layer: \(dZ\) for one unit, given the upstream \(dA\) "
+    Exercise(r"(V4) for a sigmoid layer: \(dZ\) for one unit, given the upstream \(dA\) "
              r"(write <code>da</code>) and the output \(a\).",
              bp4(derived_through_a("sigmoid")), typed="da*a*(1 - a)"),
     Exercise(r"The slope \(\mathrm{relu}'(0)\) this catalog uses at the kink.",

@@ -159,32 +159,35 @@ LATEX = {name: latex(e) for name, e in (("Z", forward), ("dW", V1), ("db", V2), 
 # checked by the live engine. The answers are one click away without it.
 
 # %%
-import numpy as np
-import sympy as sp
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
+    import sympy as sp
 
-from backprop_derived._generated import layers as generated_layers
-from backprop_derived.symbolic.exercises import (
-    Exercise,
-    show_exercises,
-    slope_through_output,
-    tex_matrix,
-)
+    from backprop_derived._generated import layers as generated_layers
+    from backprop_derived.symbolic.exercises import (
+        Exercise,
+        show_exercises,
+        slope_through_output,
+        tex_matrix,
+    )
 
-A_ex = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]])
-W_ex = np.array([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.0]])
-dZ_ex = np.array([[0.5, -1.0], [2.0, 0.25]])
-dW_ex = generated_layers.weight_gradient(dZ_ex, A_ex, np.empty_like(W_ex))
-db_ex = generated_layers.bias_gradient(dZ_ex, np.ones(2), np.empty(2))
-dA_ex = generated_layers.backpropagate(dZ_ex, W_ex, np.empty_like(A_ex))
-given = (rf"\(A = {tex_matrix(A_ex)}\), \(W = {tex_matrix(W_ex)}\), "
-         rf"\(dZ = {tex_matrix(dZ_ex)}\)")
-tanh_v4 = V4.replace(lambda e: isinstance(e, sp.Function) and str(e.func) == "g'",
-                       lambda e: slope_through_output("tanh"))
-show_exercises(
-    Exercise(rf"With {given}: the entry \(dW_{{12}}\) of (V1) (row 1, column 2, from 0).",
-             float(dW_ex[1, 2]), tolerance=1e-12),
-    Exercise(rf"With the same numbers: \(db_0\) of (V2).", float(db_ex[0]), tolerance=1e-12),
-    Exercise(rf"And \(dA_{{10}}\) of (V3).", float(dA_ex[1, 0]), tolerance=1e-12),
-    Exercise(r"(V4) for a \(\tanh\) layer, one entry, in terms of <code>da</code> and the "
-             r"layer's output <code>a</code>.", tanh_v4, typed="da*(1 - a**2)"),
-)
+    A_ex = np.array([[1.0, 2.0, 0.0], [0.0, 1.0, -1.0]])
+    W_ex = np.array([[1.0, 0.0, 2.0], [-1.0, 1.0, 0.0]])
+    dZ_ex = np.array([[0.5, -1.0], [2.0, 0.25]])
+    dW_ex = generated_layers.weight_gradient(dZ_ex, A_ex, np.empty_like(W_ex))
+    db_ex = generated_layers.bias_gradient(dZ_ex, np.ones(2), np.empty(2))
+    dA_ex = generated_layers.backpropagate(dZ_ex, W_ex, np.empty_like(A_ex))
+    given = (rf"\(A = {tex_matrix(A_ex)}\), \(W = {tex_matrix(W_ex)}\), "
+             rf"\(dZ = {tex_matrix(dZ_ex)}\)")
+    tanh_v4 = V4.replace(lambda e: isinstance(e, sp.Function) and str(e.func) == "g'",
+                           lambda e: slope_through_output("tanh"))
+    show_exercises(
+        Exercise(rf"With {given}: the entry \(dW_{{12}}\) of (V1) (row 1, column 2, from 0).",
+                 float(dW_ex[1, 2]), tolerance=1e-12),
+        Exercise(rf"With the same numbers: \(db_0\) of (V2).", float(db_ex[0]), tolerance=1e-12),
+        Exercise(rf"And \(dA_{{10}}\) of (V3).", float(dA_ex[1, 0]), tolerance=1e-12),
+        Exercise(r"(V4) for a \(\tanh\) layer, one entry, in terms of <code>da</code> and the "
+                 r"layer's output <code>a</code>.", tanh_v4, typed="da*(1 - a**2)"),
+    )

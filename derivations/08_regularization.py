@@ -97,23 +97,26 @@ EXPORTS = [
 # $\lambda$ in the gradient.
 
 # %%
-import numpy as np
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
 
-from backprop_derived._generated import layers as generated_layers
-from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
+    from backprop_derived._generated import layers as generated_layers
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
 
-A_ex = np.array([[1.0, -1.0], [2.0, 0.5]])
-W_ex = np.array([[0.5, -2.0], [1.0, 3.0]])
-dZ_ex = np.array([[0.25, 0.0], [-0.5, 1.0]])
-lam_ex, m_ex = 0.4, 2
-dW_ex = generated_layers.weight_gradient_l2(dZ_ex, A_ex, W_ex, lam_ex, m_ex, np.empty_like(W_ex))
-given = (rf"\(A = {tex_matrix(A_ex)}\), \(W = {tex_matrix(W_ex)}\), "
-         rf"\(dZ = {tex_matrix(dZ_ex)}\) (its \(1/m\) already in), \(\lambda = {lam_ex}\), "
-         rf"\(m = {m_ex}\)")
-show_exercises(
-    Exercise(rf"The L2 penalty \(\frac{{\lambda}}{{2m}}\sum W^2\) of the layer with {given}.",
-             float(generated_layers.l2_penalty(W_ex, lam_ex, m_ex)), tolerance=1e-12),
-    Exercise(r"With the same numbers, \(dW_{01}\) of (BP1) with the penalty.",
-             float(dW_ex[0, 1]), tolerance=1e-12),
-    Exercise(r"And \(dW_{11}\).", float(dW_ex[1, 1]), tolerance=1e-12),
-)
+    A_ex = np.array([[1.0, -1.0], [2.0, 0.5]])
+    W_ex = np.array([[0.5, -2.0], [1.0, 3.0]])
+    dZ_ex = np.array([[0.25, 0.0], [-0.5, 1.0]])
+    lam_ex, m_ex = 0.4, 2
+    dW_ex = generated_layers.weight_gradient_l2(dZ_ex, A_ex, W_ex, lam_ex, m_ex, np.empty_like(W_ex))
+    given = (rf"\(A = {tex_matrix(A_ex)}\), \(W = {tex_matrix(W_ex)}\), "
+             rf"\(dZ = {tex_matrix(dZ_ex)}\) (its \(1/m\) already in), \(\lambda = {lam_ex}\), "
+             rf"\(m = {m_ex}\)")
+    show_exercises(
+        Exercise(rf"The L2 penalty \(\frac{{\lambda}}{{2m}}\sum W^2\) of the layer with {given}.",
+                 float(generated_layers.l2_penalty(W_ex, lam_ex, m_ex)), tolerance=1e-12),
+        Exercise(r"With the same numbers, \(dW_{01}\) of (V1) with the penalty.",
+                 float(dW_ex[0, 1]), tolerance=1e-12),
+        Exercise(r"And \(dW_{11}\).", float(dW_ex[1, 1]), tolerance=1e-12),
+    )

@@ -528,28 +528,31 @@ EXPORTS += DECLARED_EXPORTS
 # Give six significant digits. The answers are one click away.
 
 # %%
-import numpy as np
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
 
-from backprop_derived.layers import BatchNorm, LayerNorm
-from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
+    from backprop_derived.layers import BatchNorm, LayerNorm
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
 
-X_ex = np.array([[1.0, 2.0, 4.0], [0.0, -1.0, 3.0]])
-dY_ex = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]])
-ln = LayerNorm(3)
-ln.params["gamma"][:] = [1.0, 2.0, 0.5]
-ln.forward(X_ex)
-dX_ln = ln.backward(dY_ex)
-bn = BatchNorm(3)
-bn.params["gamma"][:] = [1.0, 2.0, 0.5]
-bn.forward(X_ex)
-dX_bn = bn.backward(dY_ex)
-given = (rf"\(X = {tex_matrix(X_ex)}\), \(\gamma = (1, 2, 0.5)\), \(\beta = 0\), "
-         rf"\(dY = {tex_matrix(dY_ex)}\)")
-show_exercises(
-    Exercise(rf"Layer norm with {given}: \(\partial L/\partial \gamma_1\) (feature 1, from 0).",
-             float(ln.grads["gamma"][1]), tolerance=1e-5),
-    Exercise(r"Layer norm, same numbers: \(dX_{00}\).", float(dX_ln[0, 0]), tolerance=1e-5),
-    Exercise(r"Batch norm (training mode, the statistics over the two rows), same numbers: "
-             r"\(dX_{10}\), within \(10^{-4}\). (What is \(\hat x\) when a batch has two "
-             r"examples?)", float(dX_bn[1, 0]), tolerance=1e-4),
-)
+    X_ex = np.array([[1.0, 2.0, 4.0], [0.0, -1.0, 3.0]])
+    dY_ex = np.array([[0.5, -1.0, 2.0], [1.0, 0.0, -0.5]])
+    ln = LayerNorm(3)
+    ln.params["gamma"][:] = [1.0, 2.0, 0.5]
+    ln.forward(X_ex)
+    dX_ln = ln.backward(dY_ex)
+    bn = BatchNorm(3)
+    bn.params["gamma"][:] = [1.0, 2.0, 0.5]
+    bn.forward(X_ex)
+    dX_bn = bn.backward(dY_ex)
+    given = (rf"\(X = {tex_matrix(X_ex)}\), \(\gamma = (1, 2, 0.5)\), \(\beta = 0\), "
+             rf"\(dY = {tex_matrix(dY_ex)}\)")
+    show_exercises(
+        Exercise(rf"Layer norm with {given}: \(\partial L/\partial \gamma_1\) (feature 1, from 0).",
+                 float(ln.grads["gamma"][1]), tolerance=1e-5),
+        Exercise(r"Layer norm, same numbers: \(dX_{00}\).", float(dX_ln[0, 0]), tolerance=1e-5),
+        Exercise(r"Batch norm (training mode, the statistics over the two rows), same numbers: "
+                 r"\(dX_{10}\), within \(10^{-4}\). (What is \(\hat x\) when a batch has two "
+                 r"examples?)", float(dX_bn[1, 0]), tolerance=1e-4),
+    )

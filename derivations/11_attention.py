@@ -284,26 +284,29 @@ EXPORTS = [
 # this page's generated kernels. Give six significant digits.
 
 # %%
-import numpy as np
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
 
-from backprop_derived.layers import SelfAttention
-from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
+    from backprop_derived.layers import SelfAttention
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
 
-att = SelfAttention(2, 1)
-weights = {"Wq": [[1.0, 0.0]], "Wk": [[0.0, 2.0]], "Wv": [[1.0, -1.0]], "Wo": [[1.0], [0.5]]}
-for key, value in weights.items():
-    att.params[key][:] = value
-X_ex = np.array([[[1.0, 0.5], [-1.0, 1.0]]])
-dY_ex = np.array([[[1.0, 0.0], [0.0, 1.0]]])
-att.forward(X_ex)
-P_ex = att._cache[4]  # the attention weights the forward pass stored
-dX_ex = att.backward(dY_ex)
-given = (rf"\(X = {tex_matrix(X_ex[0])}\) (one row per position), "
-         + ", ".join(rf"\({k[0]}_{{{k[1]}}} = {tex_matrix(v)}\)" for k, v in weights.items()))
-show_exercises(
-    Exercise(rf"With {given}: the weight \(P_{{01}}\) that position 0 gives to key 1.",
-             float(P_ex[0, 0, 1]), tolerance=1e-5),
-    Exercise(rf"With \(dY = {tex_matrix(dY_ex[0])}\): \(\partial L/\partial W_{{o,10}}\).",
-             float(att.grads["Wo"][1, 0]), tolerance=1e-5),
-    Exercise(r"And \(dX_{10}\), position 1, feature 0.", float(dX_ex[0, 1, 0]), tolerance=1e-5),
-)
+    att = SelfAttention(2, 1)
+    weights = {"Wq": [[1.0, 0.0]], "Wk": [[0.0, 2.0]], "Wv": [[1.0, -1.0]], "Wo": [[1.0], [0.5]]}
+    for key, value in weights.items():
+        att.params[key][:] = value
+    X_ex = np.array([[[1.0, 0.5], [-1.0, 1.0]]])
+    dY_ex = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    att.forward(X_ex)
+    P_ex = att._cache[4]  # the attention weights the forward pass stored
+    dX_ex = att.backward(dY_ex)
+    given = (rf"\(X = {tex_matrix(X_ex[0])}\) (one row per position), "
+             + ", ".join(rf"\({k[0]}_{{{k[1]}}} = {tex_matrix(v)}\)" for k, v in weights.items()))
+    show_exercises(
+        Exercise(rf"With {given}: the weight \(P_{{01}}\) that position 0 gives to key 1.",
+                 float(P_ex[0, 0, 1]), tolerance=1e-5),
+        Exercise(rf"With \(dY = {tex_matrix(dY_ex[0])}\): \(\partial L/\partial W_{{o,10}}\).",
+                 float(att.grads["Wo"][1, 0]), tolerance=1e-5),
+        Exercise(r"And \(dX_{10}\), position 1, feature 0.", float(dX_ex[0, 1, 0]), tolerance=1e-5),
+    )

@@ -255,22 +255,25 @@ EXPORTS = [
 # page's generated kernels. The answers are one click away without the engine.
 
 # %%
-from backprop_derived._generated import simple as generated_simple
-from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    from backprop_derived._generated import simple as generated_simple
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
 
-ids_ex = np.array([2, 0, 2])
-dY_ex = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
-dE_ex = generated_simple.embedding_backward(dY_ex, ids_ex, 3)
-dy_res = np.array([[1.0, -2.0]])
-dxf_res = np.array([[0.5, 0.25]])
-show_exercises(
-    Exercise(r"The input gradient of inverted dropout, one entry, in terms of the upstream "
-             r"gradient <code>dY</code>, the keep-mask <code>mask</code> and the drop "
-             r"probability <code>p</code>.", dropout.expr, typed="dY*mask/(1 - p)"),
-    Exercise(rf"An embedding table of 3 rows of 2 numbers is read at the ids \((2, 0, 2)\); the "
-             rf"upstream gradient is \(dY = {tex_matrix(dY_ex)}\), one row per id. What is "
-             rf"\(dE_{{21}}\) (row 2, column 1)?", float(dE_ex[2, 1]), tolerance=1e-12),
-    Exercise(rf"A residual block receives \(dY = {tex_matrix(dy_res)}\) and its inner layers "
-             rf"return \(dX_f = {tex_matrix(dxf_res)}\). What is \(dX_{{01}}\)?",
-             float(generated_simple.residual_backward(dy_res, dxf_res)[0, 1]), tolerance=1e-12),
-)
+    ids_ex = np.array([2, 0, 2])
+    dY_ex = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
+    dE_ex = generated_simple.embedding_backward(dY_ex, ids_ex, 3)
+    dy_res = np.array([[1.0, -2.0]])
+    dxf_res = np.array([[0.5, 0.25]])
+    show_exercises(
+        Exercise(r"The input gradient of inverted dropout, one entry, in terms of the upstream "
+                 r"gradient <code>dY</code>, the keep-mask <code>mask</code> and the drop "
+                 r"probability <code>p</code>.", dropout.expr, typed="dY*mask/(1 - p)"),
+        Exercise(rf"An embedding table of 3 rows of 2 numbers is read at the ids \((2, 0, 2)\); the "
+                 rf"upstream gradient is \(dY = {tex_matrix(dY_ex)}\), one row per id. What is "
+                 rf"\(dE_{{21}}\) (row 2, column 1)?", float(dE_ex[2, 1]), tolerance=1e-12),
+        Exercise(rf"A residual block receives \(dY = {tex_matrix(dy_res)}\) and its inner layers "
+                 rf"return \(dX_f = {tex_matrix(dxf_res)}\). What is \(dX_{{01}}\)?",
+                 float(generated_simple.residual_backward(dy_res, dxf_res)[0, 1]), tolerance=1e-12),
+    )

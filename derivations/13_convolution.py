@@ -319,22 +319,25 @@ EXPORTS = [
 # kernels; the answers are one click away.
 
 # %%
-import numpy as np
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
 
-from backprop_derived._generated import conv as generated_conv
-from backprop_derived.symbolic.exercises import Exercise, show_exercises
+    from backprop_derived._generated import conv as generated_conv
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises
 
-X_ex = np.array([[[1.0, 2.0, -1.0, 3.0]]])
-W_ex = np.array([[[0.5, -1.0]]])
-dY_ex = np.array([[[1.0, 0.0, 2.0]]])
-show_exercises(
-    Exercise(r"The weight gradient \(dW_{001}\), the kernel's second tap.",
-             float(generated_conv.conv1d_weight_gradient(X_ex, dY_ex, np.empty_like(W_ex))
-                   [0, 0, 1]), tolerance=1e-12),
-    Exercise(r"The bias gradient \(db_0\).",
-             float(generated_conv.conv1d_bias_gradient(dY_ex, np.empty(1))[0]), tolerance=1e-12),
-    Exercise(r"The input gradient \(dX_{002}\), at input position 2 (from 0). (Which output "
-             r"positions read it, through which taps?)",
-             float(generated_conv.conv1d_input_gradient(dY_ex, W_ex, np.empty_like(X_ex))
-                   [0, 0, 2]), tolerance=1e-12),
-)
+    X_ex = np.array([[[1.0, 2.0, -1.0, 3.0]]])
+    W_ex = np.array([[[0.5, -1.0]]])
+    dY_ex = np.array([[[1.0, 0.0, 2.0]]])
+    show_exercises(
+        Exercise(r"The weight gradient \(dW_{001}\), the kernel's second tap.",
+                 float(generated_conv.conv1d_weight_gradient(X_ex, dY_ex, np.empty_like(W_ex))
+                       [0, 0, 1]), tolerance=1e-12),
+        Exercise(r"The bias gradient \(db_0\).",
+                 float(generated_conv.conv1d_bias_gradient(dY_ex, np.empty(1))[0]), tolerance=1e-12),
+        Exercise(r"The input gradient \(dX_{002}\), at input position 2 (from 0). (Which output "
+                 r"positions read it, through which taps?)",
+                 float(generated_conv.conv1d_input_gradient(dY_ex, W_ex, np.empty_like(X_ex))
+                       [0, 0, 2]), tolerance=1e-12),
+    )

@@ -196,22 +196,25 @@ assert np  # the page's numbers are SymPy's; NumPy runs in the tests
 # significant digits; the answers are one click away.
 
 # %%
-import numpy as np
+# The numbers come from the runtime, which runs the kernels this page exports;
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
 
-from backprop_derived.layers import RNN
-from backprop_derived.symbolic.exercises import Exercise, show_exercises
+    from backprop_derived.layers import RNN
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises
 
-rnn = RNN(1, 1)
-rnn.params["W_ih"][:] = 0.5
-rnn.params["W_hh"][:] = -1.0
-rnn.params["b"][:] = 0.0
-X_ex = np.array([[[1.0], [2.0]]])
-H_ex = rnn.forward(X_ex)
-dX_ex = rnn.backward(np.array([[[1.0], [0.5]]]))
-show_exercises(
-    Exercise(r"The second output \(h_1\).", float(H_ex[0, 1, 0]), tolerance=1e-5),
-    Exercise(r"\(\partial L/\partial W_{hh}\), summed over both steps (backpropagation "
-             r"through time).", float(rnn.grads["W_hh"][0, 0]), tolerance=1e-5),
-    Exercise(r"\(\partial L/\partial x_0\): the first input reaches the loss directly and "
-             r"through \(h_1\).", float(dX_ex[0, 0, 0]), tolerance=1e-5),
-)
+    rnn = RNN(1, 1)
+    rnn.params["W_ih"][:] = 0.5
+    rnn.params["W_hh"][:] = -1.0
+    rnn.params["b"][:] = 0.0
+    X_ex = np.array([[[1.0], [2.0]]])
+    H_ex = rnn.forward(X_ex)
+    dX_ex = rnn.backward(np.array([[[1.0], [0.5]]]))
+    show_exercises(
+        Exercise(r"The second output \(h_1\).", float(H_ex[0, 1, 0]), tolerance=1e-5),
+        Exercise(r"\(\partial L/\partial W_{hh}\), summed over both steps (backpropagation "
+                 r"through time).", float(rnn.grads["W_hh"][0, 0]), tolerance=1e-5),
+        Exercise(r"\(\partial L/\partial x_0\): the first input reaches the loss directly and "
+                 r"through \(h_1\).", float(dX_ex[0, 0, 0]), tolerance=1e-5),
+    )

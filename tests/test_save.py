@@ -19,8 +19,10 @@ from backprop_derived.layers import (
     Dense,
     Dropout,
     Embedding,
+    GroupNorm,
     LayerNorm,
     Residual,
+    RMSNorm,
     SelfAttention,
     Sequential,
 )
@@ -44,12 +46,12 @@ def models():
                                     dtype=np.float32), X2, (labels == 1).astype(float)),
         ("dense-stack", Sequential([
             Dense(3, 6), Activation("swish"), BatchNorm(6, eps=1e-3, momentum=0.2),
-            Dropout(0.3, seed=1), Residual(Dense(6, 6), Activation("tanh")), LayerNorm(6),
+            Dropout(0.3, seed=1), Residual(Dense(6, 6), Activation("tanh")), LayerNorm(6), RMSNorm(6, eps=1e-5),
             Dense(6, 3), Activation("softmax")]), X2, labels),
         ("sequence", Sequential([
             Embedding(7, 4), SelfAttention(4, 3, causal=True), RNN(4, 5), Dense(5, 3),
             Activation("softmax")]), ids, seq_labels),
-        ("conv1d", Sequential([Conv1d(2, 3, 3), Activation("relu"), Conv1d(3, 2, 2)],
+        ("conv1d", Sequential([Conv1d(2, 3, 3), GroupNorm(3, 3), Activation("relu"), Conv1d(3, 2, 2)],
                               loss="squared_error"), X1, rng.normal(size=(3, 2, 6))),
         ("conv2d-float32", Sequential([Conv2d(2, 3, 3, 2, dtype=np.float32), Activation("tanh")],
                                       loss="squared_error"), Xc.astype(np.float32),

@@ -44,6 +44,7 @@ import logging
 import os
 import posixpath
 import re
+import types
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -340,6 +341,9 @@ def _exported(package: str) -> list[str]:
     paths = []
     for name in module.__all__:
         obj = getattr(module, name)
+        if isinstance(obj, types.ModuleType):  # optim, backend: the module, whole
+            paths.append(obj.__name__)
+            continue
         defined_in = getattr(obj, "__module__", None)
         if defined_in is None or not hasattr(obj, "__qualname__"):
             log.warning("api.md: %s.%s is not a class or function to document", package, name)

@@ -171,11 +171,6 @@ class Chain:
         """Apply ``transform`` to the current result and check the outcome."""
         return self.step(transform(self._current()), why)
 
-    def _repr_latex_(self) -> str:
-        from .display import chain_latex
-
-        return "$$" + chain_latex(self) + "$$"
-
 
 def _difference(lhs: sp.Basic, rhs: sp.Basic) -> sp.Basic:
     if isinstance(lhs, sp.MatrixBase) or isinstance(rhs, sp.MatrixBase):

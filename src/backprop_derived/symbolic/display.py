@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from .checked import Chain, prove_equal
 from .printers import DerivationLatexPrinter, iverson_body, latex
 
 __all__ = [
@@ -386,8 +387,6 @@ def shown_steps(chain) -> list:
     """The chain's steps, and the result factored as one more step when that is
     clearly narrower and SymPy proves it equal (the result the code uses is the
     chain's own, unchanged)."""
-    from .checked import prove_equal
-
     # A proven step that reads the same once printed (SymPy's factor of a form
     # the printer already writes factored) is not shown twice; a check on
     # examples always is, so that its mark is never hidden.
@@ -559,3 +558,8 @@ def chain_html(chain, caption: str | None = None) -> str:
         out.append(f'<div class="chain-where">where \\(\\displaystyle {tex}\\)</div>')
     out.append("</div></figure>")
     return "".join(out)
+
+
+# A chain shows itself in a notebook through this module (checked.py does not
+# import display.py, so that neither imports the other).
+Chain._repr_latex_ = lambda self: "$$" + chain_latex(self) + "$$"

@@ -110,16 +110,18 @@ def max_shift_all(assignments):
     Returns ``(assignments, chains)``: the maxima inserted just before the
     assignment that uses them, and the chain that proves each rewrite.
     """
-    from .index_printer import Assignment
-
+    # index_printer's Assignment, known by its fields (index_printer imports
+    # this module for MaxOver, so it cannot be imported back).
     out, chains = [], []
     for a in assignments:
-        found = max_shift(a.target, a.indices, a.expr) if isinstance(a, Assignment) else None
+        equation = all(hasattr(a, f) for f in ("target", "indices", "expr", "shape"))
+        found = max_shift(a.target, a.indices, a.expr) if equation else None
         if found is None:
             out.append(a)
             continue
         maxima, shifted, chain = found
-        out += [Assignment(name, idx, value) for name, idx, value in maxima]
-        out.append(Assignment(a.target, a.indices, shifted, shape=a.shape))
+        make = type(a)
+        out += [make(name, idx, value) for name, idx, value in maxima]
+        out.append(make(a.target, a.indices, shifted, shape=a.shape))
         chains.append(chain)
     return tuple(out), chains
