@@ -105,7 +105,8 @@ def cancels(act: str, loss: str) -> str:
         if sp.cancel(dE_p * a[p]).has(a[p]) or not dE_p.has(a[p]):
             raise StepNotVerified(f"{act}/{loss}: the a_p of the Jacobian does not cancel")
         return (r"the factor $a_p$ of the Jacobian cancels the $1/a_p$ of "
-                r"$\partial E/\partial a_p$; the bracket $[p = k]$ keeps one term of the sum")
+                r"$\partial E/\partial a_p$; the bracket $[p = k]$ keeps one term of the sum, "
+                r"and targets summing to one, $\sum_p y_p = 1$, leave $a_k - y_k$")
     gp = g_prime_of_a(act)
     if gp == 1:
         if sp.expand(delta - dE) != 0:
@@ -142,8 +143,6 @@ def story_table() -> str:
             local = cell(r"\frac{\partial a_p}{\partial z_k} = "
                          + latex(a[p] * (KroneckerDelta(p, k) - a[k])))
         delta = latex(DELTAS[act, loss])
-        if not is_elementwise(act):
-            delta += r" = a_{k} - y_{k} \text{ if } \sum_p y_p = 1"
         rows.append(f'<tr class="pair"><td><code>{act}</code>, <code>{loss}</code></td>'
                     f"<td>{dE}</td><td>{local}</td><td>{cell(delta)}</td></tr>"
                     f'<tr class="why"><td colspan="4">Why: {text_html(cancels(act, loss))}'
