@@ -70,6 +70,10 @@ def exported(namespace, name):
 @pytest.mark.slow
 def test_editing_a_loss_or_the_cost_changes_the_kernels(monkeypatch, root):
     page = str(root / "derivations" / "07_losses_x_activations.py")
+    # run the page as `regenerate` does: for its kernels, its exercises unchecked
+    from backprop_derived.symbolic import exercises
+
+    monkeypatch.setattr(exercises, "CHECK_ANSWERS", False)
     before = runpy.run_path(page, run_name="__derivation__")
     # the squared error without its 1/2 (x2), the cost a third of the mean (/3)
     monkeypatch.setitem(catalog.LOSSES, "squared_error",

@@ -40,9 +40,15 @@ def derivation_scripts(root: Path) -> list[Path]:
 def _run_page(script: str) -> tuple[list, float]:
     """One derivation page, top to bottom: its EXPORTS and the seconds it took."""
     start = time.perf_counter()
-    # A page's printed output belongs on the page, not in this command's log.
-    with contextlib.redirect_stdout(io.StringIO()):
-        namespace = runpy.run_path(script, run_name="__derivation__")
+    from . import exercises  # the exercises are the site's, not the kernels' (see there)
+
+    checking, exercises.CHECK_ANSWERS = exercises.CHECK_ANSWERS, False
+    try:
+        # A page's printed output belongs on the page, not in this command's log.
+        with contextlib.redirect_stdout(io.StringIO()):
+            namespace = runpy.run_path(script, run_name="__derivation__")
+    finally:
+        exercises.CHECK_ANSWERS = checking
     return namespace.get("EXPORTS", []), time.perf_counter() - start
 
 
