@@ -122,12 +122,14 @@ def work(title, make, X, note=""):
     worst = max(relative_error(analytic[k], numeric[k]) for k in numeric)
     assert worst < TOLERANCE, (title, worst)
     display(Markdown(f"### {title}\n\n{note}"))
-    display(Math("X = " + matrix(X) + r",\qquad dY = " + matrix(dY)))
+    # One matrix per displayed line, so that none is wider than a phone's column.
+    display(Math("X = " + matrix(X)))
+    display(Math("dY = " + matrix(dY)))
     display(Math("Y = " + matrix(Y)))
     for key, value in layer.params.items():
         name = r"\text{" + key.replace("_", r"\_") + "}"
-        display(Math(f"{name} = {matrix(value)},\\qquad "
-                     f"\\frac{{\\partial \\ell}}{{\\partial\\, {name}}} = "
+        display(Math(f"{name} = {matrix(value)}"))
+        display(Math(f"\\frac{{\\partial \\ell}}{{\\partial\\, {name}}} = "
                      f"{matrix(analytic[key])}"))
     if real_input:
         display(Math(r"\frac{\partial \ell}{\partial X} = " + matrix(dX)))
