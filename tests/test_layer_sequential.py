@@ -345,3 +345,11 @@ def test_nan_written_in_place_is_named():
     model.params[0]["W"][0, 0] = np.nan
     with pytest.raises(ValueError, match="layer 0 \\(Dense\\) parameter 'W'"):
         model.gradients(np.ones((2, 2)), np.array([0, 1]))
+
+
+def test_every_layer_class_has_an_example():
+    # tests/layer_examples.py feeds the tests that visit every layer; a new
+    # class must add its example there.
+    from layer_examples import example_classes, layer_classes
+    missing = layer_classes() - example_classes()
+    assert not missing, f"add an example of {sorted(missing)} to tests/layer_examples.py"

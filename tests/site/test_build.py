@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import types
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -277,7 +278,10 @@ def test_api_reference_documents_every_export_and_catalog_entry(built_site: Buil
     for package in (backprop_derived, layers):
         for name in package.__all__:
             obj = getattr(package, name)
-            if f"{obj.__module__}.{obj.__qualname__}" not in ids:
+            # a module (optim, the callable backend module) is documented whole, under its name
+            anchor = (obj.__name__ if isinstance(obj, types.ModuleType)
+                      else f"{obj.__module__}.{obj.__qualname__}")
+            if anchor not in ids:
                 missing.append(f"{package.__name__}.{name}")
     assert not missing, f"exported names the API reference does not document: {missing}"
     for name in [*catalog.ACTIVATIONS, *catalog.LOSSES]:

@@ -102,6 +102,7 @@ def _functions_the_runtime_calls() -> set[tuple[str, str]]:
     `Network` and each layer class run forward and backward over the catalog."""
     from backprop_derived import layers as L
     from backprop_derived.symbolic import catalog
+    from layer_examples import EXAMPLES
 
     called: set[tuple[str, str]] = set()
     prefix = str(GENERATED.resolve())
@@ -139,19 +140,11 @@ def _functions_the_runtime_calls() -> set[tuple[str, str]]:
             model.gradients(X, targets(loss, 2))
         for act in hidden:
             forward_backward(L.Activation(act), X)
-        for layer in (L.Dense(3, 4, seed=0), L.BatchNorm(3), L.LayerNorm(3),
-                      L.Dropout(0.3, seed=0), L.Residual(L.Dense(3, 3, seed=1))):
-            forward_backward(layer, X)
-        norm = L.BatchNorm(3)
-        norm.forward(X)
-        forward_backward(norm, X, train=False)  # evaluation mode: the running statistics
-        sequences = rng.normal(size=(2, 5, 4))
-        for causal in (False, True):
-            forward_backward(L.SelfAttention(4, 3, causal=causal), sequences)
-        forward_backward(L.RNN(4, 3, seed=0), sequences)
-        forward_backward(L.Conv1d(2, 3, 2, seed=0), rng.normal(size=(2, 2, 6)))
-        forward_backward(L.Conv2d(2, 3, 2, 2, seed=0), rng.normal(size=(2, 2, 5, 5)))
-        forward_backward(L.Embedding(7, 3, seed=0), np.array([[1, 2], [3, 1]]))
+        for make in EXAMPLES.values():
+            layer, x = make(rng)
+            forward_backward(layer, x)
+            if hasattr(layer, "running_mean"):  # evaluation mode: the running statistics
+                forward_backward(layer, x, train=False)
     finally:
         sys.setprofile(None)
     return called
