@@ -56,7 +56,7 @@ def signals(n):
     return X, label[:, None].astype(float)
 
 
-# %%
+# %% tags=["hide-input"]
 conv = Conv1d(1, 8, K, seed=0)
 relu = Activation("relu")
 dense = Dense(8, 1, seed=0)

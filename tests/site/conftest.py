@@ -7,20 +7,56 @@ every test shares that build; building takes most of the time these tests need.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from _sitebuild import REPO_ROOT, BuiltSite, mkdocs_build, output_tail
+from _sitebuild import REPO_ROOT, BackgroundBuild, BuiltSite, output_tail
+
+
+_BUILD = pytest.StashKey[BackgroundBuild]()
+# Set to the directory of an earlier `mkdocs build` (made with SITE_REPO_URL as
+# _sitebuild.TEST_REPO_URL) to test it instead of building again.
+PREBUILT = "BACKPROP_DERIVED_PREBUILT_SITE"
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` and `-k` have deselected
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    # The site tests run last, and their build starts now in its own process:
+    # on two cores it runs beside the math tests instead of after them.
+    site = [item for item in items if item.get_closest_marker("site")]
+    if not site or os.environ.get(PREBUILT):
+        return
+    items[:] = [item for item in items if not item.get_closest_marker("site")] + site
+    site_dir = Path(tempfile.mkdtemp(prefix="backprop-derived-site-"))
+    config.stash[_BUILD] = BackgroundBuild(REPO_ROOT, site_dir)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    build = config.stash.get(_BUILD, None)
+    if build is not None:
+        build.stop()
+        shutil.rmtree(build.site_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> BuiltSite:
-    site_dir = tmp_path_factory.mktemp("site")
-    result = mkdocs_build(REPO_ROOT, site_dir)
+def built_site(request: pytest.FixtureRequest) -> BuiltSite:
+    prebuilt = os.environ.get(PREBUILT)
+    if prebuilt:  # a developer iterating on the browser tests; CI never sets it
+        return BuiltSite(Path(prebuilt), subprocess.CompletedProcess([], 0, "", ""))
+    build = request.config.stash.get(_BUILD, None)
+    if build is None:  # not reached through collection (a plugin run): start it here
+        build = request.config.stash[_BUILD] = BackgroundBuild(
+            REPO_ROOT, Path(tempfile.mkdtemp(prefix="backprop-derived-site-")))
+    site_dir, result = build.site_dir, build.result()
     if result.returncode != 0:
         pytest.fail(
             f"`mkdocs build --strict` failed (exit {result.returncode}):\n{output_tail(result)}",
