@@ -190,4 +190,10 @@ if __name__ != "__derivation__":
         Exercise(rf"And \(dA_{{10}}\) of (V3).", float(dA_ex[1, 0]), tolerance=1e-12),
         Exercise(r"(V4) for a \(\tanh\) layer, one entry, in terms of <code>da</code> and the "
                  r"layer's output <code>a</code>.", tanh_v4, typed="da*(1 - a**2)"),
+        Exercise(r"(V1) as one matrix expression: \(dW\) for the whole batch, in terms of "
+                 r"<code>dZ</code> (\(m \times n_{out}\)) and <code>A</code> "
+                 r"(\(m \times n_{in}\)). A wrong order of the factors or a missing "
+                 r"transpose is pointed out.", V1, typed="dZ.T @ A"),
+        Exercise(r"(V3) as one matrix expression: \(dA\) in terms of <code>dZ</code> and "
+                 r"<code>W</code> (\(n_{out} \times n_{in}\)).", V3, typed="dZ @ W"),
     )

@@ -202,6 +202,67 @@ def test_check_answer():
     assert live.check_answer("Heaviside(z)", "(sign(z) + Abs(sign(z)))/2")["ok"] is True
 
 
+# The batch forms of a dense layer: dW = dZ^T A, dA = dZ W (EFAVDB's eq. (5) and
+# (11)); sizes as the derivation page names them.
+MATRICES = "A[m,n_in] dZ[m,n_out] W[n_out,n_in]"
+
+
+@pytest.mark.parametrize(("answer", "ok"), [
+    ("dZ.T @ A", True),
+    ("dZ.T * A", True),          # SymPy's * is the matrix product as well
+    ("(A.T @ dZ).T", True),      # (A^T dZ)^T = dZ^T A
+    ("dZ.T @ (A + A) / 2", True),
+    ("A.T @ dZ", False),
+    ("dZ @ W", False),
+])
+def test_matrix_answers_are_proven_for_every_size(answer, ok):
+    result = live.check_answer(answer, "dZ.T*A", MATRICES)
+    assert result["ok"] is ok, result
+    if ok:
+        assert "every size" in result["proof"]
+
+
+@pytest.mark.parametrize(("answer", "expected", "hint"), [
+    ("A @ dZ", "dZ.T*A", "A is m×n_in and dZ is m×n_out: a product needs the columns of the "
+                         "left factor to match the rows of the right one. Is a transpose missing?"),
+    ("dZ @ W.T", "dZ*W", "dZ is m×n_out and W.T is n_in×n_out: a product needs the columns of "
+                         "the left factor to match the rows of the right one. Is a transpose "
+                         "missing?"),
+    ("A.T @ dZ", "dZ.T*A", "this is the transpose of the answer"),
+    ("-dZ.T @ A", "dZ.T*A", "the sign is wrong"),
+    ("dZ.T @ A", "dZ.T*A/m", "off by a factor: your answer is m times the expected one"),
+    ("dZ.T + A", "dZ.T*A", "A is m×n_in and dZ.T is n_out×m: the terms of a sum need one shape"),
+    ("dZ @ W", "dZ.T*A", "your result is m×n_in; the answer is n_out×n_in"),
+    ("m", "dZ.T*A", "the answer is a matrix of size n_out×n_in; write it with the matrices, "
+                    "@ and .T"),
+])
+def test_a_wrong_matrix_answer_says_what_is_off(answer, expected, hint):
+    assert live.check_answer(answer, expected, MATRICES) == {"ok": False, "hint": hint}
+
+
+@pytest.mark.parametrize(("answer", "message"), [
+    ("A.x", "only a matrix's transpose .T is accepted"),
+    ("2 @ A", "@ multiplies two matrices"),
+    ("A @ dZ @", "syntax error"),
+])
+def test_bad_matrix_input_gets_a_message(answer, message):
+    assert message in live.check_answer(answer, "dZ.T*A", MATRICES)["error"]
+
+
+def test_matrix_exercise_markup():
+    import sympy as sp
+
+    from backprop_derived.symbolic.checked import StepNotVerified
+    from backprop_derived.symbolic.exercises import Exercise, exercises_html
+
+    m, n = sp.symbols("m n", integer=True, positive=True)
+    A, dZ = sp.MatrixSymbol("A", m, n), sp.MatrixSymbol("dZ", m, 3)
+    html = exercises_html([Exercise("p", dZ.T * A, typed="dZ.T @ A")])
+    assert 'data-expected="dZ.T*A"' in html and 'data-variables="A[m,n] dZ[m,3]"' in html
+    with pytest.raises(StepNotVerified, match="is not the derived"):
+        exercises_html([Exercise("p", dZ.T * A, typed="A.T @ dZ")])
+
+
 # --- The exercises' markup and the panel's ------------------------------------------
 
 

@@ -34,6 +34,8 @@ from functools import cache
 
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log1p
+from sympy.matrices.exceptions import ShapeError
+from sympy.matrices.expressions.matexpr import MatrixElement
 
 from .symbolic.catalog import (
     ACTIVATIONS,
@@ -61,7 +63,7 @@ from .symbolic.entries import (
 from .symbolic.kernels import ActivationEntry, Kernel
 from .symbolic.printers import latex
 
-__all__ = ["FUNCTIONS", "check_answer", "derive", "parse"]
+__all__ = ["FUNCTIONS", "check_answer", "derive", "describe_variables", "parse", "variable_names"]
 
 KINDS = ("activation", "loss")
 # The derivation pages whose steps the live panel repeats, named in the kernels
@@ -80,8 +82,12 @@ FUNCTIONS = {
     "expm1": expm1, "log1p": log1p,
 }
 CONSTANTS = {"pi": sp.pi, "E": sp.E, "True": sp.true}
-_BINARY = {ast.Add: sp.Add, ast.Sub: lambda x, y: x - y, ast.Mult: sp.Mul,
-           ast.Div: lambda x, y: x / y, ast.Pow: sp.Pow, ast.BitXor: sp.Pow}
+# Operators, not sp.Add/sp.Mul: the operands may be matrices (an exercise in
+# matrix form), for which `*` and `@` are the matrix product.
+_BINARY = {ast.Add: lambda x, y: x + y, ast.Sub: lambda x, y: x - y,
+           ast.Mult: lambda x, y: x * y, ast.Div: lambda x, y: x / y,
+           ast.Pow: lambda x, y: x**y, ast.BitXor: lambda x, y: x**y,
+           ast.MatMult: lambda x, y: _matmul(x, y)}
 _COMPARE = {ast.Gt: sp.Gt, ast.Lt: sp.Lt, ast.GtE: sp.Ge, ast.LtE: sp.Le}
 MAX_LENGTH = 400  # characters; a longer text is not an expression a reader types
 
@@ -154,7 +160,18 @@ def _build(node: ast.AST, names: dict[str, sp.Symbol]):
         raise InputError(f"unknown name {node.id!r}: the variables here are "
                          f"{_allowed(names)}; constants pi, E")
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _BINARY[type(node.op)](_build(node.left, names), _build(node.right, names))
+        left, right = _build(node.left, names), _build(node.right, names)
+        try:
+            return _BINARY[type(node.op)](left, right)
+        except ShapeError as err:
+            raise InputError(f"{ast.unparse(node)}: the shapes do not fit ({err})") from None
+        except (TypeError, ValueError) as err:
+            raise InputError(f"{ast.unparse(node)}: {err}") from None
+    if isinstance(node, ast.Attribute):
+        base = _build(node.value, names)
+        if node.attr == "T" and isinstance(base, sp.MatrixExpr):
+            return base.T
+        raise InputError(f"{ast.unparse(node)!r}: only a matrix's transpose .T is accepted")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         operand = _build(node.operand, names)
         return -operand if isinstance(node.op, ast.USub) else operand
@@ -177,6 +194,39 @@ def _build(node: ast.AST, names: dict[str, sp.Symbol]):
             raise InputError(f"{node.func.id}{tuple(map(str, args))}: {err}") from None
     raise InputError(f"{ast.unparse(node)!r} is not part of an expression here "
                      "(numbers, variables, + - * / ** and the listed functions)")
+
+
+def _matmul(x, y):
+    if not (isinstance(x, sp.MatrixExpr) and isinstance(y, sp.MatrixExpr)):
+        raise InputError("@ multiplies two matrices; use * with a number")
+    return x * y
+
+
+def variable_names(variables: str) -> dict[str, sp.Basic]:
+    """The symbols of an exercise: ``"z a"`` are real scalars, and
+    ``"dZ[m,n] A[m,k]"`` are matrices whose sizes are positive integers."""
+    names: dict[str, sp.Basic] = {}
+    sizes: dict[str, sp.Symbol] = {}
+    for spec in variables.split():
+        name, _, dims = spec.partition("[")
+        if not name.isidentifier():
+            raise InputError(f"{spec!r} is not a variable name")
+        if not dims:
+            names[name] = sp.Symbol(name, real=True)
+            continue
+        if not dims.endswith("]") or len(dims[:-1].split(",")) != 2:
+            raise InputError(f"{spec!r}: a matrix is written name[rows,cols]")
+        shape = [sp.Integer(d) if d.isdigit() else
+                 sizes.setdefault(d, sp.Symbol(d, integer=True, positive=True))
+                 for d in dims[:-1].split(",")]
+        names[name] = sp.MatrixSymbol(name, *shape)
+    # a size is a number the answer may use too (dZ^T A / m)
+    return {**{d: sizes[d] for d in sizes if d not in names}, **names}
+
+
+def describe_variables(matrices) -> str:
+    """The inverse of :func:`variable_names` for matrices: ``"A[m,n]"``."""
+    return " ".join(f"{m.name}[{m.rows},{m.cols}]" for m in sorted(matrices, key=str))
 
 
 # --- Numbers ---------------------------------------------------------------------
@@ -464,9 +514,13 @@ def check_answer(answer: str, expected: str, variables: str = "z a y") -> dict:
     "proof": label}``, ``{"ok": False, "hint": ...}`` or ``{"error": ...}``.
     """
     try:
-        names = {v: sp.Symbol(v, real=True) for v in variables.split()}
+        names = variable_names(variables)
         given = parse(answer, names)
         target = parse(expected, names)
+        if isinstance(target, sp.MatrixExpr):
+            return _check_matrix(given, target)
+        if isinstance(given, sp.MatrixExpr):
+            raise InputError("the answer is a number or a scalar expression, not a matrix")
         if not isinstance(given, sp.Expr) or not isinstance(target, sp.Expr):
             raise InputError("the answer must be one expression")
         kinked = tuple(names.values())
@@ -478,6 +532,79 @@ def check_answer(answer: str, expected: str, variables: str = "z a y") -> dict:
         return {"error": str(err)}
     except (NotImplementedError, ValueError, TypeError, ZeroDivisionError) as err:
         return {"error": f"SymPy could not compare the answer: {type(err).__name__}: {err}"}
+
+
+_ROW, _COL = sp.symbols("i j", integer=True, nonnegative=True)
+
+
+def _entry(mat: sp.MatrixExpr) -> sp.Expr:
+    """Entry (i, j) of a matrix expression as an index sum over IndexedBase arrays,
+    the form the proof checker's "index sums" strategy reads."""
+    entry = mat[_ROW, _COL].doit() if mat.shape[0] != 1 else mat[0, _COL].doit()
+    return entry.replace(lambda e: isinstance(e, MatrixElement),
+                         lambda e: sp.IndexedBase(e.parent.name, shape=e.parent.shape)[e.i, e.j])
+
+
+def _same_matrix(given: sp.MatrixExpr, target: sp.MatrixExpr) -> str | None:
+    if given.shape != target.shape:
+        return None
+    return prove_equal(_entry(given), _entry(target))
+
+
+def _product_mismatch(mat: sp.MatrixExpr) -> str | None:
+    """The first product whose factors' sizes do not chain, in words."""
+    size = "{}×{}".format
+    for node in sp.preorder_traversal(mat):
+        if isinstance(node, sp.MatAdd):
+            terms = [t for t in node.args if isinstance(t, sp.MatrixExpr)]
+            for left, right in zip(terms, terms[1:]):
+                if left.shape != right.shape:
+                    return (f"{left} is {size(*left.shape)} and {right} is "
+                            f"{size(*right.shape)}: the terms of a sum need one shape")
+        if not isinstance(node, sp.MatMul):
+            continue
+        factors = [f for f in node.args if isinstance(f, sp.MatrixExpr)]
+        for left, right in zip(factors, factors[1:]):
+            if left.shape[1] != right.shape[0]:
+                return (f"{left} is {size(*left.shape)} and {right} is {size(*right.shape)}: "
+                        "a product needs the columns of the left factor to match the rows "
+                        "of the right one. Is a transpose missing?")
+    return None
+
+
+def _scaled(mat: sp.MatrixExpr) -> tuple[sp.Expr, sp.MatrixExpr]:
+    """``(c, M)`` with ``mat = c M``: the scalar factor of a product (1/m, lambda/m)."""
+    if isinstance(mat, sp.MatMul):
+        coeff, matrices = mat.as_coeff_matrices()
+        return coeff, sp.MatMul(*matrices).doit()
+    return sp.Integer(1), mat
+
+
+def _check_matrix(given, target: sp.MatrixExpr) -> dict:
+    """A matrix answer: proven equal entry by entry for every size, or what is off."""
+    if not isinstance(given, sp.MatrixExpr):
+        return {"ok": False, "hint": f"the answer is a matrix of size {target.rows}×{target.cols}; "
+                                     "write it with the matrices, @ and .T"}
+    mismatch = _product_mismatch(given)
+    if mismatch:
+        return {"ok": False, "hint": mismatch}
+    if given.shape != target.shape:
+        if given.shape == target.T.shape and _same_matrix(given.T, target):
+            return {"ok": False, "hint": "this is the transpose of the answer"}
+        return {"ok": False, "hint": f"your result is {given.rows}×{given.cols}; "
+                                     f"the answer is {target.rows}×{target.cols}"}
+    proof = _same_matrix(given, target)
+    if proof is not None:
+        return {"ok": True, "proof": f"{proof}, entry (i, j) for every size"}
+    if _same_matrix(-given, target):
+        return {"ok": False, "hint": "the sign is wrong"}
+    if given.shape == target.T.shape and _same_matrix(given.T, target):
+        return {"ok": False, "hint": "this is the transpose of the answer"}
+    (c_given, m_given), (c_target, m_target) = _scaled(given), _scaled(target)
+    if c_given != c_target and _same_matrix(m_given, m_target):
+        ratio = sp.simplify(c_given / c_target)
+        return {"ok": False, "hint": f"off by a factor: your answer is {ratio} times the expected one"}
+    return {"ok": False, "hint": "not equal to the expected matrix"}
 
 
 def _hint(given: sp.Expr, target: sp.Expr, variables) -> str:

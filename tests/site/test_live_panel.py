@@ -192,6 +192,18 @@ def test_live_panel_offline(live_server, browser) -> None:
         answer_seconds = time.perf_counter() - start
         assert sent["/assets/live/pyodide.asm.wasm"] == wasm_before
 
+        # 5b. A matrix answer on Vectorized: a missing transpose is named; the right
+        # order is proven entry by entry.
+        page.locator('a.md-nav__link[href$="06_vectorized/"]').first.click()
+        page.wait_for_url("**/06_vectorized/")
+        page.wait_for_selector('[data-exercise="5"]')
+        assert _answer(page, 5, "A @ dZ") == "false"
+        assert "transpose" in page.locator('[data-exercise="5"] [data-live="verdict"]').inner_text()
+        assert _answer(page, 5, "dZ.T @ A") == "true"
+        page.locator('a.md-nav__link[href$="07_losses_x_activations/"]').first.click()
+        page.wait_for_url("**/07_losses_x_activations/")
+        page.wait_for_selector('[data-live="panel"]')
+
         # 6. A slow simplify can be cancelled; the engine comes back.
         page.select_option('[data-live="kind"]', "activation")
         page.fill('[data-live="expr"]', "z*tanh(log(1 + exp(z)))*erf(z)")

@@ -70,7 +70,14 @@ class Exercise:
     rename: tuple[tuple[str, str], ...] = ()
 
     def scalar(self) -> sp.Expr:
+        if self.is_matrix:
+            return self.answer
         return scalar_form(sp.sympify(self.answer), self.indices, dict(self.rename))
+
+    @property
+    def is_matrix(self) -> bool:
+        """A matrix form (``dZ^T A``): checked entry by entry for every size."""
+        return isinstance(self.answer, sp.MatrixExpr)
 
     @property
     def is_number(self) -> bool:
@@ -78,8 +85,16 @@ class Exercise:
 
     def expected_text(self) -> tuple[str, str]:
         """``(expected, variables)`` as the browser's checker receives them, checked here."""
-        from ..live import parse
+        from ..live import check_answer, describe_variables, parse
 
+        if self.is_matrix:
+            text = sp.sstr(self.answer)
+            names = describe_variables(self.answer.atoms(sp.MatrixSymbol))
+            for form in (text, self.typed):
+                if form is not None and not check_answer(form, text, names).get("ok"):
+                    raise StepNotVerified(f"exercise answer {form!r} is not the derived "
+                                          f"{self.answer}: {check_answer(form, text, names)}")
+            return text, names
         expr = self.scalar()
         names = self.variables or tuple(sorted(s.name for s in expr.free_symbols))
         symbols = {n: sp.Symbol(n, real=True) for n in names}
@@ -118,9 +133,15 @@ def exercises_html(exercises: list[Exercise]) -> str:
     blocks = []
     for n, ex in enumerate(exercises, 1):
         attrs, shown = _answer_html(ex)
-        how = ("a number" if ex.is_number else
-               "a SymPy expression in " + ", ".join(f"<code>{v}</code>" for v in
-                                                    ex.expected_text()[1].split()))
+        variables = [] if ex.is_number else ex.expected_text()[1].split()
+        if ex.is_number:
+            how = "a number"
+        elif ex.is_matrix:
+            how = ("a matrix expression in " + ", ".join(
+                f"<code>{v.partition('[')[0]}</code>" for v in variables)
+                + " (<code>@</code> for the product, <code>.T</code> for the transpose)")
+        else:
+            how = "a SymPy expression in " + ", ".join(f"<code>{v}</code>" for v in variables)
         note = f' <span class="live-note">{ex.note}</span>' if ex.note else ""
         blocks.append(
             f'<div class="live-exercise" data-exercise="{n}" {attrs}>'
