@@ -255,7 +255,7 @@
         const r = reply.result;
         if (r.error) say(false, r.error);
         else if (r.ok) say(true, `Right: proven equal (${r.proof}).`);
-        else say(false, `Not quite: ${r.hint}.`);
+        else say(false, `Not quite: ${r.hint}${/[.?!]$/.test(r.hint) ? "" : "."}`);
       } catch (e) {
         say(false, "The live engine failed: " + e.message);
       } finally {
