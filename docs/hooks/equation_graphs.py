@@ -193,7 +193,7 @@ def svg(graph: Graph) -> str:
     if dot is None:
         raise RuntimeError("Graphviz `dot` is not on PATH (apt-get install graphviz); "
                            "the derivation figures are drawn with it at every build")
-    source = graph.dot_source() if isinstance(graph, ConvWindow) else dot_source(graph)
+    source = graph.dot_source() if isinstance(graph, ConvWindow | Gates) else dot_source(graph)
     result = subprocess.run([dot, "-Tsvg"], input=source, capture_output=True,
                             text=True, check=False, timeout=60)
     if result.returncode != 0:
@@ -231,7 +231,7 @@ def alt_text(graph: Graph) -> str:
 
 def figure_html(graph, src: str) -> str:
     """The <figure> a page shows: the SVG, its alt text and its caption."""
-    if isinstance(graph, ConvWindow):
+    if isinstance(graph, ConvWindow | Gates):
         alt, legend = graph.alt_text(), ""
     else:
         alt = alt_text(graph)
@@ -382,6 +382,85 @@ def _network(depth: int, loss: str, penalty: bool = False):
     return equations, tuple(params) + (A0,), labels
 
 
+# ---------------------------------------------------------------------------
+# Three gates with numbers: what each kind of node does to the gradient.
+
+X_GATE, Y_GATE = sp.symbols("x y", real=True)
+
+
+def _gate_number(value) -> str:
+    value = sp.nsimplify(value)
+    text = str(value) if value.is_Integer else f"{float(value):.3g}"
+    return text.replace("-", "\u2212")  # the minus sign, not a hyphen
+
+
+@dataclass(frozen=True)
+class Gates:
+    """Nodes out = f(x, y), each drawn with its forward values and the gradients
+    the chain rule sends back, d out/dx · upstream, differentiated by SymPy here."""
+
+    name: str
+    caption: str
+    gates: tuple  # ((label, f(x, y)), ...)
+    x: int = 3
+    y: int = -2
+    upstream: int = 2
+    after_heading: str | None = None
+
+    def numbers(self) -> list[tuple[str, sp.Expr, sp.Expr, sp.Expr]]:
+        """(label, out, dx, dy) at the figure's point: the chain rule for one node."""
+        at = {X_GATE: self.x, Y_GATE: self.y}
+        rows = []
+        for label, f in self.gates:
+            rows.append((label, f.subs(at),
+                         *(sp.diff(f, v).subs(at).doit() * self.upstream for v in (X_GATE, Y_GATE))))
+        return rows
+
+    def dot_source(self) -> str:
+        lines = ["digraph gates {", "  rankdir=LR; nodesep=0.25; ranksep=0.5;",
+                 '  bgcolor="transparent";',
+                 '  node [fontname="Helvetica", fontsize=15, color="#555555", fontcolor="#222222"];',
+                 '  edge [fontname="Helvetica", fontsize=14];']
+        # dot stacks the clusters of a left-to-right graph bottom up: the first gate last
+        for n, (label, out, dx, dy) in reversed(list(enumerate(self.numbers()))):
+            lines.append(f"  subgraph cluster_{n} {{ color=\"#cccccc\"; "
+                         f"label=\"{label}\"; fontname=\"Helvetica\"; fontsize=15;")
+            for v, value in (("x", self.x), ("y", self.y)):
+                lines.append(f'    {v}{n} [shape=box, label="{v} = {_gate_number(value)}"];')
+            lines.append(f'    g{n} [shape=circle, label="{label.split()[0]}"];')
+            lines.append(f'    o{n} [shape=plaintext, label="out = {_gate_number(out)}"];')
+            lines.append("  }")
+            for v, grad in (("x", dx), ("y", dy)):
+                lines.append(f'  {v}{n} -> g{n} [color="{FORWARD}"];')
+                lines.append(f'  g{n} -> {v}{n} [color="{BACKWARD}", fontcolor="{BACKWARD}", '
+                             f'style=dashed, label="{_gate_number(grad)}", constraint=false];')
+            lines.append(f'  g{n} -> o{n} [color="{FORWARD}"];')
+            lines.append(f'  o{n} -> g{n} [color="{BACKWARD}", fontcolor="{BACKWARD}", '
+                         f'style=dashed, label="{self.upstream}", constraint=false];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+
+    def alt_text(self) -> str:
+        parts = [f"{label}: out = {_gate_number(out)}, gradient {_gate_number(dx)} back to x "
+                 f"and {_gate_number(dy)} back to y"
+                 for label, out, dx, dy in self.numbers()]
+        return (f"Gates at x = {_gate_number(self.x)}, y = {_gate_number(self.y)}, with gradient {self.upstream} arriving "
+                "at each output. " + "; ".join(parts) + ".")
+
+
+GATES = Gates(
+    "gates",
+    "Three nodes at x = 3, y = −2, each receiving the gradient 2 from above (dashed, red). "
+    "The numbers on the dashed arrows are ∂out/∂x · 2 and ∂out/∂y · 2, differentiated by "
+    "SymPy when the site is built: the sum hands the same gradient to both inputs, the "
+    "product hands each input the other input's value times it, and the maximum sends "
+    "all of it to the larger input and none to the other.",
+    (("+ (add)", X_GATE + Y_GATE), ("× (multiply)", X_GATE * Y_GATE),
+     ("max", sp.Max(X_GATE, Y_GATE))),
+    after_heading="how-each-node-passes-the-gradient-back",
+)
+
+
 def graphs() -> dict[str, list[Graph]]:
     """Page source path -> the figures it shows, in page order."""
     one, one_wrt, one_labels = _network(1, "squared_error")
@@ -390,6 +469,7 @@ def graphs() -> dict[str, list[Graph]]:
     ce, ce_wrt, ce_labels = _network(1, "cross_entropy")
     reg, reg_wrt, reg_labels = _network(1, "cross_entropy", penalty=True)
     pages = {
+        "intuition.md": [GATES],
         "derivations/01_activations.py": [Graph(
             "01_activations", C.ACTIVATION_LAYER, (C.Z,),
             "An activation layer, A = g(Z) entry by entry: each dZ reads only its own dA.",

@@ -46,6 +46,11 @@ NIELSEN_3 = (
     "Neural Networks and Deep Learning, chapter 3",
     "http://neuralnetworksanddeeplearning.com/chap3.html",
 )
+CS231N_BACKPROP = (
+    "Andrej Karpathy and the CS231n course staff", 2016, "Backpropagation, Intuitions",
+    "CS231n: Convolutional Neural Networks for Visual Recognition, Stanford course notes",
+    "https://cs231n.github.io/optimization-2/",
+)
 MAZUR = (
     "Matt Mazur", 2015, "A Step by Step Backpropagation Example", "mattmazur.com (blog)",
     "https://mattmazur.com/2015/03/17/a-step-by-step-backpropagation-example/",
@@ -203,6 +208,8 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
         (CLEVER_MACHINE, "the letters of the scalar derivation"),
     ],
     "intuition.md": [
+        (CS231N_BACKPROP, "the picture of gates that distribute (add), swap (multiply) "
+         "and route (max) the gradient; the numbers of our figure are our own"),
         (CLEVER_MACHINE, "the output delta δ_k = (a_k − t_k) g′(z_k) of eq. (5) that the "
          "page reads in words"),
         (COURSERA, "the Backpropagation Intuition and Random Initialization sections"),

@@ -249,6 +249,20 @@ def test_every_derivation_page_shows_its_computational_graph(built_site: BuiltSi
     assert not without, f"derivation pages without a figure: {without}"
 
 
+def test_the_gate_figure_carries_the_chain_rule_numbers(built_site: BuiltSite) -> None:
+    # At x = 3, y = -2 with 2 arriving from above, by hand: x + y hands 2 and 2 back;
+    # x*y hands y*2 = -4 to x and x*2 = 6 to y; max(x, y) = x hands 2 to x, 0 to y.
+    page = (built_site.path / "intuition" / "index.html").read_text(encoding="utf-8")
+    (src, alt), = _FIGURE.findall(page)
+    for claim in ("+ (add): out = 1, gradient 2 back to x and 2 back to y",
+                  "× (multiply): out = −6, gradient −4 back to x and 6 back to y",
+                  "max: out = 3, gradient 2 back to x and 0 back to y"):
+        assert claim in alt, alt
+    svg = (built_site.path / "intuition" / src).resolve().read_text(encoding="utf-8")
+    labels = re.findall(r"<text[^>]*>([^<]+)</text>", svg)
+    assert labels.count("−4") == 1 and labels.count("6") == 1 and labels.count("0") == 1, labels
+
+
 _SOURCES_SECTION = re.compile(r'<h2 id="sources">.*?</ul>', re.DOTALL)
 
 
