@@ -134,6 +134,41 @@ def test_new_loss_deltas_match_finite_differences():
     assert result["check"]["max_error"] < 1e-15
 
 
+def test_a_softmax_output_is_derived_on_request():
+    result = live.derive("(a - y)**4/4", "loss", softmax=True)
+    assert "error" not in result, result.get("error")
+    assert [d["activation"] for d in result["deltas"]] == [*live.LOSS_OUTPUTS, "softmax"]
+    # the printed kernel on a batch of two examples of three units, against central
+    # differences of the cost written here in NumPy: C = (1/m) sum (softmax(z) - y)^4 / 4
+    Zb = np.array([[0.3, -1.2, 0.8], [-0.5, 0.1, 1.7]])
+    y, m = np.array([[0.0, 1.0, 0.0], [0.2, 0.3, 0.5]]), 2.0
+
+    def softmax(z):
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def cost(z):
+        return ((softmax(z) - y) ** 4 / 4).sum() / m
+
+    delta = run(result["numpy"], "my_loss__softmax_delta", softmax(Zb), Zb, y, m)
+    numeric = np.zeros_like(Zb)
+    for index in np.ndindex(Zb.shape):
+        step = np.zeros_like(Zb)
+        step[index] = 1e-6
+        numeric[index] = (cost(Zb + step) - cost(Zb - step)) / 2e-6
+    np.testing.assert_allclose(delta, numeric, rtol=1e-7, atol=1e-10)
+    assert result["check"]["errors"]["softmax"] < 1e-15
+    assert "softmax" not in live.derive("(a - y)**4/4", "loss")["check"]["errors"]
+
+
+def test_the_softmax_check_catches_a_wrong_delta():
+    a, y, k = live.a_vec, live.y_vec, live.unit
+    term = live.parse("-y*log(a)", live.VARIABLES["loss"])
+    right = a[k] - y[k]  # softmax with cross-entropy, one-hot or soft targets summing to 1
+    assert live._softmax_delta_error(term, right) < 1e-15
+    assert live._softmax_delta_error(term, a[k] * (a[k] - y[k])) > 1e-3
+
+
 def test_the_numeric_check_catches_a_wrong_derivative(monkeypatch):
     """A derivative that is off by a factor is reported, at the order of its error."""
     from backprop_derived.symbolic import entries

@@ -313,6 +313,8 @@ Max, Min, Piecewise, Heaviside and the like; decimals are read exactly.</p>
 <select data-live="kind" aria-label="what the expression is">{options}</select>
 <input type="text" data-live="expr" value="{escape(expression)}" spellcheck="false"
  autocomplete="off" aria-label="SymPy expression">
+<label class="live-option"><input type="checkbox" data-live="softmax"> a loss with a
+ softmax output too (a few seconds more)</label>
 <button type="submit" class="md-button md-button--primary" data-live="run">Derive</button>
 <button type="button" class="md-button" data-live="cancel" hidden>Cancel</button>
 </form>

@@ -3,7 +3,7 @@
 // with. Everything is read from assets/live/ of this site; the lock there
 // lists exactly the wheels served beside it, with their sha256.
 //
-// Messages in:  {id, op: "derive", text, kind} | {id, op: "check", answer, expected, variables}
+// Messages in:  {id, op: "derive", text, kind, softmax} | {id, op: "check", answer, expected, variables}
 // Messages out: {type: "progress", stage, of, what} while loading,
 //               {type: "ready", seconds}, {type: "result", id, result, seconds},
 //               {type: "failed", id, message} when Python itself fails.
@@ -47,7 +47,8 @@ onmessage = async (event) => {
     pyodide.globals.set("_request", args);
     const code = op === "check"
       ? "json.dumps(live.check_answer(_request['answer'], _request['expected'], _request['variables']))"
-      : "json.dumps(live.derive(_request['text'], _request['kind']))";
+      : "json.dumps(live.derive(_request['text'], _request['kind'], "
+        + "softmax=bool(_request.get('softmax', False))))";
     const result = JSON.parse(pyodide.runPython(code));
     args.destroy();
     postMessage({ type: "result", id, result, seconds: (performance.now() - started) / 1000 });

@@ -162,8 +162,10 @@
       const started = performance.now();
       if (window.__live.state !== "ready") status.textContent = "Loading the live engine…";
       try {
+        const softmax = part(panel, "softmax");
         const reply = await ask({ op: "derive", text: part(panel, "expr").value,
-                                  kind: part(panel, "kind").value });
+                                  kind: part(panel, "kind").value,
+                                  softmax: Boolean(softmax && softmax.checked) });
         const seconds = (performance.now() - started) / 1000;
         panel.dataset.seconds = seconds.toFixed(3);
         const result = reply.result;

@@ -103,6 +103,12 @@ Y_POINTS = (0.0, 0.35, 1.0)
 # every catalog activation's g' the first time takes about 10 s in CPython
 # (mish alone 4 s), several times that in the browser.
 LOSS_OUTPUTS = ("identity", "sigmoid", "tanh", "relu", "softplus")
+# The catalog's vector output, on request: its delta sums over the units
+# (the Jacobian of softmax is not diagonal) and takes a few seconds more.
+VECTOR_OUTPUT = "softmax"
+# Logits and targets of the softmax check: three units, a one-hot and a soft target.
+SOFTMAX_POINTS = ((0.3, -1.2, 0.8), (-0.5, 0.1, 1.7))
+SOFTMAX_TARGETS = ((0.0, 1.0, 0.0), (0.2, 0.3, 0.5))
 DIGITS = 40  # working precision of the check: the float rounding stays out of it
 STEP = sp.Float("1e-12", DIGITS)  # central difference: truncation error ~ STEP**2
 
@@ -452,6 +458,9 @@ def _derive_loss(text: str, name: str, outputs) -> dict:
             deltas.append({"activation": act, "latex": latex(chain.result),
                            "html": chain_html(chain, f"{act} output, {name}")})
             kernels.append(_delta_kernel(act, ACTIVATIONS[act], name, chain.result))
+            if act == VECTOR_OUTPUT:
+                errors[act] = _softmax_delta_error(term, chain.result)
+                continue
             g = ACTIVATIONS[act]
             E = term.subs(a_sym, g)
             delta = chain.result.subs(a_vec[unit], g.subs(z_catalog, zv[unit]))
@@ -478,12 +487,35 @@ def _derive_loss(text: str, name: str, outputs) -> dict:
     }
 
 
+def _softmax_delta_error(term: sp.Expr, delta: sp.Expr) -> float:
+    """The derived softmax delta against central differences of the cost of
+    three units, E(z) = sum_p term(softmax(z)_p, y_p), in DIGITS digits."""
+    n = len(SOFTMAX_POINTS[0])
+    zs = sp.symbols(f"_z0:{n}", real=True)
+    soft = [sp.exp(zk) / sum(sp.exp(zj) for zj in zs) for zk in zs]
+    worst = 0.0
+    for logits, targets in zip(SOFTMAX_POINTS, SOFTMAX_TARGETS, strict=True):
+        at = dict(zip(zs, map(sp.Rational, map(repr, logits)), strict=True))
+        cost = sum(term.subs({a_sym: soft[q], y_sym: sp.Rational(repr(targets[q]))},
+                             simultaneous=True) for q in range(n))
+        # the units' sums over p, finite here: p = 0 .. n-1
+        finite = delta.replace(lambda e: isinstance(e, sp.Sum),
+                               lambda e: sp.Sum(e.function, (e.variables[0], 0, n - 1)).doit())
+        values = {**{a_vec[q]: soft[q] for q in range(n)},
+                  **{y_vec[q]: sp.Rational(repr(targets[q])) for q in range(n)}}
+        for k in range(n):
+            derived = _number(finite.subs(unit, k).subs(values), at)
+            worst = max(worst, _relative_error(derived, _central_difference(cost, zs[k], at)))
+    return worst
+
+
 def derive(text: str, kind: str = "activation", name: str | None = None,
-           outputs=LOSS_OUTPUTS) -> dict:
+           outputs=LOSS_OUTPUTS, softmax: bool = False) -> dict:
     """Derive the reader's activation (in ``z``) or per-unit loss (in ``a``, ``y``).
 
     ``outputs``: the elementwise catalog activations a loss is paired with
-    (``"all"`` for every one). Returns a dict that ``json.dumps`` accepts, or
+    (``"all"`` for every one); ``softmax`` adds the catalog's softmax output,
+    whose delta sums over the units. Returns a dict that ``json.dumps`` accepts, or
     ``{"error": message}``.
     """
     try:
@@ -497,7 +529,7 @@ def derive(text: str, kind: str = "activation", name: str | None = None,
         name = _check_name(name or ("mine" if kind == "activation" else "my_loss"))
         if kind == "activation":
             return _derive_activation(text, name)
-        return _derive_loss(text, name, tuple(outputs))
+        return _derive_loss(text, name, tuple(outputs) + ((VECTOR_OUTPUT,) if softmax else ()))
     except InputError as err:
         return {"error": str(err)}
     except (StepNotVerified, NotImplementedError, ValueError, TypeError, ZeroDivisionError,

@@ -204,6 +204,15 @@ def test_live_panel_offline(live_server, browser) -> None:
         page.wait_for_url("**/07_losses_x_activations/")
         page.wait_for_selector('[data-live="panel"]')
 
+        # 5c. A loss with a softmax output on request: one more delta, summing over the units.
+        page.check('[data-live="softmax"]')
+        softmax_seconds = _derive(page, "-y*log(a)", kind="loss")
+        assert page.locator('[data-live="error"]').is_hidden()
+        assert page.locator('[data-live="deltas"] figure.chain').count() >= 6
+        assert "softmax output" in page.locator('[data-live="deltas"]').inner_text()
+        assert float(page.get_attribute('[data-live="check"]', "data-max-error")) < 1e-10
+        page.uncheck('[data-live="softmax"]')
+
         # 6. A slow simplify can be cancelled; the engine comes back.
         page.select_option('[data-live="kind"]', "activation")
         page.fill('[data-live="expr"]', "z*tanh(log(1 + exp(z)))*erf(z)")
@@ -224,7 +233,8 @@ def test_live_panel_offline(live_server, browser) -> None:
         print(f"\nlive panel: first result {first:.1f} s (engine load "
               f"{page.evaluate('window.__live.loadSeconds') or 0:.1f} s in the worker), "
               f"re-derivation {again:.2f} s, exercise check on the next page "
-              f"{answer_seconds:.2f} s, restart after cancel + loss derivation "
+              f"{answer_seconds:.2f} s, a loss with the softmax output {softmax_seconds:.1f} s, "
+              f"restart after cancel + loss derivation "
               f"{after_cancel:.1f} s; assets/live/ bytes sent for the first result "
               f"{first_bytes / 1e6:.1f} MB (every file of the test, restart included, "
               f"{sum(sent.values()) / 1e6:.1f} MB); longest main-thread task "
