@@ -177,7 +177,8 @@ def _build(node: ast.AST, names: dict[str, sp.Symbol]):
         base = _build(node.value, names)
         if node.attr == "T" and isinstance(base, sp.MatrixExpr):
             return base.T
-        raise InputError(f"{ast.unparse(node)!r}: only a matrix's transpose .T is accepted")
+        raise InputError(f"{ast.unparse(node)!r} is not part of an expression here: of the "
+                         "attributes, only a matrix's transpose .T is accepted")
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         operand = _build(node.operand, names)
         return -operand if isinstance(node.op, ast.USub) else operand
