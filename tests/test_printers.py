@@ -337,3 +337,14 @@ def test_signs_are_written_as_a_textbook_writes_them():
     # positive terms first
     assert latex(sp.exp(z - y)) == r"e^{z - y}"
     assert latex(yv - av) == r"y - a"
+
+
+def test_a_negated_sum_prints_its_sign_outside():
+    # textbook form: -sum_p a_p y_p, not sum_p -a_p y_p; an equality SymPy
+    # would merge after the change (sum y - sum(-y)) is printed as it stands
+    p = sp.Symbol("p", integer=True)
+    a, y = sp.IndexedBase("a"), sp.IndexedBase("y")
+    assert latex(sp.Sum(-a[p] * y[p], (p, 0, 3))) == r"- \sum_{p=0}^{3} a_{p} y_{p}"
+    assert latex(sp.Sum(-2 * y[p], (p, 0, 3))) == r"- 2 \sum_{p=0}^{3} y_{p}"
+    both = sp.Sum(y[p], (p, 0, 3)) - sp.Sum(-y[p], (p, 0, 3))
+    assert latex(both).count(r"\sum") == 2

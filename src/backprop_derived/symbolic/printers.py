@@ -931,5 +931,32 @@ def _solve_bound(relation, var):
     return ("upper" if coeff > 0 else "lower", bound, strict)
 
 
+def _signs_out_of_sums(expr):
+    """Display only: a sum of negated terms prints as the negated sum,
+    -\\sum_p f_p rather than \\sum_p -f_p, the way a textbook writes it."""
+    if not isinstance(expr, sp.Basic):
+        return expr
+
+    def negative(e) -> bool:
+        return isinstance(e, sp.Sum) and e.function.as_coeff_Mul()[0].is_negative
+
+    def pulled(e):
+        coeff, rest = e.function.as_coeff_Mul()
+        return coeff * sp.Sum(rest, *e.limits)
+
+    shown = expr.replace(negative, pulled)
+    # Pulling signs out can make two sums equal, which SymPy then merges
+    # (sum a - sum(-a) becomes 2 sum a): that would hide the step, so the
+    # expression is printed as it is.
+    if sp.count_ops(shown, visual=False) > sp.count_ops(expr, visual=False) or \
+            _sum_count(shown) != _sum_count(expr):
+        return expr
+    return shown
+
+
+def _sum_count(expr) -> int:
+    return sum(1 for e in sp.preorder_traversal(expr) if isinstance(e, sp.Sum))
+
+
 def latex(expr, **settings) -> str:
-    return DerivationLatexPrinter(settings).doprint(expr)
+    return DerivationLatexPrinter(settings).doprint(_signs_out_of_sums(expr))
