@@ -54,13 +54,17 @@ def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
         raise ValueError(f"the equations read {unknown}, which the declaration does not name")
     used = {s for a in assignments for s in a.expr.free_symbols}
     names = [printer.array_name(label) for label in order if label in reads]
-    return tuple(names + [s.name for s in scalars if s in used])
+    names += [s.name for s in scalars if s in used and s.name not in names]
+    # a size no array carries (a stride, a window length): the caller passes it
+    return tuple(names + [s for s in printer.missing_sizes(assignments) if s not in names])
 
 
 def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str):
     """``(chains, forward, backward)``: the engine's proven gradient chains and both kernels."""
     eqs = layer.equations
-    forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs) for lhs, rhs in eqs)
+    # selections first (saved, never differentiated: the engine sees them as inputs)
+    forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs, shape=lhs.base.shape)
+                    for lhs, rhs in (*layer.selections, *eqs))
     grads = backward(eqs, [*layer.inputs, *layer.params])
     chains = [gradient_chain(g, eqs) for g in grads.values()]
     steps = [Assignment(_label(g.grad), g.indices, g.expr,
