@@ -120,9 +120,7 @@ show(*max2_chains, caption="2-d max pooling, input gradient")
 # once and the last one never; with $s = 1$ the inner inputs are read twice.
 
 # %%
-gx = avg_chains[0]
-(_, dx_expr) = (None, AVG1_BACKWARD.expr[-1].expr)
-w = AVG1_BACKWARD.expr[-1].indices[2]
+dx_expr, w = AVG1_BACKWARD.expr[-1].expr, AVG1_BACKWARD.expr[-1].indices[2]
 ones = dx_expr.replace(lambda x: isinstance(x, Indexed), lambda x: sp.Integer(1))
 P = next(s for s in ones.free_symbols if s.name == "P")
 

@@ -60,9 +60,9 @@ def models():
         ("conv2d-float32", Sequential([Conv2d(2, 3, 3, 2, dtype=np.float32), Activation("tanh")],
                                       loss="squared_error"), Xc.astype(np.float32),
          rng.normal(size=(3, 3, 4, 5))),
-        ("pooling", Sequential([Conv1d(2, 3, 2), MaxPool1d(2), AvgPool1d(2, stride=1)],
-                               loss="squared_error"), X1, rng.normal(size=(3, 3, 3))),
-        ("pooling2d", Sequential([Conv2d(2, 2, 1, 1), AvgPool2d(2), MaxPool2d(2, stride=1)],
+        ("pooling", Sequential([Conv1d(2, 3, 2, padding=1), MaxPool1d(2), AvgPool1d(2, stride=1)],
+                               loss="squared_error"), X1, rng.normal(size=(3, 3, 4))),
+        ("pooling2d", Sequential([Conv2d(2, 2, 1, 1, stride=2), AvgPool2d(1), MaxPool2d(2, stride=1)],
                                  loss="squared_error"), Xc, rng.normal(size=(3, 2, 2, 2))),
     ]
 

@@ -481,3 +481,32 @@ MAX_POOL2D = LayerDeclaration(
     "max_pool2d", ((_pool_y2, Sum(_pool_s2 * _pool_x2, *_pool_taps2)),),
     inputs=(POOL2D_X,), params=(), saved=(POOL2D_S,), outputs=(POOL2D_Y,),
     scalars=(POOL_S,), selections=((_pool_s2, FirstMax(_pool_x2, *_pool_taps2)),))
+
+
+# --- Strided convolution (derivations/13_convolution.py) ---------------------------
+# Conv1d/Conv2d with a stride: output position p reads X[n, c, stride p + j]
+# (stride 1: CONV1D and CONV2D above). Zero padding is a pad of the input
+# before these equations (and a crop of the input gradient), in the runtime.
+CONV_STRIDE = sp.Symbol("stride", integer=True, positive=True)
+CONV_P, CONV_Q = sp.symbols("P Q", integer=True, positive=True)  # output positions
+CONVS1D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_P), real=True)
+CONVS2D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_P, CONV_Q), real=True)
+# Y[n, o, p] = b[o] + sum_c sum_j X[n, c, stride p + j] W[o, c, j]
+STRIDED_CONV1D = LayerDeclaration(
+    "conv1d_strided",
+    ((CONVS1D_Y[conv_n, conv_o, conv_p],
+      CONV_B[conv_o] + Sum(CONV1D_X[conv_n, conv_c, CONV_STRIDE * conv_p + conv_j]
+                           * CONV1D_W[conv_o, conv_c, conv_j],
+                           (conv_c, 0, CONV_C_IN - 1), (conv_j, 0, CONV_K - 1))),),
+    inputs=(CONV1D_X,), params=(CONV1D_W, CONV_B), saved=(), outputs=(CONVS1D_Y,),
+    scalars=(CONV_STRIDE,))
+STRIDED_CONV2D = LayerDeclaration(
+    "conv2d_strided",
+    ((CONVS2D_Y[conv_n, conv_o, conv_p, conv_q],
+      CONV_B[conv_o] + Sum(CONV2D_X[conv_n, conv_c, CONV_STRIDE * conv_p + conv_i,
+                                    CONV_STRIDE * conv_q + conv_j]
+                           * CONV2D_W[conv_o, conv_c, conv_i, conv_j],
+                           (conv_c, 0, CONV_C_IN - 1), (conv_i, 0, CONV_KH - 1),
+                           (conv_j, 0, CONV_KW - 1))),),
+    inputs=(CONV2D_X,), params=(CONV2D_W, CONV_B), saved=(), outputs=(CONVS2D_Y,),
+    scalars=(CONV_STRIDE,))

@@ -17,9 +17,10 @@ import sympy as sp
 from sympy import Indexed
 
 from .catalog import LayerDeclaration
-from .engine import backward, gradient_chain
+from .engine import DELTAS_SUMMED, backward, gradient_chain
 from .index_printer import Assignment, IndexPrinter
 from .kernels import Kernel
+from .taint import StepNotVerified
 
 __all__ = ["declared_kernels"]
 
@@ -59,6 +60,20 @@ def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
     return tuple(names + [s for s in printer.missing_sizes(assignments) if s not in names])
 
 
+def _proven(gradient, equations):
+    """The gradient's chain, proven by SymPy's own summation of the deltas or, where that
+    sums out another index than the engine did (a window: j instead of p), through
+    canonical sums over all integers (conv_forms.canonical), which compares the terms."""
+    try:
+        return gradient_chain(gradient, equations)
+    except StepNotVerified:
+        if len(equations) != 1:
+            raise
+    from .conv_forms import chain_rule_chain
+
+    return chain_rule_chain(gradient, equations, gradient.wrt, DELTAS_SUMMED)
+
+
 def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str):
     """``(chains, forward, backward)``: the engine's proven gradient chains and both kernels."""
     eqs = layer.equations
@@ -66,7 +81,7 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
     forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs, shape=lhs.base.shape)
                     for lhs, rhs in (*layer.selections, *eqs))
     grads = backward(eqs, [*layer.inputs, *layer.params])
-    chains = [gradient_chain(g, eqs) for g in grads.values()]
+    chains = [_proven(g, eqs) for g in grads.values()]
     steps = [Assignment(_label(g.grad), g.indices, g.expr,
                         shape=getattr(g.grad, "shape", None)) for g in grads.values()]
     saved = {_label(x) for x in layer.saved}
