@@ -24,7 +24,8 @@ def reference(X, W, b, stride, padding):
     Y = np.empty((X.shape[0], W.shape[0], *out))
     for n, o in itertools.product(range(X.shape[0]), range(W.shape[0])):
         for pos in itertools.product(*(range(m) for m in out)):
-            window = tuple(slice(stride * p, stride * p + k) for p, k in zip(pos, kernel, strict=True))
+            window = tuple(slice(stride * p, stride * p + k)
+                           for p, k in zip(pos, kernel, strict=True))
             Y[(n, o, *pos)] = b[o] + np.sum(Xp[(n, slice(None), *window)] * W[o])
     return Y
 

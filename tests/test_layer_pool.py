@@ -64,7 +64,8 @@ def test_against_loops_and_central_differences(kind, spatial, k, stride):
     dY = rng.normal(size=Y.shape)
     dX = layer.backward(dY)
     X = X.copy()
-    assert_close("dX", dX, central_differences(lambda: float(np.sum(dY * reference(X, k, s, kind))), X))
+    assert_close("dX", dX, central_differences(
+        lambda: float(np.sum(dY * reference(X, k, s, kind))), X))
     assert layer.grads == {} and layer.params == {}
 
 
@@ -86,7 +87,8 @@ def test_tie_goes_to_the_first_largest_entry():
                                   [[[1.0, 0.0, 0.0, 2.0, 4.0, 0.0]]])
     layer2 = MaxPool2d(2)
     layer2.forward(np.array([[[[0.0, 1.0], [1.0, 1.0]]]]))
-    np.testing.assert_array_equal(layer2.backward(np.array([[[[7.0]]]])), [[[[0.0, 7.0], [0.0, 0.0]]]])
+    np.testing.assert_array_equal(layer2.backward(np.array([[[[7.0]]]])),
+                                  [[[[0.0, 7.0], [0.0, 0.0]]]])
     # overlapping windows that share the maximum both send their gradient to it
     layer3 = MaxPool1d(2, stride=1)
     layer3.forward(np.array([[[0.0, 4.0, 1.0]]]))
@@ -101,7 +103,8 @@ def test_pooling_trains_in_sequential():
         (Sequential([Conv1d(2, 3, 2, seed=1), MaxPool1d(2), AvgPool1d(2, stride=1)],
                     loss="squared_error"), rng.normal(size=(3, 2, 9)), rng.normal(size=(3, 3, 3))),
         (Sequential([Conv2d(2, 2, 2, 2, seed=2), MaxPool2d(2, stride=1), AvgPool2d(2)],
-                    loss="squared_error"), rng.normal(size=(2, 2, 6, 5)), rng.normal(size=(2, 2, 2, 1))),
+                    loss="squared_error"), rng.normal(size=(2, 2, 6, 5)),
+         rng.normal(size=(2, 2, 2, 1))),
     ):
         _, grads = model.gradients(X, Y)
         for k, layer in enumerate(model.layers):

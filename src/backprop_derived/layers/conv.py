@@ -1,4 +1,4 @@
-"""``Conv1d`` and ``Conv2d``: cross-correlation with a stride and zero padding (PyTorch's convention).
+"""``Conv1d`` and ``Conv2d``: cross-correlation, stride, zero padding (PyTorch's convention).
 
 ``Y[n, o, p] = b[o] + sum_c sum_j X[n, c, p + j] W[o, c, j]`` (and the same
 with two shifted indices in 2-d). The kernels are generated from
@@ -125,7 +125,8 @@ class _generated_kernels:  # noqa: N801 (was a dict; now looked up per call, per
 
 
 class Conv1d(_Conv):
-    """A 1-d convolution: input (batch, c_in, L), output (batch, c_out, (L + 2 padding - k) // stride + 1).
+    """A 1-d convolution: input (batch, c_in, L), output (batch, c_out, L'),
+    ``L' = (L + 2 padding - k) // stride + 1``.
 
     Parameters ``W`` of shape (c_out, c_in, k) and ``b`` of shape (c_out,),
     initialized as PyTorch's ``nn.Conv1d`` does by default: uniform in

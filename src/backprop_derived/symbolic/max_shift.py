@@ -56,7 +56,8 @@ class FirstMax(sp.Function):
 
     def _latex(self, printer):
         taps = ", ".join(printer._print(t[0]) for t in self.taps)
-        return rf"\operatorname{{first\,argmax}}_{{{taps}}}\left({printer._print(self.args[0])}\right)"
+        inner = printer._print(self.args[0])
+        return rf"\operatorname{{first\,argmax}}_{{{taps}}}\left({inner}\right)"
 
 
 def _normalising_sums(expr):
