@@ -311,6 +311,37 @@ EXPORTS = [
 ]
 
 # %% [markdown]
+# ## Stride and padding
+#
+# With a stride $s$ output $p$ reads the window that starts at $sp$:
+# $Y_{n,o,p} = b_o + \sum_c \sum_j X_{n,c,sp+j} W_{o,c,j}$, and there are
+# $P = \lfloor (L - k)/s \rfloor + 1$ outputs (PyTorch's count). Zero padding
+# by $a$ is this layer on the input with $a$ zeros added at both ends
+# ($L + 2a$ positions); the zeros are constants, so the input gradient is
+# the padded input's gradient with its $a$ first and last positions cropped.
+# The runtime pads and crops; the equations, the engine's gradients and
+# their kernels are those of a declared layer (`catalog.STRIDED_CONV1D`,
+# `STRIDED_CONV2D`), printed by the index printer's window primitives (see
+# the pooling page): the forward map and the weight gradient read
+# sliding windows every $s$-th position, the input gradient is a tap
+# scatter, one strided slice-add per kernel tap. The input gradient's proof
+# is the canonical-sum one used above (SymPy sums out $j$, the engine $p$).
+
+# %%
+from backprop_derived.symbolic.catalog import STRIDED_CONV1D, STRIDED_CONV2D
+from backprop_derived.symbolic.declared import declared_kernels
+
+(Ys, strided_rhs), = STRIDED_CONV1D.equations
+show(Chain(Ys, strided_rhs, "definition of the strided layer"))
+strided_chains, STRIDED1_FORWARD, STRIDED1_BACKWARD = declared_kernels(
+    STRIDED_CONV1D, "conv", SOURCE, "Conv1d with a stride (on the padded input)")
+show(*strided_chains, caption="strided convolution, node by node")
+strided2_chains, STRIDED2_FORWARD, STRIDED2_BACKWARD = declared_kernels(
+    STRIDED_CONV2D, "conv", SOURCE, "Conv2d with a stride (on the padded input)")
+show(*strided2_chains[:1], caption="2-d strided convolution, input gradient")
+EXPORTS += [STRIDED1_FORWARD, STRIDED1_BACKWARD, STRIDED2_FORWARD, STRIDED2_BACKWARD]
+
+# %% [markdown]
 # ## Exercises
 #
 # One example, one input and one output channel: $X = (1, 2, -1, 3)$, the

@@ -32,7 +32,15 @@ EXAMPLES: dict[str, Example] = {
     "RNN": lambda rng: (L.RNN(4, 3, seed=0), rng.normal(size=(2, 5, 4))),
     "Conv1d": lambda rng: (L.Conv1d(2, 3, 2, seed=0), rng.normal(size=(2, 2, 6))),
     "Conv2d": lambda rng: (L.Conv2d(2, 3, 2, 2, seed=0), rng.normal(size=(2, 2, 5, 5))),
+    "Conv1d(stride, padding)": lambda rng: (L.Conv1d(2, 3, 3, stride=2, padding=1, seed=0),
+                                            rng.normal(size=(2, 2, 7))),
+    "Conv2d(stride, padding)": lambda rng: (L.Conv2d(2, 2, 3, 2, stride=2, padding=1, seed=0),
+                                            rng.normal(size=(2, 2, 5, 4))),
     "Embedding": lambda rng: (L.Embedding(7, 3, seed=0), np.array([[1, 2], [3, 1]])),
+    "AvgPool1d": lambda rng: (L.AvgPool1d(2), rng.normal(size=(2, 3, 7))),
+    "AvgPool2d": lambda rng: (L.AvgPool2d(2, stride=1), rng.normal(size=(2, 2, 4, 5))),
+    "MaxPool1d": lambda rng: (L.MaxPool1d(3, stride=2), rng.normal(size=(2, 3, 8))),
+    "MaxPool2d": lambda rng: (L.MaxPool2d(2), rng.normal(size=(2, 2, 5, 4))),
 }
 
 

@@ -13,6 +13,8 @@ from backprop_derived import Network, load
 from backprop_derived.layers import (
     RNN,
     Activation,
+    AvgPool1d,
+    AvgPool2d,
     BatchNorm,
     Conv1d,
     Conv2d,
@@ -21,6 +23,8 @@ from backprop_derived.layers import (
     Embedding,
     GroupNorm,
     LayerNorm,
+    MaxPool1d,
+    MaxPool2d,
     Residual,
     RMSNorm,
     SelfAttention,
@@ -56,6 +60,10 @@ def models():
         ("conv2d-float32", Sequential([Conv2d(2, 3, 3, 2, dtype=np.float32), Activation("tanh")],
                                       loss="squared_error"), Xc.astype(np.float32),
          rng.normal(size=(3, 3, 4, 5))),
+        ("pooling", Sequential([Conv1d(2, 3, 2, padding=1), MaxPool1d(2), AvgPool1d(2, stride=1)],
+                               loss="squared_error"), X1, rng.normal(size=(3, 3, 4))),
+        ("pooling2d", Sequential([Conv2d(2, 2, 1, 1, stride=2), AvgPool2d(1), MaxPool2d(2, stride=1)],
+                                 loss="squared_error"), Xc, rng.normal(size=(3, 2, 2, 2))),
     ]
 
 

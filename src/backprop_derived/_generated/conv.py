@@ -39,6 +39,37 @@ def conv1d_input_gradient(dy, w, out):
     return out
 
 
+def conv1d_strided_backward(dy, x, w, stride):
+    """Conv1d with a stride (on the padded input): the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    conv1d_strided backward, engine result; derived in derivations/13_convolution.py.
+    """
+    C_in = w.shape[1]
+    C_out = w.shape[0]
+    L = x.shape[2]
+    N = dy.shape[0]
+    P = dy.shape[2]
+    k = w.shape[2]
+    dx = numpy.zeros((N, C_in, L,), dtype=w.dtype)
+    for _j0 in range(0, k):
+        dx[:, :, _j0:1 + _j0 + stride*(P - 1):stride] += (numpy.matmul(dy.transpose(0, 2, 1).reshape(dy.shape[0] * dy.shape[2], dy.shape[1]), (w[:, :, _j0])).reshape(dy.shape[0], dy.shape[2], (w[:, :, _j0]).shape[1]).transpose(0, 2, 1))
+    dw = (numpy.einsum('abcd,aec->ebd', numpy.lib.stride_tricks.sliding_window_view(x, (k,), axis=(2,))[:, :, 0:1 + stride*(P - 1):stride], dy, optimize=True))
+    db = (numpy.add.reduce(dy, axis=(0, 2)))
+    return dx, dw, db
+
+
+def conv1d_strided_forward(x, w, b, stride):
+    """Conv1d with a stride (on the padded input): the catalog's equations, returning the outputs and the saved intermediates.
+
+    conv1d_strided forward, catalog equations; derived in derivations/13_convolution.py.
+    """
+    C_in = w.shape[1]
+    k = w.shape[2]
+    y = (numpy.einsum('abc,dbec->dae', w, numpy.lib.stride_tricks.sliding_window_view(x, (k,), axis=(2,))[:, :, 0::stride], optimize=True))
+    y += b[:, None]
+    return y
+
+
 def conv1d_weight_gradient(x, dy, out):
     """dW: valid correlation of X with dY, summed over the batch (conv1d).
 
@@ -86,6 +117,42 @@ def conv2d_input_gradient(dy, w, out):
             if _k0 or _k1:
                 out[:, :, _k0:_k0 + dy.shape[2], _k1:_k1 + dy.shape[3]] += numpy.matmul(numpy.swapaxes(w[:, :, _k0, _k1], -1, -2), dy.reshape(dy.shape[0], w.shape[0], dy.shape[2] * dy.shape[3])).reshape(dy.shape[0], w.shape[1], dy.shape[2], dy.shape[3])
     return out
+
+
+def conv2d_strided_backward(dy, x, w, stride):
+    """Conv2d with a stride (on the padded input): the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    conv2d_strided backward, engine result; derived in derivations/13_convolution.py.
+    """
+    C_in = w.shape[1]
+    C_out = w.shape[0]
+    H_in = x.shape[2]
+    N = dy.shape[0]
+    P = dy.shape[2]
+    Q = dy.shape[3]
+    W_in = x.shape[3]
+    k_h = w.shape[2]
+    k_w = w.shape[3]
+    dx = numpy.zeros((N, C_in, H_in, W_in,), dtype=w.dtype)
+    for _j0 in range(0, k_h):
+        for _j1 in range(0, k_w):
+            dx[:, :, _j0:1 + _j0 + stride*(P - 1):stride, _j1:1 + _j1 + stride*(Q - 1):stride] += (numpy.matmul(dy.transpose(0, 2, 3, 1).reshape(dy.shape[0] * dy.shape[2] * dy.shape[3], dy.shape[1]), (w[:, :, _j0, _j1])).reshape(dy.shape[0], dy.shape[2], dy.shape[3], (w[:, :, _j0, _j1]).shape[1]).transpose(0, 3, 1, 2))
+    dw = (numpy.einsum('abcdef,agcd->gbef', numpy.lib.stride_tricks.sliding_window_view(x, (k_h, k_w,), axis=(2, 3,))[:, :, 0:1 + stride*(P - 1):stride, 0:1 + stride*(Q - 1):stride], dy, optimize=True))
+    db = (numpy.add.reduce(dy, axis=(0, 2, 3)))
+    return dx, dw, db
+
+
+def conv2d_strided_forward(x, w, b, stride):
+    """Conv2d with a stride (on the padded input): the catalog's equations, returning the outputs and the saved intermediates.
+
+    conv2d_strided forward, catalog equations; derived in derivations/13_convolution.py.
+    """
+    C_in = w.shape[1]
+    k_h = w.shape[2]
+    k_w = w.shape[3]
+    y = (numpy.einsum('abcd,ebfgcd->eafg', w, numpy.lib.stride_tricks.sliding_window_view(x, (k_h, k_w,), axis=(2, 3,))[:, :, 0::stride, 0::stride], optimize=True))
+    y += b[:, None, None]
+    return y
 
 
 def conv2d_weight_gradient(x, dy, out):

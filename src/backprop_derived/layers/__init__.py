@@ -24,6 +24,10 @@ _WHERE = {
     "SelfAttention": "attention",
     "Conv1d": "conv",
     "Conv2d": "conv",
+    "AvgPool1d": "pool",
+    "AvgPool2d": "pool",
+    "MaxPool1d": "pool",
+    "MaxPool2d": "pool",
     "RNN": "recurrent",
     "Sequential": "sequential",
 }

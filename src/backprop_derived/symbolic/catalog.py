@@ -53,6 +53,8 @@ from sympy import (
     tanh,
 )
 
+from .max_shift import FirstMax
+
 z = sp.Symbol("z", real=True)
 j, k = sp.symbols("j k", integer=True)
 zv = IndexedBase("z", real=True)  # pre-activations of the output layer, z[k]
@@ -237,6 +239,10 @@ class LayerDeclaration:
     saved: tuple
     outputs: tuple
     scalars: tuple = ()
+    # equations evaluated first in the forward kernel whose values are constant
+    # in the inputs almost everywhere (which tap of a window holds its maximum):
+    # saved, and read by the backward pass as given arrays, never differentiated
+    selections: tuple = ()
 
 
 # RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
@@ -425,3 +431,82 @@ RNN = (
      + RNN_B[rnn_e]),
     (RNN_HID[rnn_n, rnn_t, rnn_e], tanh(RNN_A[rnn_n, rnn_t, rnn_e])),
 )
+
+
+# --- Pooling (derivations/15_pooling.py) ------------------------------------------
+# PyTorch's AvgPool1d/2d and MaxPool1d/2d on (N, C, L) and (N, C, H, W) inputs,
+# no padding: window p of each channel reads X[n, c, s p + j], j = 0 .. k - 1,
+# with the stride s (PyTorch's default: s = k). There are P = (L - k) div s + 1
+# windows; the inputs past the last window are read by none (their gradient is 0).
+# The stride is a number the kernels take, like epsilon; so are the sizes that no
+# array a kernel reads carries (k in the average pool, the input's length in the
+# backward pass).
+#
+# Ties: a max pool's window may hold its maximum at several taps. The gradient
+# goes to the FIRST of them (the lowest j; in 2-d the first in row-major order
+# (i, j)), as PyTorch's max pooling does. FirstMax states the rule: it is the
+# one-hot indicator of that tap, a selection (constant in X almost everywhere,
+# so never differentiated), and the max is the selected entry, Y = sum_j S X.
+POOL_N, POOL_C, POOL_L, POOL_P = sp.symbols("N C L P", integer=True, positive=True)
+POOL_H, POOL_W, POOL_Q = sp.symbols("H W Q", integer=True, positive=True)
+POOL_K, POOL_S = sp.symbols("k stride", integer=True, positive=True)  # window, stride
+pool_n, pool_c, pool_p, pool_q, pool_i, pool_j = sp.symbols("n c p q i j", integer=True)
+POOL1D_X = IndexedBase("X", shape=(POOL_N, POOL_C, POOL_L), real=True)
+POOL1D_Y = IndexedBase("Y", shape=(POOL_N, POOL_C, POOL_P), real=True)
+POOL1D_S = IndexedBase("S", shape=(POOL_N, POOL_C, POOL_P, POOL_K), real=True)
+POOL2D_X = IndexedBase("X", shape=(POOL_N, POOL_C, POOL_H, POOL_W), real=True)
+POOL2D_Y = IndexedBase("Y", shape=(POOL_N, POOL_C, POOL_P, POOL_Q), real=True)
+POOL2D_S = IndexedBase("S", shape=(POOL_N, POOL_C, POOL_P, POOL_Q, POOL_K, POOL_K), real=True)
+_pool_taps1 = ((pool_j, 0, POOL_K - 1),)
+_pool_taps2 = ((pool_i, 0, POOL_K - 1), (pool_j, 0, POOL_K - 1))
+_pool_x1 = POOL1D_X[pool_n, pool_c, POOL_S * pool_p + pool_j]
+_pool_x2 = POOL2D_X[pool_n, pool_c, POOL_S * pool_p + pool_i, POOL_S * pool_q + pool_j]
+_pool_y1, _pool_y2 = POOL1D_Y[pool_n, pool_c, pool_p], POOL2D_Y[pool_n, pool_c, pool_p, pool_q]
+_pool_s1 = POOL1D_S[pool_n, pool_c, pool_p, pool_j]
+_pool_s2 = POOL2D_S[pool_n, pool_c, pool_p, pool_q, pool_i, pool_j]
+
+# Y[n, c, p] = (1/k) sum_j X[n, c, s p + j]
+AVG_POOL1D = LayerDeclaration(
+    "avg_pool1d", ((_pool_y1, Sum(_pool_x1, *_pool_taps1) / POOL_K),),
+    inputs=(POOL1D_X,), params=(), saved=(), outputs=(POOL1D_Y,), scalars=(POOL_S,))
+AVG_POOL2D = LayerDeclaration(
+    "avg_pool2d", ((_pool_y2, Sum(_pool_x2, *_pool_taps2) / POOL_K**2),),
+    inputs=(POOL2D_X,), params=(), saved=(), outputs=(POOL2D_Y,), scalars=(POOL_S,))
+# S[n, c, p, j] = [j is the first tap of window p where X is largest]; Y = sum_j S X
+MAX_POOL1D = LayerDeclaration(
+    "max_pool1d", ((_pool_y1, Sum(_pool_s1 * _pool_x1, *_pool_taps1)),),
+    inputs=(POOL1D_X,), params=(), saved=(POOL1D_S,), outputs=(POOL1D_Y,),
+    scalars=(POOL_S,), selections=((_pool_s1, FirstMax(_pool_x1, *_pool_taps1)),))
+MAX_POOL2D = LayerDeclaration(
+    "max_pool2d", ((_pool_y2, Sum(_pool_s2 * _pool_x2, *_pool_taps2)),),
+    inputs=(POOL2D_X,), params=(), saved=(POOL2D_S,), outputs=(POOL2D_Y,),
+    scalars=(POOL_S,), selections=((_pool_s2, FirstMax(_pool_x2, *_pool_taps2)),))
+
+
+# --- Strided convolution (derivations/13_convolution.py) ---------------------------
+# Conv1d/Conv2d with a stride: output position p reads X[n, c, stride p + j]
+# (stride 1: CONV1D and CONV2D above). Zero padding is a pad of the input
+# before these equations (and a crop of the input gradient), in the runtime.
+CONV_STRIDE = sp.Symbol("stride", integer=True, positive=True)
+CONV_P, CONV_Q = sp.symbols("P Q", integer=True, positive=True)  # output positions
+CONVS1D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_P), real=True)
+CONVS2D_Y = IndexedBase("Y", shape=(CONV_N, CONV_C_OUT, CONV_P, CONV_Q), real=True)
+# Y[n, o, p] = b[o] + sum_c sum_j X[n, c, stride p + j] W[o, c, j]
+STRIDED_CONV1D = LayerDeclaration(
+    "conv1d_strided",
+    ((CONVS1D_Y[conv_n, conv_o, conv_p],
+      CONV_B[conv_o] + Sum(CONV1D_X[conv_n, conv_c, CONV_STRIDE * conv_p + conv_j]
+                           * CONV1D_W[conv_o, conv_c, conv_j],
+                           (conv_c, 0, CONV_C_IN - 1), (conv_j, 0, CONV_K - 1))),),
+    inputs=(CONV1D_X,), params=(CONV1D_W, CONV_B), saved=(), outputs=(CONVS1D_Y,),
+    scalars=(CONV_STRIDE,))
+STRIDED_CONV2D = LayerDeclaration(
+    "conv2d_strided",
+    ((CONVS2D_Y[conv_n, conv_o, conv_p, conv_q],
+      CONV_B[conv_o] + Sum(CONV2D_X[conv_n, conv_c, CONV_STRIDE * conv_p + conv_i,
+                                    CONV_STRIDE * conv_q + conv_j]
+                           * CONV2D_W[conv_o, conv_c, conv_i, conv_j],
+                           (conv_c, 0, CONV_C_IN - 1), (conv_i, 0, CONV_KH - 1),
+                           (conv_j, 0, CONV_KW - 1))),),
+    inputs=(CONV2D_X,), params=(CONV2D_W, CONV_B), saved=(), outputs=(CONVS2D_Y,),
+    scalars=(CONV_STRIDE,))

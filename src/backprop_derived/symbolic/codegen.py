@@ -31,6 +31,7 @@ MODULE_DOCS = {
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
     "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
+    "pool": "Average and max pooling (1-d and 2-d, any stride): forward and backward kernels.",
 }
 
 
@@ -77,7 +78,7 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         body += printer.fused_statements(kernel.expr, dict(kernel.kinds))
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
-        printer = BatchedIndexPrinter()
+        printer = BatchedIndexPrinter(given=kernel.params)
         # every exp under a normalising sum, shifted by its maximum (proven in max_shift_all)
         assignments, _ = max_shift_all(kernel.expr)
         body += printer.statements(assignments, kernel.returns)
@@ -129,7 +130,7 @@ def _free_names(kernel: Kernel) -> set[str]:
             names |= {printer.array_name(str(x.base.label)) for x in a.expr.atoms(sp.Indexed)
                       if str(x.base.label) not in assigned}
             plain = a.expr.replace(lambda x: isinstance(x, sp.Indexed), lambda x: sp.Integer(1))
-            names |= {s.name for s in plain.free_symbols
+            names |= {s.name for s in plain.free_symbols - set(a.indices)  # (in conditions)
                       if not (s.is_integer and s.is_positive)}  # sizes come from shapes
         loops = {str(a.index) for a in kernel.expr if isinstance(a, Loop)}
         return names - loops

@@ -17,9 +17,10 @@ import sympy as sp
 from sympy import Indexed
 
 from .catalog import LayerDeclaration
-from .engine import backward, gradient_chain
+from .engine import DELTAS_SUMMED, backward, gradient_chain
 from .index_printer import Assignment, IndexPrinter
 from .kernels import Kernel
+from .taint import StepNotVerified
 
 __all__ = ["declared_kernels"]
 
@@ -54,15 +55,33 @@ def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
         raise ValueError(f"the equations read {unknown}, which the declaration does not name")
     used = {s for a in assignments for s in a.expr.free_symbols}
     names = [printer.array_name(label) for label in order if label in reads]
-    return tuple(names + [s.name for s in scalars if s in used])
+    names += [s.name for s in scalars if s in used and s.name not in names]
+    # a size no array carries (a stride, a window length): the caller passes it
+    return tuple(names + [s for s in printer.missing_sizes(assignments) if s not in names])
+
+
+def _proven(gradient, equations):
+    """The gradient's chain, proven by SymPy's own summation of the deltas or, where that
+    sums out another index than the engine did (a window: j instead of p), through
+    canonical sums over all integers (conv_forms.canonical), which compares the terms."""
+    try:
+        return gradient_chain(gradient, equations)
+    except StepNotVerified:
+        if len(equations) != 1:
+            raise
+    from .conv_forms import chain_rule_chain
+
+    return chain_rule_chain(gradient, equations, gradient.wrt, DELTAS_SUMMED)
 
 
 def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str):
     """``(chains, forward, backward)``: the engine's proven gradient chains and both kernels."""
     eqs = layer.equations
-    forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs) for lhs, rhs in eqs)
+    # selections first (saved, never differentiated: the engine sees them as inputs)
+    forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs, shape=lhs.base.shape)
+                    for lhs, rhs in (*layer.selections, *eqs))
     grads = backward(eqs, [*layer.inputs, *layer.params])
-    chains = [gradient_chain(g, eqs) for g in grads.values()]
+    chains = [_proven(g, eqs) for g in grads.values()]
     steps = [Assignment(_label(g.grad), g.indices, g.expr,
                         shape=getattr(g.grad, "shape", None)) for g in grads.values()]
     saved = {_label(x) for x in layer.saved}

@@ -14,9 +14,21 @@ images):
   ``numpy.einsum(..., optimize=True)`` (a BLAS call where one exists), a sum
   of a single array is the ufunc's ``reduce`` over those axes.
 
-Only whole ranges are summed, and only plain symbols index an array: a
-shifted index (``X[p + j]``, a convolution) or a diagonal (``X[i, i]``) is
-refused with a clear message, for a dedicated form to handle.
+Sliding windows (pooling, strided convolution) are two primitives:
+
+* an entry read at an affine index ``X[n, a p + j + c]`` (``j`` over a window
+  of K taps, the stride ``a`` a number or a symbol) is a
+  ``sliding_window_view`` of ``x`` with K taps, sliced ``start:stop:a`` along
+  the windows: the window axis ``j`` is appended after the array's axes;
+* a gradient ``dX[w] = sum_p f(p, w) [lo <= w - a p <= hi]`` (the engine's
+  result for such a read: a range condition tying a free index to a summed
+  one) is a *tap scatter*: zeros, then for each tap ``j`` in ``lo .. hi`` the
+  slice ``dx[j + a p_lo : ... : a]`` adds ``f(p, a p + j)``, an array over ``p``.
+
+A size that no array read by the assignments carries (a stride, a window
+length, the input length in a backward pass) is taken as a parameter when it
+is one of ``given``. Otherwise only plain symbols index an array: a diagonal
+(``X[i, i]``) is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -29,7 +41,7 @@ from dataclasses import dataclass
 import sympy as sp
 from sympy import Indexed, IndexedBase, Sum
 
-from .max_shift import MaxOver
+from .max_shift import FirstMax, MaxOver
 from .printers import ArrayPrinter
 
 __all__ = ["Assignment", "IndexPrinter", "Loop"]
@@ -85,6 +97,10 @@ class Loop:
     reverse: bool = False
 
 
+class _TargetRange(tuple):
+    """An index's range known only from the target's shape (an output position)."""
+
+
 @dataclass(frozen=True)
 class _Hoisted(Assignment):
     """A loop-invariant part of a loop's body, computed before the loop; ``original``:
@@ -135,8 +151,11 @@ class IndexPrinter:
     """Prints :class:`Assignment` lists as NumPy statements."""
 
     def __init__(self, names: Mapping[str, str] | None = None,
-                 scalars: Mapping[str, str] | None = None) -> None:
+                 scalars: Mapping[str, str] | None = None, given: Sequence[str] = ()) -> None:
         self.names = dict(names or {})
+        self.given = set(given)  # sizes passed to the kernel, not read off a shape
+        self._taps: set = set()  # the indices of a tap scatter's loops (scalars)
+        self._summing: set = set()  # indices summed where an expression is compiled
         self.scalars = dict(scalars or {})
         self._printer = ArrayPrinter()
         self._loop: sp.Symbol | None = None
@@ -162,12 +181,110 @@ class IndexPrinter:
                 needed = None if returns is None else read | set(returns)
                 lines += self._loop_lines(a, first_input, needed)
             else:
-                lines += self._accumulated(a) or [self._assignment(a)]
+                lines += (self._scattered(a, first_input) or self._accumulated(a)
+                          or [self._assignment(a)])
         for label in returns if returns is not None else list(self._stored):
             if self._stored.get(label, 0) and label not in self._scratch:
                 n = self.array_name(label)  # the declared axis order, as a view
                 lines.append(f"{n} = numpy.moveaxis({n}, 0, {self._stored[label]})")
         self._stored = {}
+        return lines
+
+    @staticmethod
+    def _scatter_plan(a: Assignment):
+        """``(coeff, sum, inner, taps)`` where ``a`` is one tap scatter, else None.
+
+        ``a.expr`` is ``coeff * Sum(Piecewise((inner, cond), (0, True)), ...)``;
+        every relation of ``cond`` bounds ``w - a p`` for one free index ``w``
+        (coefficient +-1) and one summed index ``p``; ``taps`` maps each such
+        ``w`` to ``(p, a, lo, hi)``, the tap ``w - a p`` running over ``lo .. hi``.
+        """
+        if a.shape is None:
+            return None
+        coeff, total = a.expr.as_independent(Sum, as_Add=False)
+        if not isinstance(total, Sum) or coeff.has(Indexed):
+            return None
+        body = total.function
+        if not (isinstance(body, sp.Piecewise) and len(body.args) == 2
+                and body.args[1].expr == 0 and body.args[1].cond is sp.true):
+            return None
+        inner, cond = body.args[0]
+        summed = [v for v, _, _ in total.limits]
+        bounds: dict = {}
+        for rel in sp.And.make_args(cond):
+            if not isinstance(rel, sp.Ge | sp.Gt | sp.Le | sp.Lt):
+                return None
+            d = rel.lhs - rel.rhs if isinstance(rel, sp.Ge | sp.Gt) else rel.rhs - rel.lhs
+            d = d - 1 if isinstance(rel, sp.Gt | sp.Lt) else d  # d >= 0, integers
+            ws = [x for x in a.indices if d.has(x)]
+            ps = [v for v in summed if d.has(v)]
+            if len(ws) != 1 or len(ps) != 1:
+                return None
+            (w,), (p,) = ws, ps
+            cw, cp = d.coeff(w), d.coeff(p)
+            rest = sp.expand(d - cw * w - cp * p)
+            if cw not in (1, -1) or rest.has(w) or rest.has(p) or cp.has(w) or cp.has(p):
+                return None
+            stride = sp.expand(-cp / cw)  # d = cw (w - stride p) + rest
+            entry = bounds.setdefault(w, [p, stride, None, None])
+            if entry[0] != p or sp.expand(entry[1] - stride) != 0:
+                return None
+            if cw == 1:
+                entry[2] = -rest if entry[2] is None else sp.Max(entry[2], -rest)
+            else:
+                entry[3] = rest if entry[3] is None else sp.Min(entry[3], rest)
+        if not bounds or any(lo is None or hi is None for _, _, lo, hi in bounds.values()):
+            return None
+        return coeff, total, inner, {w: tuple(v) for w, v in bounds.items()}
+
+    def _scattered(self, a: Assignment, first_input: str) -> list[str] | None:
+        """A tap scatter (see the module's docstring): zeros, then one slice-add per tap."""
+        if self._loop is not None:
+            return None
+        plan = self._scatter_plan(a)
+        if plan is None:
+            return None
+        coeff, total, inner, taps = plan
+        limits = {v: (lo, hi) for v, lo, hi in total.limits}
+        names = {w: sp.Symbol(f"_j{k}", integer=True)
+                 for k, w in enumerate(x for x in a.indices if x in taps)}
+        value = inner.subs({w: st * p + names[w] for w, (p, st, _, _) in taps.items()})
+        rest = [lim for lim in total.limits if lim[0] not in {p for p, *_ in taps.values()}]
+        value = coeff * (Sum(value, *rest) if rest else value)
+        order = [taps[x][0] if x in taps else x for x in a.indices]
+        self._ranges = self._index_ranges(a)
+        for p, *_ in taps.values():
+            self._ranges[p] = limits[p]
+        self._taps = set(names.values())
+        try:
+            code, axes = self._compile(value, list(order))
+        finally:
+            self._taps = set()
+        if set(axes) - set(order):
+            return None
+        target = self.array_name(a.target)
+        dims = ", ".join(self._print_scalar(sp.sympify(d)) for d in a.shape)
+        lines = [f"{target} = numpy.zeros(({dims},), dtype={first_input}.dtype)"]
+        where = []
+        for x in a.indices:
+            if x not in taps:
+                where.append(":")
+                continue
+            p, st, _, _ = taps[x]
+            lo_p, hi_p = limits[p]
+            start = st * lo_p + names[x]
+            stop = start + st * (hi_p - lo_p) + 1
+            step = "" if st == 1 else f":{self._print_scalar(st)}"
+            where.append(f"{self._print_scalar(start)}:{self._print_scalar(stop)}{step}")
+        while where and where[-1] == ":":
+            where.pop()
+        indent = ""
+        for x, j in names.items():
+            _, _, lo, hi = taps[x]
+            lines.append(f"{indent}for {j} in range({self._print_scalar(lo)}, "
+                         f"{self._print_scalar(hi + 1)}):")
+            indent += "    "
+        lines.append(f"{indent}{target}[{', '.join(where)}] += {self._align(code, axes, order)}")
         return lines
 
     def _accumulated(self, a: Assignment) -> list[str] | None:
@@ -455,10 +572,34 @@ class IndexPrinter:
             for s, d in zip(x.indices, x.base.shape, strict=True):
                 if isinstance(s, sp.Symbol):
                     ranges.setdefault(s, (sp.Integer(0), d - 1))
+        known = a.shape is not None and len(a.shape) == len(a.indices)
+        for s, d in zip(a.indices, a.shape if known else a.indices, strict=True):
+            if not known:
+                break
+            if s not in ranges and any(s in i.free_symbols and i != s
+                                       for x in a.expr.atoms(Indexed) for i in x.indices):
+                # read at a window's index: a window over the target's range, if it is one
+                ranges[s] = _TargetRange((sp.Integer(0), d - 1))
         return ranges
 
     def _sizes(self, assignments, loops=()) -> list[str]:
         """``m = x.shape[0]`` for every size that a formula, a range or a loop uses."""
+        lines = []
+        for size, source in self._size_sources(assignments, loops):
+            if source is None and self._print_scalar(size) in self.given:
+                continue  # a parameter of the kernel
+            if source is None:
+                raise ValueError(f"no input array has an axis of size {size}")
+            lines.append(f"{self._print_scalar(size)} = {source}")
+        return lines
+
+    def missing_sizes(self, assignments) -> list[str]:
+        """The sizes the assignments use that no array they read carries: parameters."""
+        return [self._print_scalar(size)
+                for size, source in self._size_sources(list(assignments)) if source is None]
+
+    def _size_sources(self, assignments, loops=()) -> list[tuple]:
+        """``(size, "x.shape[0]" or None)`` for every size used, sorted by name."""
         assigned = {a.target for a in assignments}
         used = set()
         for a in assignments:
@@ -468,12 +609,29 @@ class IndexPrinter:
                 for _, lo, hi in x.limits:
                     used |= {s for s in (lo.free_symbols | hi.free_symbols)
                              if s.is_integer and s.is_positive}
+            for x in a.expr.atoms(FirstMax):
+                used |= {s for t in x.taps for s in sp.Tuple(*t).free_symbols if s.is_positive}
+            windowed = set()
+            for x in a.expr.atoms(Indexed):  # strides and offsets of windows
+                for idx in x.indices:
+                    if len(self._index_symbols(idx)) > 1:
+                        used |= {s for s in idx.free_symbols if s.is_integer and s.is_positive}
+                        windowed |= set(self._index_symbols(idx))
+            for x in a.expr.atoms(Indexed):  # the ranges of a window's indices
+                for idx, d in zip(x.indices, x.base.shape or (), strict=False):
+                    if idx in windowed:
+                        used |= {s for s in sp.sympify(d).free_symbols if s.is_positive}
+            plan = self._scatter_plan(a)
+            if plan is not None:  # the zeros' shape, the taps' ranges
+                used |= {s for d in a.shape for s in sp.sympify(d).free_symbols}
+                used |= {s for t in plan[3].values() for s in sp.Tuple(*t).free_symbols
+                         if s.is_integer and s.is_positive}
         for loop in loops:
             used |= {s for s in loop.size.free_symbols if s.is_integer and s.is_positive}
             for _, shape in loop.shapes:
                 used |= {s for d in shape for s in sp.sympify(d).free_symbols
                          if s.is_integer and s.is_positive}
-        lines = []
+        found = []
         for size in sorted(used, key=str):
             source = None
             for a in assignments:
@@ -485,10 +643,8 @@ class IndexPrinter:
                     for pos, d in enumerate(x.base.shape):
                         if d == size and source is None:
                             source = f"{self.array_name(label)}.shape[{pos}]"
-            if source is None:
-                raise ValueError(f"no input array has an axis of size {size}")
-            lines.append(f"{self._print_scalar(size)} = {source}")
-        return lines
+            found.append((size, source))
+        return found
 
     def array_name(self, label: str) -> str:
         return self.names.get(label, label.lower())
@@ -502,6 +658,8 @@ class IndexPrinter:
             return self._sum(e, order)
         if isinstance(e, MaxOver):
             return self._maximum(e, order)
+        if isinstance(e, FirstMax):
+            return self._first_max(e, order)
         if not e.has(Indexed):
             return self._print_scalar(e), ()
         guarded = self._guarded(e, order)
@@ -574,7 +732,7 @@ class IndexPrinter:
         found = []
 
         def walk(x):
-            if isinstance(x, Indexed | Sum | MaxOver) or self._is_guarded(x):
+            if isinstance(x, Indexed | Sum | MaxOver | FirstMax) or self._is_guarded(x):
                 if x not in found:
                     found.append(x)
                 return
@@ -590,8 +748,13 @@ class IndexPrinter:
         a slice for an index shifted by a constant or summed over part of its
         range, the loop variable for the loop index."""
         name = self.array_name(str(x.base.label))
+        if any(len(self._index_symbols(idx)) > 1 for idx in x.indices):
+            return self._window(x, name)
         parts, axes, step = [], [], None
         for pos, idx in enumerate(x.indices):
+            if idx.free_symbols and idx.free_symbols <= self._taps:
+                parts.append(self._print_scalar(idx))  # a tap of a scatter's loop
+                continue
             if self._loop is not None and idx.has(self._loop):
                 if (idx - self._loop).free_symbols:
                     raise NotImplementedError(f"{x}: the loop index mixed with another")
@@ -631,6 +794,89 @@ class IndexPrinter:
             parts.pop()
         return f"{name}[{', '.join(parts)}]", tuple(axes)
 
+    @staticmethod
+    def _index_symbols(idx) -> list:
+        """The indices in an array's index (integers that are not sizes), sorted."""
+        return sorted((v for v in idx.free_symbols if v.is_integer and not v.is_positive),
+                      key=str)
+
+    def _window(self, x: Indexed, name: str) -> tuple[str, tuple]:
+        """An entry read at affine indices ``a p + j + c``: a view of sliding windows.
+
+        ``j`` (coefficient 1, a known range of K values, preferably summed here)
+        runs along a window of K taps; ``p`` picks the windows ``a p + lo_j + c``,
+        every ``a``-th from ``a lo_p + lo_j + c`` (all of them where ``p``'s range
+        is not known: it is then an output position, from 0). The windows' axes
+        follow the array's, in the order of the array's axes.
+        """
+        parts, axes, windows, taps = [], [], [], []
+        for pos, idx in enumerate(x.indices):
+            syms = self._index_symbols(idx)
+            if idx.free_symbols and idx.free_symbols <= self._taps:
+                parts.append(self._print_scalar(idx))
+                continue
+            if len(syms) == 1 and idx == syms[0] and syms[0] not in axes:
+                parts.append(":")
+                axes.append(syms[0])
+                continue
+            if len(syms) != 2 or not sp.Poly(idx, *syms).is_linear:
+                raise NotImplementedError(f"{x}: the index {idx} is not a window a p + j + c")
+            ones = [v for v in syms if idx.coeff(v) == 1 and v in self._ranges]
+            if not ones:
+                raise NotImplementedError(f"{x}: no index of {idx} runs over a known window")
+            j = next((v for v in ones if v in self._summing), ones[-1])
+            p = next(v for v in syms if v != j)
+            a, c = idx.coeff(p), sp.expand(idx - idx.coeff(p) * p - j)
+            if c.free_symbols & set(syms) or p in axes or j in taps:
+                raise NotImplementedError(f"{x}: the index {idx} is not a window a p + j + c")
+            lo_j, hi_j = self._ranges[j]
+            lo_p, hi_p = self._ranges.get(p, (sp.Integer(0), None))
+            if isinstance(self._ranges.get(p), _TargetRange):
+                hi_p = None  # the output's positions: every window there is
+            start = a * lo_p + lo_j + c
+            stop = "" if hi_p is None else self._print_scalar(start + a * (hi_p - lo_p) + 1)
+            step = "" if a == 1 else f":{self._print_scalar(a)}"
+            parts.append(f"{self._print_scalar(start)}:{stop}{step}")
+            axes.append(p)
+            windows.append((pos, hi_j - lo_j + 1))
+            taps.append(j)
+        if any(t in axes for t in taps):
+            raise NotImplementedError(f"{x}: a window index is also an axis")
+        sizes = ", ".join(self._print_scalar(k) for _, k in windows)
+        where = ", ".join(str(pos) for pos, _ in windows)
+        view = (f"numpy.lib.stride_tricks.sliding_window_view({name}, ({sizes},), "
+                f"axis=({where},))")
+        while parts and parts[-1] == ":":
+            parts.pop()
+        view = f"{view}[{', '.join(parts)}]" if parts else view
+        return view, (*axes, *taps)
+
+    def _first_max(self, e: FirstMax, order: list) -> tuple[str, tuple]:
+        """The one-hot of the first largest entry over the taps (row-major): ``numpy.argmax``
+        of the windows, flattened over the taps, read off the rows of an identity matrix."""
+        taps = [t[0] for t in e.taps]
+        saved = (dict(self._ranges), set(self._summing))
+        for v, lo, hi in e.taps:
+            self._ranges[v] = (lo, hi)
+        self._summing |= set(taps)
+        try:
+            code, axes = self._compile(e.args[0], [*[o for o in order if o not in taps], *taps])
+        finally:
+            self._ranges, self._summing = saved
+        rest = [v for v in axes if v not in taps]
+        code = self._align(code, axes, [*rest, *taps])
+        size = self._print_scalar(sp.Mul(*[hi - lo + 1 for _, lo, hi in e.taps]))
+        first = next(iter(sorted(e.args[0].atoms(Indexed), key=str)))
+        dtype = f"{self.array_name(str(first.base.label))}.dtype"
+        if len(taps) == 1:
+            flat = code
+        else:
+            flat = f"{code}.reshape(*{code}.shape[:{len(rest)}], {size})"
+        onehot = f"numpy.eye({size}, dtype={dtype})[numpy.argmax({flat}, axis=-1)]"
+        if len(taps) > 1:
+            onehot = f"{onehot}.reshape({code}.shape)"
+        return onehot, (*rest, *taps)
+
     def _sum(self, e: Sum, order: list) -> tuple[str, tuple]:
         count = sp.Integer(1)
         for v, lo, hi in e.limits:
@@ -643,13 +889,14 @@ class IndexPrinter:
             return self._compile(count * Sum(e.function, *limits), order)
         body, limits = self._narrowed(e.function, list(e.limits))
         summed = [v for v, _, _ in limits]
-        saved = dict(self._ranges)
+        saved = (dict(self._ranges), set(self._summing))
         for v, lo, hi in limits:
             self._ranges[v] = (lo, hi)
+        self._summing |= set(summed)
         try:
             return self._sum_body(body, summed, order)
         finally:
-            self._ranges = saved
+            self._ranges, self._summing = saved
 
     def _maximum(self, e: MaxOver, order: list) -> tuple[str, tuple]:
         """The largest value over one index: the ufunc's reduce along its axis."""

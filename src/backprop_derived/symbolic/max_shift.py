@@ -24,7 +24,7 @@ from sympy.concrete.expr_with_limits import ExprWithLimits
 
 from .checked import Chain
 
-__all__ = ["MaxOver", "max_shift", "max_shift_all"]
+__all__ = ["FirstMax", "MaxOver", "max_shift", "max_shift_all"]
 
 
 class MaxOver(ExprWithLimits):
@@ -37,6 +37,27 @@ class MaxOver(ExprWithLimits):
         if (hi - lo).is_Integer:
             return sp.Max(*[self.function.xreplace({v: lo + j}) for j in range(int(hi - lo) + 1)])
         return self
+
+
+class FirstMax(sp.Function):
+    """``FirstMax(f, (i, lo, hi), (j, lo, hi))``: 1 at the first ``(i, j)`` (row-major)
+    where ``f`` is largest over the ranges, else 0 (the indices stay free).
+
+    A selection: constant in the entries of ``f`` wherever their maximum is
+    unique, so its derivative is taken to be 0 (the catalog's tie rule).
+    """
+
+    @property
+    def taps(self):
+        return tuple(tuple(t) for t in self.args[1:])
+
+    def _eval_derivative(self, s):
+        return sp.Integer(0)
+
+    def _latex(self, printer):
+        taps = ", ".join(printer._print(t[0]) for t in self.taps)
+        inner = printer._print(self.args[0])
+        return rf"\operatorname{{first\,argmax}}_{{{taps}}}\left({inner}\right)"
 
 
 def _normalising_sums(expr):
