@@ -219,7 +219,18 @@ for dtype in ("float32", "float64"):
     t = time.perf_counter(); net.gradients(X, y); once = time.perf_counter() - t
     t = time.perf_counter(); net.gradients(X, y); again = time.perf_counter() - t
     first[f"Network.gradients {dtype}"] = once - again
-json.dump({"import_numba_s": t_import, "first_call_s": first}, sys.stdout)
+# one fit epoch of a small net (64-25-10, 256 examples, batches of 32), the first
+# in this process and the second: the first pays the compile (cold) or the cache load
+epochs = {}
+for dtype in ("float32", "float64"):
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    net = Network(list(sizes), list(backends.NET["activations"]), dtype=dtype, seed=2,
+                  backend="numba")
+    times = []
+    for _ in range(2):
+        t = time.perf_counter(); net.fit(X, y, epochs=1, lr=0.1); times.append(time.perf_counter() - t)
+    epochs[f"Network.fit 1 epoch {dtype}"] = {"first_s": times[0], "second_s": times[1]}
+json.dump({"import_numba_s": t_import, "first_call_s": first, "fit_epoch": epochs}, sys.stdout)
 """
 
 
@@ -235,8 +246,11 @@ def compile_times() -> dict[str, Any]:
                 out[label] = {"error": proc.stderr.strip().splitlines()[-1:]}
                 continue
             out[label] = json.loads(proc.stdout)
-        out["note"] = ("the first call minus a second one, in a fresh process (the first "
-                       "case's first call also pays Numba's own start-up)")
+        out["note"] = ("first_call_s: the first call minus a second one, in a fresh process "
+                       "(the first case's first call also pays Numba's own start-up); "
+                       "fit_epoch: the first and second one-epoch fit of a new 64-25-10 "
+                       "Network(backend='numba') after those calls (its float64 kernels "
+                       "compiled or loaded by the gradients case before it)")
     return out
 
 
