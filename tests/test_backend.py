@@ -155,6 +155,20 @@ def test_kernels_fall_back_one_by_one():
         simple.embedding_backward)
 
 
+def test_the_kernels_kept_serial_exist_and_have_independent_rows():
+    """NOT_PARALLEL names printed kernels whose row loop prange could take (no state
+    carried from row to row: no column accumulator), measured and kept serial."""
+    for module, name in backend.NOT_PARALLEL:
+        fused = backend.numba_kernels(module)
+        assert hasattr(fused, name), (module, name)
+        from pathlib import Path
+
+        text = Path(fused.__file__).read_text()
+        start = f"def _{name}_loops(" if f"def _{name}_loops(" in text else f"def {name}("
+        body = text[text.index(start):].split("\n\n\n")[0]  # the loops, wrapped or not
+        assert "for _i in range(_m):" in body and "[_j] +=" not in body, (module, name)
+
+
 def test_layers_follow_set_backend(each_backend):
     from backprop_derived.layers import norm as norm_layers
 
@@ -362,6 +376,9 @@ def test_a_sequential_runs_its_own_backend(each_backend, model_backend, monkeypa
     assert {name for name, _ in recording.seen} == {"layer_norm_forward", "layer_norm_backward"}
     assert {ran for _, ran in recording.seen} == {expected}
     assert backend.active() == each_backend  # the model's choice stays inside its passes
+    fused = importlib.import_module("backprop_derived._generated.fused.losses")
+    assert (model._kernels.out.fused is fused.cross_entropy__softmax_output) == (
+        expected == "numba")  # the output pass: softmax and cross-entropy in one loop nest
 
 
 def test_sequential_gradients_agree_across_model_backends():

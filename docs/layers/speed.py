@@ -371,6 +371,23 @@ if backends:
     show("\n".join(f"- `{name}`: {why}" for name, why in backends["numpy_is_faster"].items()))
 
 # %% [markdown]
+# Kept serial (`backend.NOT_PARALLEL`): a `numba.prange` on the row loop was
+# tried for kernels whose rows are independent, by timing each printed kernel
+# against the same loops with the row loop made parallel. Ratios to the serial
+# kernel, median [quartiles] of interleaved rounds:
+
+# %% tags=["hide-input"]
+if backends and backends.get("prange"):
+    rows = ["| kernel | shape | dtype | prange, 1 thread / serial | prange, 2 threads / serial |",
+            "| --- | --- | --- | --- | --- |"]
+    for p in backends["prange"]:
+        rows.append(f"| `{p['kernel']}` | {p['shape']} | {p['dtype']} "
+                    f"| {cell(p.get('prange_1_thread_over_serial'))} "
+                    f"| {cell(p.get('prange_2_threads_over_serial'))} |")
+    show("\n".join(rows))
+    show("\n".join(f"- `{name}`: {why}" for name, why in backends.get("not_parallel", {}).items()))
+
+# %% [markdown]
 # ### What the second backend costs
 #
 # Compiling: each kernel is compiled by Numba on its first call for each dtype

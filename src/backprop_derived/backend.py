@@ -35,7 +35,7 @@ import sys
 import types
 import warnings
 
-__all__ = ["BACKENDS", "NUMPY_IS_FASTER", "activation", "active", "choose", "kernels",
+__all__ = ["BACKENDS", "NOT_PARALLEL", "NUMPY_IS_FASTER", "activation", "active", "choose", "kernels",
            "numba_kernels", "output", "resolve", "set_backend", "use"]
 
 BACKENDS = ("numpy", "numba", "auto")
@@ -65,6 +65,22 @@ NUMPY_IS_FASTER: dict[tuple[str, str], str] = {
     ("activations", "sin_backward"): "fused / NumPy 5.2 (float32), 1.27 (float64): cos, as sin",
     ("activations", "elu_backward"): "fused / NumPy 2.6 (float32), 1.8 (float64): NumPy's exp is "
                                      "SIMD",
+}
+
+# prange on the outer (row) loop: tried, and not printed. benchmarks/backends.py's
+# prange probe times each printed kernel against the same loops with the row loop a
+# numba.prange (parallel=True), on one and two Numba threads, 256 and 2048 rows x 512,
+# float32 and float64 (results in backend_results.json, "prange"). On this 2-core
+# machine, shared with other processes, two threads were never faster: 1.2-1.3x
+# slower at 2048 rows, 4-100x slower at 256 (the threads wait for a core; the issue
+# measured the same 29-35x oversubscription inside layer calls). One thread under
+# prange only adds the parallel runtime. So every fused kernel stays serial; a
+# kernel listed here is one whose rows are independent (prange would be correct).
+NOT_PARALLEL: dict[tuple[str, str], str] = {
+    ("norm", "layer_norm_forward"): "2 threads / serial 1.2-4.2 at 2048 x 512, 17-107 at "
+                                    "256 x 512 (median of 12 interleaved rounds)",
+    ("losses", "cross_entropy__softmax_output"): "2 threads / serial 1.2 at 2048 x 512, "
+                                                 "4.2-5.0 at 256 x 512",
 }
 
 _requested: str | None = None  # set_backend's choice; None: the environment's

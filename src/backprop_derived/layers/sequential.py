@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
+from .._generated import LOSSES, OUTPUTS
 from .. import backend as _backend
 from .. import serialization
 from ..training import TrainingMixin
@@ -51,9 +51,9 @@ class _OutputKernels:
     here the mean loss and the delta of the mean.
     """
 
-    def __init__(self, activation: str, loss: str):
-        self.act = ACTIVATIONS[activation]
-        self.out = OUTPUTS[activation, loss]
+    def __init__(self, activation: str, loss: str, backend: str | None = None):
+        self.act = _backend.activation(activation, backend)  # ACTIVATIONS[activation], or
+        self.out = _backend.output(activation, loss, backend)  # its fused Numba kernels
         self.takes_m = "m" in inspect.signature(self.out.delta).parameters
         self.scratch = max(self.act.scratch, self.out.scratch)
 
@@ -154,10 +154,10 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
                              f"{' or '.join(f'Activation({n!r})' for n in needed)}, got {got}")
         self.loss_name = loss
         self.output_activation = head
-        self._kernels = _OutputKernels(head, loss)
-        self._workspace: _Workspace | None = None
         self.backend = backend  # numpy | numba | auto, or None: the global choice
         self._on_backend = _backend.use(backend)  # entered around each pass
+        self._kernels = _OutputKernels(head, loss, backend)
+        self._workspace: _Workspace | None = None
 
     def _resolve_dtype(self, dtype) -> np.dtype:
         declared = [(k, layer) for k, layer in enumerate(self.layers) if _declares_dtype(layer)]
