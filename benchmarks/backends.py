@@ -22,6 +22,11 @@ First-call compile time: two fresh processes with one empty cache directory
 (cold), the second loads them from that cache (warm); each reports
 ``import numba`` and the first forward + backward of each case.
 
+prange: the printed layer-norm forward and softmax/cross-entropy output kernels
+against the same text with the row loop a ``numba.prange`` (``parallel=True``),
+on one and two Numba threads, at 256 and 2048 rows (what ``backend.NOT_PARALLEL``
+rests on).
+
 Writes ``benchmarks/backend_results.json``, which docs/layers/speed.py shows.
 """
 
@@ -219,7 +224,18 @@ for dtype in ("float32", "float64"):
     t = time.perf_counter(); net.gradients(X, y); once = time.perf_counter() - t
     t = time.perf_counter(); net.gradients(X, y); again = time.perf_counter() - t
     first[f"Network.gradients {dtype}"] = once - again
-json.dump({"import_numba_s": t_import, "first_call_s": first}, sys.stdout)
+# one fit epoch of a small net (64-25-10, 256 examples, batches of 32), the first
+# in this process and the second: the first pays the compile (cold) or the cache load
+epochs = {}
+for dtype in ("float32", "float64"):
+    X = rng.standard_normal((m, sizes[0])).astype(dtype)
+    net = Network(list(sizes), list(backends.NET["activations"]), dtype=dtype, seed=2,
+                  backend="numba")
+    times = []
+    for _ in range(2):
+        t = time.perf_counter(); net.fit(X, y, epochs=1, lr=0.1); times.append(time.perf_counter() - t)
+    epochs[f"Network.fit 1 epoch {dtype}"] = {"first_s": times[0], "second_s": times[1]}
+json.dump({"import_numba_s": t_import, "first_call_s": first, "fit_epoch": epochs}, sys.stdout)
 """
 
 
@@ -235,8 +251,85 @@ def compile_times() -> dict[str, Any]:
                 out[label] = {"error": proc.stderr.strip().splitlines()[-1:]}
                 continue
             out[label] = json.loads(proc.stdout)
-        out["note"] = ("the first call minus a second one, in a fresh process (the first "
-                       "case's first call also pays Numba's own start-up)")
+        out["note"] = ("first_call_s: the first call minus a second one, in a fresh process "
+                       "(the first case's first call also pays Numba's own start-up); "
+                       "fit_epoch: the first and second one-epoch fit of a new 64-25-10 "
+                       "Network(backend='numba') after those calls (its float64 kernels "
+                       "compiled or loaded by the gradients case before it)")
+    return out
+
+
+# -- prange: does a parallel row loop pay? ------------------------------------------------
+
+def _parallel_variant(fn, buffers: tuple[str, ...]):
+    """The printed serial kernel ``fn`` with its row loop made ``numba.prange`` and its
+    one-row buffers allocated inside that loop (so rows do not share them), compiled
+    with ``parallel=True``. A measuring probe, not a kernel the runtime uses."""
+    import inspect
+    import math
+
+    import numba
+
+    lines, moved, out = inspect.getsource(fn.py_func).splitlines(), [], []
+    for line in lines:
+        if any(line.strip().startswith(f"{b} = numpy.empty(_n") for b in buffers):
+            moved.append(line.strip())
+            continue
+        out.append(line.replace("range(_m)", "numba.prange(_m)"))
+        if line.strip() == "for _i in range(_m):":
+            out.extend("        " + b for b in moved)
+    text = "\n".join(out).replace("@numba.njit(cache=True, fastmath=FASTMATH)",
+                                  "@numba.njit(parallel=True, fastmath=FASTMATH)")
+    namespace = {"numba": numba, "numpy": np, "math": math,
+                 "FASTMATH": backend.numba_kernels("norm").FASTMATH}
+    exec(text, namespace)  # noqa: S102 (the printed module's own text, one loop changed)
+    return namespace[fn.py_func.__name__]
+
+
+def prange_probe(rounds: int = 12, calls: int = 20) -> list[dict[str, Any]]:
+    """Serial printed kernels against their prange variant on 1 and 2 Numba threads,
+    interleaved in shuffled order per round; ratios to serial, median and quartiles."""
+    import numba
+
+    norm, losses = backend.numba_kernels("norm"), backend.numba_kernels("losses")
+    kernels = {"norm.layer_norm_forward": (norm.layer_norm_forward, ("xc",)),
+               "losses.cross_entropy__softmax_output":
+                   (losses._cross_entropy__softmax_output_loops, ())}
+    rng = np.random.default_rng(0)
+    out = []
+    for m in (256, 2048):
+        for dtype in ("float32", "float64"):
+            x = rng.standard_normal((m, 512)).astype(dtype)
+            y = np.zeros((m, 512), dtype)
+            y[np.arange(m), rng.integers(0, 512, m)] = 1
+            args = {"norm.layer_norm_forward": (x, np.ones(512, dtype), np.zeros(512, dtype),
+                                                1e-5),
+                    "losses.cross_entropy__softmax_output": (x, y, m, np.empty_like(x),
+                                                             np.empty_like(x))}
+            for name, (fn, buffers) in kernels.items():
+                par = _parallel_variant(fn, buffers)
+                first = [np.asarray(r[0] if isinstance(r, tuple) else r)
+                         for r in (fn(*args[name]), par(*args[name]))]
+                if not np.allclose(*first, rtol=1e-4, atol=1e-5):
+                    raise AssertionError(f"prange variant of {name} disagrees")
+                t = {"serial": [], "prange_1_thread": [], "prange_2_threads": []}
+                for r in range(rounds):
+                    for side in np.random.default_rng(r).permutation(list(t)):
+                        numba.set_num_threads(2 if side == "prange_2_threads" else 1)
+                        f = fn if side == "serial" else par
+                        start = time.perf_counter()
+                        for _ in range(calls):
+                            f(*args[name])
+                        t[side].append((time.perf_counter() - start) / calls)
+                numba.set_num_threads(1)
+                serial = np.asarray(t["serial"])
+                out.append({"kernel": name, "shape": f"{m} × 512", "dtype": dtype,
+                            "serial_s": float(np.median(serial)),
+                            **{f"{k}_over_serial": ratio_stats(np.asarray(v), serial)
+                               for k, v in t.items() if k != "serial"}})
+                print(f"prange {name} {m}x512 {dtype}: "
+                      + "  ".join(f"{k} {fmt(v)}" for k, v in out[-1].items()
+                                  if k.endswith("_over_serial")), file=sys.stderr)
     return out
 
 
@@ -275,6 +368,8 @@ def parse_args(argv):
     p.add_argument("--no-compile", action="store_true", help="skip the cold/warm compile runs")
     p.add_argument("--only-compile", action="store_true",
                    help="rerun the cold/warm compile runs into the existing results file")
+    p.add_argument("--only-prange", action="store_true",
+                   help="rerun the prange probe into the existing results file")
     return p.parse_args(argv)
 
 
@@ -290,6 +385,13 @@ def main(argv=None) -> int:
         args.output.write_text(json.dumps(results, indent=1) + "\n")
         print("compile:", json.dumps(results["compile"]), file=sys.stderr)
         return 0
+    if args.only_prange:
+        results = json.loads(args.output.read_text())
+        results["prange"] = rounded(prange_probe())
+        results["not_parallel"] = {f"{m}.{k}": why
+                                   for (m, k), why in backend.NOT_PARALLEL.items()}
+        args.output.write_text(json.dumps(results, indent=1) + "\n")
+        return 0
     started = datetime.datetime.now(datetime.UTC)
     load = OtherLoad()
     results: dict[str, Any] = {
@@ -300,6 +402,7 @@ def main(argv=None) -> int:
         "numba": __import__("numba").__version__,
         "fastmath": sorted(backend.numba_kernels("norm").FASTMATH),
         "numpy_is_faster": {f"{m}.{k}": why for (m, k), why in backend.NUMPY_IS_FASTER.items()},
+        "not_parallel": {f"{m}.{k}": why for (m, k), why in backend.NOT_PARALLEL.items()},
         "installed_mb": {d: installed_size_mb(d) for d in ("numba", "llvmlite")},
         "configs": [],
     }
@@ -318,6 +421,7 @@ def main(argv=None) -> int:
                 print(f"{threads} thr  {case['name']:28s} numpy/torch {fmt(r.get('numpy'))}  "
                       f"numba/torch {fmt(r.get('numba'))}  numba/numpy "
                       f"{fmt(case.get('numba_over_numpy'))}", file=sys.stderr)
+    results["prange"] = prange_probe()
     results["other_load"] = load.fraction()
     results["seconds"] = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
     args.output.write_text(json.dumps(rounded(results), indent=1) + "\n")

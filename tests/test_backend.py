@@ -155,6 +155,20 @@ def test_kernels_fall_back_one_by_one():
         simple.embedding_backward)
 
 
+def test_the_kernels_kept_serial_exist_and_have_independent_rows():
+    """NOT_PARALLEL names printed kernels whose row loop prange could take (no state
+    carried from row to row: no column accumulator), measured and kept serial."""
+    for module, name in backend.NOT_PARALLEL:
+        fused = backend.numba_kernels(module)
+        assert hasattr(fused, name), (module, name)
+        from pathlib import Path
+
+        text = Path(fused.__file__).read_text()
+        start = f"def _{name}_loops(" if f"def _{name}_loops(" in text else f"def {name}("
+        body = text[text.index(start):].split("\n\n\n")[0]  # the loops, wrapped or not
+        assert "for _i in range(_m):" in body and "[_j] +=" not in body, (module, name)
+
+
 def test_layers_follow_set_backend(each_backend):
     from backprop_derived.layers import norm as norm_layers
 
@@ -300,3 +314,103 @@ def test_a_two_index_kernel_given_another_rank_runs_numpys():
         mask = (rng.random(shape) >= 0.3).astype(x.dtype)
         assert_agree(f"dropout {shape}", fused(x, mask, 0.3),
                      simple.dropout_forward(x, mask, 0.3), 1, np.float64)
+
+
+# -- per model: backend.use and the models' backend= ------------------------------------------
+
+def test_use_overrides_inside_and_restores_on_exit(each_backend):
+    other = "numpy" if each_backend == "numba" else "numba"
+    with backend.use(other) as name:
+        assert name == other == backend.active() == backprop_derived.backend()
+        with backend.use(each_backend):
+            assert backend.active() == each_backend
+        assert backend.active() == other
+        with backend.use(None):  # None: no change
+            assert backend.active() == other
+    assert backend.active() == each_backend
+    with pytest.raises(ValueError, match="backend must be one of numpy, numba, auto"):
+        backend.use("cuda")
+    assert backend.active() == each_backend
+
+
+def test_use_is_per_thread(each_backend):
+    import threading
+
+    other = "numpy" if each_backend == "numba" else "numba"
+    seen = []
+    with backend.use(other):
+        thread = threading.Thread(target=lambda: seen.append(backend.active()))
+        thread.start()
+        thread.join()
+        assert backend.active() == other
+    assert seen == [each_backend]  # a new thread starts from the global choice
+
+
+class _Recording:
+    """The layers' kernel lookups (``kernels("norm")``), each with the backend it ran on."""
+
+    def __init__(self, kernels):
+        self.kernels, self.seen = kernels, []
+
+    def __getattr__(self, name):
+        self.seen.append((name, backend.active()))
+        return getattr(self.kernels, name)
+
+
+@pytest.mark.parametrize("model_backend", ["numpy", "numba", None])
+def test_a_sequential_runs_its_own_backend(each_backend, model_backend, monkeypatch):
+    from backprop_derived import Sequential
+    from backprop_derived import layers as L
+    from backprop_derived.layers import norm as norm_layers
+
+    recording = _Recording(norm_layers.norm)
+    monkeypatch.setattr(norm_layers, "norm", recording)
+    model = Sequential([L.Dense(5, 8, seed=0), L.LayerNorm(8), L.Activation("tanh"),
+                        L.Dense(8, 3, seed=1), L.Activation("softmax")],
+                       backend=model_backend)
+    rng = np.random.default_rng(5)
+    X, labels = rng.normal(size=(12, 5)), rng.integers(0, 3, 12)
+    model.gradients(X, labels)
+    model.predict(X)
+    expected = model_backend or each_backend
+    assert {name for name, _ in recording.seen} == {"layer_norm_forward", "layer_norm_backward"}
+    assert {ran for _, ran in recording.seen} == {expected}
+    assert backend.active() == each_backend  # the model's choice stays inside its passes
+    fused = importlib.import_module("backprop_derived._generated.fused.losses")
+    assert (model._kernels.out.fused is fused.cross_entropy__softmax_output) == (
+        expected == "numba")  # the output pass: softmax and cross-entropy in one loop nest
+
+
+def test_sequential_gradients_agree_across_model_backends():
+    from backprop_derived import Sequential
+    from backprop_derived import layers as L
+
+    rng = np.random.default_rng(6)
+    X, labels = rng.normal(size=(20, 5)), rng.integers(0, 3, 20)
+    results = {}
+    for name in ("numpy", "numba"):
+        model = Sequential([L.Dense(5, 8, seed=0), L.BatchNorm(8), L.Activation("sigmoid"),
+                            L.Dense(8, 3, seed=1), L.Activation("softmax")], backend=name)
+        results[name] = model.gradients(X, labels)
+    (loss0, g0), (loss1, g1) = results["numpy"], results["numba"]
+    assert_agree("loss", np.float64(loss1), np.float64(loss0), 20 * 3, np.float64)
+    for a, b in zip(g1, g0, strict=True):
+        for key in b:
+            assert_agree(key, a[key], b[key], 20, np.float64)
+
+
+def test_a_network_takes_the_kernels_of_its_own_backend(each_backend):
+    from backprop_derived import Network
+
+    fused = importlib.import_module("backprop_derived._generated.fused.losses")
+    for name, want in (("numpy", OUTPUTS["softmax", "cross_entropy"].fused),
+                       ("numba", fused.cross_entropy__softmax_output)):
+        net = Network([4, 3, 2], ["sigmoid", "softmax"], backend=name)
+        assert net._output.fused is want, name
+        sigmoid_is_numpys = net._acts[0].forward is ACTIVATIONS["sigmoid"].forward
+        assert sigmoid_is_numpys == (name == "numpy")
+    net = Network([4, 3, 2], ["sigmoid", "softmax"])  # None: the global choice
+    assert (net._output.fused is fused.cross_entropy__softmax_output) == (
+        each_backend == "numba")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Network([4, 3, 2], ["sigmoid", "softmax"], backend="fast")

@@ -297,6 +297,9 @@ if floors:
 # statistic and once for the output, with accumulators in the array's dtype.
 # `BACKPROP_DERIVED_BACKEND=numpy|numba|auto` chooses (default `auto`: Numba
 # when it imports); `backprop_derived.backend()` tells which is active.
+# Per model: `Sequential(layers, backend="numpy")` and `Network(...,
+# backend="numba")` run their own choice, and `with backend.use("numpy"):`
+# overrides it for the code inside (per thread).
 # Kernels the printer cannot fuse (the GEMMs, the convolutions, attention, the
 # recurrence, the embedding) stay NumPy's, and so do the ones listed below
 # where the benchmark measured NumPy faster.
@@ -368,13 +371,32 @@ if backends:
     show("\n".join(f"- `{name}`: {why}" for name, why in backends["numpy_is_faster"].items()))
 
 # %% [markdown]
+# Kept serial (`backend.NOT_PARALLEL`): a `numba.prange` on the row loop was
+# tried for kernels whose rows are independent, by timing each printed kernel
+# against the same loops with the row loop made parallel. Ratios to the serial
+# kernel, median [quartiles] of interleaved rounds:
+
+# %% tags=["hide-input"]
+if backends and backends.get("prange"):
+    rows = ["| kernel | shape | dtype | prange, 1 thread / serial | prange, 2 threads / serial |",
+            "| --- | --- | --- | --- | --- |"]
+    for p in backends["prange"]:
+        rows.append(f"| `{p['kernel']}` | {p['shape']} | {p['dtype']} "
+                    f"| {cell(p.get('prange_1_thread_over_serial'))} "
+                    f"| {cell(p.get('prange_2_threads_over_serial'))} |")
+    show("\n".join(rows))
+    show("\n".join(f"- `{name}`: {why}" for name, why in backends.get("not_parallel", {}).items()))
+
+# %% [markdown]
 # ### What the second backend costs
 #
 # Compiling: each kernel is compiled by Numba on its first call for each dtype
 # and array layout, and written to Numba's on-disk cache (`cache=True`; the
 # directory is `BACKPROP_DERIVED_CACHE_DIR` where the package directory is
 # read-only). Below, the first forward + backward of each case in a fresh
-# process, minus a second one: *cold* with an empty cache, *warm* reading it.
+# process, minus a second one: *cold* with an empty cache, *warm* reading it;
+# and the first one-epoch `fit` of a new small `Network(backend="numba")` in
+# that process (the second epoch in brackets).
 
 # %% tags=["hide-input"]
 if backends and "compile" in backends:
@@ -386,6 +408,12 @@ if backends and "compile" in backends:
                     f"| {warm['import_numba_s']:.2f} s |")
         for name, seconds in cold["first_call_s"].items():
             rows.append(f"| {name} | {seconds:.2f} s | {warm['first_call_s'][name]:.3f} s |")
+        for name, first in cold.get("fit_epoch", {}).items():
+            again = warm.get("fit_epoch", {}).get(name)
+            if again:
+                rows.append(f"| {name}, first (second) | {first['first_s']:.3f} s "
+                            f"({first['second_s']:.4f} s) | {again['first_s']:.3f} s "
+                            f"({again['second_s']:.4f} s) |")
         size = backends.get("installed_mb", {})
         show("\n".join(rows) + "\n\nInstalled size: " + ", ".join(
             f"{name} {mb:.0f} MB" for name, mb in size.items() if mb) + ".")

@@ -12,6 +12,11 @@ reference) and ``_generated/fused/<module>.py`` (Numba loops, printed by
 * ``BACKPROP_DERIVED_CACHE_DIR`` is where Numba keeps its compiled kernels
   (``cache=True``): it becomes ``NUMBA_CACHE_DIR`` before Numba is imported,
   for installs whose package directory is read-only.
+* Per model: :func:`use` is a context manager that overrides the choice for
+  the code it encloses (one thread or task: a :class:`contextvars.ContextVar`),
+  ``with backend.use("numpy"): net.fit(...)``; a model built with
+  ``backend="numba"`` enters it around its own passes. :func:`resolve` turns a
+  requested name into the one that runs (``None``: the global choice).
 * :func:`kernels` gives a module-like object whose attributes are the active
   backend's kernels, chosen *per kernel*: the NumPy kernel where the Numba
   module has none, or where :data:`NUMPY_IS_FASTER` says the benchmark
@@ -23,14 +28,15 @@ The module itself is callable: ``backprop_derived.backend()`` is
 
 from __future__ import annotations
 
+import contextvars
 import importlib
 import os
 import sys
 import types
 import warnings
 
-__all__ = ["BACKENDS", "NUMPY_IS_FASTER", "activation", "active", "choose", "kernels",
-           "numba_kernels", "output", "set_backend"]
+__all__ = ["BACKENDS", "NOT_PARALLEL", "NUMPY_IS_FASTER", "activation", "active", "choose", "kernels",
+           "numba_kernels", "output", "resolve", "set_backend", "use"]
 
 BACKENDS = ("numpy", "numba", "auto")
 ENV = "BACKPROP_DERIVED_BACKEND"
@@ -61,9 +67,28 @@ NUMPY_IS_FASTER: dict[tuple[str, str], str] = {
                                      "SIMD",
 }
 
+# prange on the outer (row) loop: tried, and not printed. benchmarks/backends.py's
+# prange probe times each printed kernel against the same loops with the row loop a
+# numba.prange (parallel=True), on one and two Numba threads, 256 and 2048 rows x 512,
+# float32 and float64 (results in backend_results.json, "prange"). On this 2-core
+# machine, shared with other processes, two threads were never faster: 1.2-1.3x
+# slower at 2048 rows, 4-100x slower at 256 (the threads wait for a core; the issue
+# measured the same 29-35x oversubscription inside layer calls). One thread under
+# prange only adds the parallel runtime. So every fused kernel stays serial; a
+# kernel listed here is one whose rows are independent (prange would be correct).
+NOT_PARALLEL: dict[tuple[str, str], str] = {
+    ("norm", "layer_norm_forward"): "2 threads / serial 1.2-4.2 at 2048 x 512, 17-107 at "
+                                    "256 x 512 (median of 12 interleaved rounds)",
+    ("losses", "cross_entropy__softmax_output"): "2 threads / serial 1.2 at 2048 x 512, "
+                                                 "4.2-5.0 at 256 x 512",
+}
+
 _requested: str | None = None  # set_backend's choice; None: the environment's
 _active: str | None = None
 _warned = False
+_usable: bool | None = None  # _numba_usable's answer, asked once
+_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "backprop_derived_backend", default=None)  # use()'s choice, "numpy" or "numba"
 _numba_modules: dict[str, types.ModuleType | None] = {}
 
 
@@ -75,7 +100,10 @@ def _validate(name, source: str = "") -> str:
 
 def _numba_usable() -> bool:
     """Numba imports (its cache directory set first); else one warning, and False."""
-    global _warned
+    global _warned, _usable
+    if _usable is not None:
+        return _usable
+    _usable = False
     cache = os.environ.get(CACHE_ENV)
     if cache:
         os.environ["NUMBA_CACHE_DIR"] = cache
@@ -84,6 +112,7 @@ def _numba_usable() -> bool:
         if cache and "numba.core.config" in sys.modules:
             numba.core.config.reload_config()  # imported earlier: read NUMBA_CACHE_DIR again
         importlib.import_module("backprop_derived._generated.fused")
+        _usable = True
         return True
     except Exception as err:  # ImportError, or an llvmlite that does not load
         if not _warned:
@@ -94,8 +123,12 @@ def _numba_usable() -> bool:
 
 
 def active() -> str:
-    """The backend in use, ``"numpy"`` or ``"numba"`` (decided on first call)."""
+    """The backend in use, ``"numpy"`` or ``"numba"``: :func:`use`'s if inside one,
+    else the global choice (decided on first call)."""
     global _active
+    here = _override.get()
+    if here is not None:
+        return here
     if _active is None:
         wanted = (_validate(_requested) if _requested is not None
                   else _validate(os.environ.get(ENV, "auto"), f" (from ${ENV})"))
@@ -114,10 +147,46 @@ def set_backend(name: str) -> str:
     return active()
 
 
+def resolve(name: str | None) -> str | None:
+    """The backend that runs for a requested ``name``: ``"numpy"``; ``"numba"`` or
+    ``"auto"`` give ``"numba"`` where Numba is usable, else ``"numpy"`` (one warning);
+    ``None`` stays ``None`` (follow the global choice). A bad name is a ValueError."""
+    if name is None:
+        return None
+    name = _validate(name)
+    return "numpy" if name == "numpy" or not _numba_usable() else "numba"
+
+
+class use:  # noqa: N801 (used as a function: ``with backend.use("numpy"):``)
+    """``with backend.use(name):`` runs the enclosed code on backend ``name``
+    (``numpy``, ``numba``, ``auto``; ``None`` changes nothing); yields the active name.
+
+    Layers look their kernels up at each call, so every layer called inside
+    follows. Nested blocks restore the outer choice on exit; other threads and
+    asyncio tasks keep theirs (a ContextVar). Entering costs well under a
+    microsecond, so a model may enter it around every pass.
+    """
+
+    __slots__ = ("_name", "_tokens")
+
+    def __init__(self, name: str | None) -> None:
+        self._name = resolve(name)
+        self._tokens: list = []
+
+    def __enter__(self) -> str:
+        if self._name is not None:
+            self._tokens.append(_override.set(self._name))
+        return active()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._name is not None:
+            _override.reset(self._tokens.pop())
+
+
 def _reset() -> None:
     """Forget every choice (tests: a changed environment is read again)."""
-    global _requested, _active, _warned
-    _requested, _active, _warned = None, None, False
+    global _requested, _active, _warned, _usable
+    _requested, _active, _warned, _usable = None, None, False, None
     _numba_modules.clear()
 
 
@@ -179,25 +248,30 @@ def kernels(module: str) -> Kernels:
     return Kernels(module)
 
 
-def _swap(entry, module: str, fields: tuple[str, ...]):
-    """A registry entry with each kernel field replaced by the active backend's kernel."""
-    backend = active()
+def _swap(entry, module: str, fields: tuple[str, ...], backend: str | None):
+    """A registry entry with each kernel field replaced by ``backend``'s kernel (None:
+    the active backend's)."""
+    backend = resolve(backend) or active()
     return entry._replace(**{f: choose(module, getattr(entry, f).__name__, backend)
                              for f in fields if getattr(entry, f) is not None})
 
 
-def activation(name: str):
-    """``ACTIVATIONS[name]`` with the active backend's forward, derivative and backward."""
+def activation(name: str, backend: str | None = None):
+    """``ACTIVATIONS[name]`` with ``backend``'s (default: the active one's) forward,
+    derivative and backward."""
     from ._generated import ACTIVATIONS
 
-    return _swap(ACTIVATIONS[name], "activations", ("forward", "derivative", "backward"))
+    return _swap(ACTIVATIONS[name], "activations", ("forward", "derivative", "backward"),
+                 backend)
 
 
-def output(activation_name: str, loss: str):
-    """``OUTPUTS[activation_name, loss]`` with the active backend's value, delta and fused."""
+def output(activation_name: str, loss: str, backend: str | None = None):
+    """``OUTPUTS[activation_name, loss]`` with ``backend``'s (default: the active one's)
+    value, delta and fused."""
     from ._generated import OUTPUTS
 
-    return _swap(OUTPUTS[activation_name, loss], "losses", ("value", "delta", "fused"))
+    return _swap(OUTPUTS[activation_name, loss], "losses", ("value", "delta", "fused"),
+                 backend)
 
 
 class _CallableModule(types.ModuleType):

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from . import backend
+from . import backend as _backend
 from ._generated import ACTIVATIONS, LOSSES, OUTPUTS, layers
 from . import serialization
 from .checks import all_finite as _all_finite
@@ -85,6 +85,9 @@ class Network(TrainingMixin, serialization.SavingMixin):
     seed : seed for the initial weights, uniform in [-eps, eps] with
         eps = sqrt(6) / sqrt(n_in + n_out) (Coursera notes).
     init : ``"uniform"`` (default) or ``"zeros"`` (to show the symmetry problem).
+    backend : ``"numpy"``, ``"numba"`` or ``"auto"``: whose activation and output
+        kernels this network runs (taken when it is built); None: the global
+        choice (see :mod:`backprop_derived.backend`). Not saved.
 
     Attributes
     ----------
@@ -107,6 +110,7 @@ class Network(TrainingMixin, serialization.SavingMixin):
         dtype=np.float64,
         seed: int | None = None,
         init: str = "uniform",
+        backend: str | None = None,
     ):
         self.layer_sizes = self._check_sizes(layer_sizes)
         self.activations = self._check_activations(activations, len(self.layer_sizes) - 1)
@@ -125,8 +129,10 @@ class Network(TrainingMixin, serialization.SavingMixin):
         if init not in ("uniform", "zeros"):
             raise ValueError(f"init must be 'uniform' or 'zeros', got {init!r}")
 
-        self._acts = [backend.activation(name) for name in self.activations]
-        self._output = backend.output(self.activations[-1], self.loss_name)
+        # kernels taken once, from backend (numpy | numba | auto; None: the global choice)
+        self.backend = backend
+        self._acts = [_backend.activation(name, backend) for name in self.activations]
+        self._output = _backend.output(self.activations[-1], self.loss_name, backend)
         # A layer keeps its own z buffer only if a kernel reads z after the
         # forward pass: its g' needs z (swish), or it is the output layer and
         # the loss or delta is evaluated from z (log-sum-exp, log-sigmoid).

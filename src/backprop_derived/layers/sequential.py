@@ -31,7 +31,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._generated import ACTIVATIONS, LOSSES, OUTPUTS
+from .._generated import LOSSES, OUTPUTS
+from .. import backend as _backend
 from .. import serialization
 from ..training import TrainingMixin
 from .base import Layer, all_finite, check_dtype
@@ -50,9 +51,9 @@ class _OutputKernels:
     here the mean loss and the delta of the mean.
     """
 
-    def __init__(self, activation: str, loss: str):
-        self.act = ACTIVATIONS[activation]
-        self.out = OUTPUTS[activation, loss]
+    def __init__(self, activation: str, loss: str, backend: str | None = None):
+        self.act = _backend.activation(activation, backend)  # ACTIVATIONS[activation], or
+        self.out = _backend.output(activation, loss, backend)  # its fused Numba kernels
         self.takes_m = "m" in inspect.signature(self.out.delta).parameters
         self.scratch = max(self.act.scratch, self.out.scratch)
 
@@ -108,6 +109,9 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
     dtype : float32 or float64; by default that of the layers with
         parameters (they must agree). Layers without parameters whose dtype
         was not given take it.
+    backend : ``"numpy"``, ``"numba"`` or ``"auto"``: the kernels every pass of
+        this model runs (``backend.use`` entered around the layers' forward and
+        backward); None: the global choice. Not saved.
 
     Notes
     -----
@@ -120,7 +124,8 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
     LOSSES = LOSSES
     _saved_class = "Sequential"
 
-    def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy", dtype=None):
+    def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy", dtype=None,
+                 backend: str | None = None):
         if isinstance(layers, Layer):
             raise ValueError("Sequential: layers must be a list of layers, got one layer")
         self.layers = list(layers)
@@ -149,7 +154,9 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
                              f"{' or '.join(f'Activation({n!r})' for n in needed)}, got {got}")
         self.loss_name = loss
         self.output_activation = head
-        self._kernels = _OutputKernels(head, loss)
+        self.backend = backend  # numpy | numba | auto, or None: the global choice
+        self._on_backend = _backend.use(backend)  # entered around each pass
+        self._kernels = _OutputKernels(head, loss, backend)
         self._workspace: _Workspace | None = None
 
     def _resolve_dtype(self, dtype) -> np.dtype:
@@ -198,6 +205,10 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
 
     # -- passes ------------------------------------------------------------
     def _forward_body(self, X, train: bool, checked: bool) -> np.ndarray:
+        with self._on_backend:
+            return self._forward_layers(X, train, checked)
+
+    def _forward_layers(self, X, train: bool, checked: bool) -> np.ndarray:
         for k, layer in enumerate(self._body):
             if checked:
                 try:
@@ -211,6 +222,10 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         return X
 
     def _backward_body(self, dY: np.ndarray) -> None:
+        with self._on_backend:
+            self._backward_layers(dY)
+
+    def _backward_layers(self, dY: np.ndarray) -> None:
         for k in range(len(self._body) - 1, -1, -1):
             layer = self._body[k]
             unchecked = getattr(layer, "_backward_unchecked", None)
