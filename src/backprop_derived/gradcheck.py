@@ -20,8 +20,10 @@ from backprop_derived.gradient_checking import (
     gradient_check,
 )
 
-__all__ = ["KINDS", "KINKS", "EpsSweep", "GradientCheckReport", "KinkWarning", "eps_sweep",
-           "gradient_check", "main", "random_problem"]
+# The check's own names (gradient_check, its report, KINKS) are imported from
+# gradient_checking.py above and documented there.
+__all__ = ["EpsSweep", "add_gradcheck_command", "eps_sweep", "main", "random_problem",
+           "run_gradcheck"]
 
 
 @dataclass

@@ -63,6 +63,8 @@ import numpy as np
 from backprop_derived.reference_loop import forward_layers
 from backprop_derived.training import _progress_bar
 
+__all__ = ["KINDS", "KINKS", "GradientCheckReport", "KinkWarning", "gradient_check"]
+
 # Activations with a kink (a point where g' jumps), and where it is.
 KINKS = {"relu": 0.0}
 KINDS = ("weights", "biases")  # the kinds of a Network's blocks

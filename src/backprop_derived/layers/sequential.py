@@ -412,8 +412,8 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         return loss, reset, activation_inputs
 
     def gradients(self, X, Y) -> tuple[float, list[dict[str, np.ndarray]]]:
-        """``(loss, grads)`` in training mode: the mean cost and, per layer, a dict
-        ``{key: dJ/dparams[key]}`` with the keys and shapes of its ``params``.
+        """``(loss, grads)`` in training mode: the mean cost (with the L2 penalty) and,
+        per layer, a dict ``{key: dJ/dparams[key]}`` with the keys and shapes of its ``params``.
 
         The arrays are new on every call. Dropout layers draw a new mask.
         """
