@@ -19,7 +19,6 @@ import datetime
 import gc
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -46,9 +45,22 @@ from .contenders import (
     pytorch_autograd,
     pytorch_unavailable,
     reference_gradients,
-    torch_version,
 )
-from .timing import SETTLE_S, Entry, calibrate, interleave, ratio_stats, spread
+# Machine info and the load of other processes live in timing.py, shared by every
+# benchmark; imported here as well (benchmarks.backends reads them from here).
+from .timing import (
+    SETTLE_S,
+    Entry,
+    OtherLoad,
+    blas_threads,
+    calibrate,
+    interleave,
+    machine_info,
+    ratio_stats,
+    rounded,
+    spread,
+    wait_for_quiet,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "results.json"
@@ -80,63 +92,6 @@ LABELS = {
 # --------------------------------------------------------------------------
 # The machine
 # --------------------------------------------------------------------------
-
-
-def blas_threads() -> int:
-    """Threads NumPy's BLAS uses (PyTorch gets as many)."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:
-        return os.cpu_count() or 1
-    blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    return int(blas[0]["num_threads"]) if blas else (os.cpu_count() or 1)
-
-
-def machine_info(use_torch: bool) -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        from threadpoolctl import threadpool_info
-
-        keep = (
-            "user_api",
-            "internal_api",
-            "version",
-            "num_threads",
-            "architecture",
-            "threading_layer",
-        )
-        blas = [{k: i.get(k) for k in keep} for i in threadpool_info()]
-    except ImportError:
-        config = np.show_config(mode="dicts")  # numpy >= 1.25
-        blas = [config.get("Build Dependencies", {}).get("blas", {})]
-    info: dict[str, Any] = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": blas,
-        "blas_threads": blas_threads(),
-    }
-    version = torch_version()
-    if version is None:
-        info["torch"] = "not installed"
-    elif not use_torch:
-        info["torch"] = f"{version} (skipped: --no-torch)"
-    else:
-        import torch
-
-        info["torch"] = version
-        info["torch_threads"] = blas_threads()  # set_num_threads in the contender
-        info["torch_blas"] = "MKL" if torch.backends.mkl.is_available() else "other"
-    return info
 
 
 # --------------------------------------------------------------------------
@@ -221,57 +176,6 @@ def check(problem: Problem, fns: dict[str, Callable[[], Any]]) -> dict[str, dict
             f"{problem.config.name}: contenders disagree with the reference, not timing them: {bad}"
         )
     return checks
-
-
-def _cpu_seconds() -> tuple[float, float, float]:
-    """(busy CPU seconds of the whole machine, of this process, stolen by the host)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    tick = os.sysconf("SC_CLK_TCK")
-    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
-    own = os.times()
-    return (user + nice + system + irq + softirq) / tick, own.user + own.system, steal / tick
-
-
-class OtherLoad:
-    """Share of the machine's cores busy with other processes over an interval.
-
-    Not the load average: that counts this benchmark's own BLAS and PyTorch
-    threads and lags a minute behind. Linux only; None elsewhere.
-    """
-
-    def __init__(self) -> None:
-        try:
-            self.start = (time.monotonic(), *_cpu_seconds())
-        except (OSError, ValueError):
-            self.start = None
-
-    def fraction(self) -> dict[str, float] | None:
-        if self.start is None:
-            return None
-        t0, busy0, own0, steal0 = self.start
-        t1, busy1, own1, steal1 = time.monotonic(), *_cpu_seconds()
-        capacity = max(t1 - t0, 1e-9) * (os.cpu_count() or 1)
-        return {
-            "others": max(0.0, (busy1 - busy0) - (own1 - own0)) / capacity,
-            "steal": (steal1 - steal0) / capacity,
-        }
-
-
-def wait_for_quiet(max_wait_s: float, threshold: float = 0.1) -> float | None:
-    """Wait (up to max_wait_s) until other processes use under 10% of the cores.
-
-    Other processes on a 2-core machine take BLAS threads away mid-GEMM and
-    inflate every time, the bound's most of all. Ratios survive some of that,
-    not all; the load of others is recorded next to every configuration.
-    Returns their share over the last 2 s window.
-    """
-    deadline = time.monotonic() + max_wait_s
-    while True:
-        probe = OtherLoad()
-        time.sleep(2)
-        share = probe.fraction()
-        if share is None or share["others"] < threshold or time.monotonic() > deadline:
-            return None if share is None else share["others"]
 
 
 def run_config(config: Config, args: argparse.Namespace) -> dict[str, Any]:
@@ -468,17 +372,6 @@ def validate(results: dict[str, Any]) -> None:
                             "check"):
                     if key not in c:
                         raise ValueError(f"{cfg['name']} / {name} lacks {key!r}")
-
-
-def rounded(x: Any) -> Any:
-    """4 significant digits: the noise is far larger, and the diffs stay readable."""
-    if isinstance(x, float):
-        return float(f"{x:.4g}")
-    if isinstance(x, dict):
-        return {k: rounded(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [rounded(v) for v in x]
-    return x
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -57,8 +57,16 @@ from backprop_derived.layers import (
 )
 
 from .contenders import torch_version
-from .harness import OtherLoad, machine_info, rounded
-from .timing import SETTLE_S, Entry, calibrate, interleave, ratio_stats
+from .timing import (
+    SETTLE_S,
+    Entry,
+    OtherLoad,
+    calibrate,
+    interleave,
+    machine_info,
+    ratio_stats,
+    rounded,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = ROOT / "benchmarks" / "layer_results.json"

@@ -331,7 +331,8 @@ API_SECTIONS = (
     ("Layers", "backprop_derived.layers", ()),
     ("Training", None, ("backprop_derived.training",)),
     ("Parameters as one vector", None, ("backprop_derived.unrolling",)),
-    ("Gradient checking", None, ("backprop_derived.gradcheck",)),
+    ("Gradient checking", None, ("backprop_derived.gradient_checking",
+                                 "backprop_derived.gradcheck")),
 )
 
 

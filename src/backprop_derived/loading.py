@@ -32,7 +32,8 @@ def load(path):
         elif kind == "Sequential":
             model = Sequential([_build(path, entry, str(k))
                                 for k, entry in enumerate(config.get("layers", []))],
-                               loss=config.get("loss"), dtype=config.get("dtype"))
+                               loss=config.get("loss"), dtype=config.get("dtype"),
+                               l2=config.get("l2", 0.0))
         else:
             raise ValueError(f"{path}: unknown model class {kind!r} (Network or Sequential)")
     except TypeError as error:

@@ -20,6 +20,7 @@ from ._generated import ACTIVATIONS, LOSSES, OUTPUTS, layers
 from . import serialization
 from .checks import all_finite as _all_finite
 from .checks import is_real
+from .gradient_checking import GradientCheckReport, gradient_check
 from .parameters import ParameterList, check_array
 from .training import TrainingMixin
 
@@ -527,6 +528,13 @@ class Network(TrainingMixin, serialization.SavingMixin):
         if not math.isfinite(loss):
             self._check_parameters()  # a NaN written in place makes the loss NaN
         return loss, dW, db
+
+    def gradcheck(self, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=None,
+                  progress: bool = False) -> GradientCheckReport:
+        """`gradients` against central differences of `loss` for every weight and bias
+        (gradient_checking.py); the network is unchanged after."""
+        return gradient_check(self, X, Y, eps=eps, tolerance=tolerance, floor=floor,
+                              progress=progress)
 
     def _pass(self, X: np.ndarray, Y: np.ndarray, ws: _Workspace, dW: list[np.ndarray],
               db: list[np.ndarray], m: float, lam: float, *, check_X: bool = True) -> float:

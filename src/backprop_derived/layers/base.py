@@ -47,6 +47,10 @@ class Layer:
     """
 
     BUFFERS: tuple[str, ...] = ()
+    # The ``params`` that an L2 penalty (``Sequential(l2=...)``) applies to; None: every
+    # array of two or more dimensions (weight matrices and kernels), never a vector
+    # (biases, gamma, beta). A layer names its own where that rule is wrong for it.
+    WEIGHTS: tuple[str, ...] | None = None
 
     def __init__(self, dtype=np.float64) -> None:
         self.dtype = check_dtype(dtype)
@@ -83,6 +87,12 @@ class Layer:
                                           "for the constructor argument of that name; define "
                                           "get_config")
         return config
+
+    def weight_keys(self) -> list[str]:
+        """The keys of ``params`` that an L2 penalty applies to (see ``WEIGHTS``)."""
+        if self.WEIGHTS is not None:
+            return list(self.WEIGHTS)
+        return [key for key, value in self.params.items() if np.ndim(value) >= 2]
 
     # -- shared helpers ----------------------------------------------------------------
     @property

@@ -17,6 +17,21 @@ position of every sequence, as PyTorch's losses do on flattened positions).
 ``Y`` has the output's shape; for cross_entropy it may instead hold integer
 class labels of the output's shape without its last axis.
 
+**L2.** ``l2=lambda`` adds ``(lambda / 2m) sum ||W||^2`` to the cost, the
+penalty of `Network` (derivations/08_regularization.py, the generated
+``l2_penalty`` kernel), with m the number of rows the loss averages over
+(the examples, for a 2-D output). W runs over every layer's
+``weight_keys()``: by default each parameter array of two or more
+dimensions (Dense and convolution kernels, recurrent and attention
+matrices, an embedding table), never a vector (biases, gamma, beta); a
+layer class may name its own in ``WEIGHTS``. Its gradient (lambda / m) W,
+the term of the generated ``weight_gradient_l2``, is added to those
+parameters' gradients.
+
+**Gradient checking.** ``model.gradcheck(X, Y)`` compares every parameter
+gradient with central differences of the cost (gradient_checking.py) and
+returns the same `GradientCheckReport` as for a `Network`.
+
 **Training.** `fit` is `Network.fit` itself (training.py: the same
 optimizers, checks and `History`, L-BFGS included). Parameters are updated
 in place in every layer's ``params``. Dropout layers draw their masks from
@@ -25,6 +40,7 @@ their own generators, which ``fit(seed=...)`` seeds.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 from collections.abc import Sequence
@@ -32,9 +48,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._generated import LOSSES, OUTPUTS
+from .._generated import layers as layer_kernels
 from .. import backend as _backend
 from .. import serialization
-from ..training import TrainingMixin
+from ..checks import is_real
+from ..gradient_checking import GradientCheckReport, gradient_check
+from ..training import TrainingMixin, _all_layers
 from .base import Layer, all_finite, check_dtype
 from .dense import Activation
 from .simple import _adopt_dtype, _declares_dtype, _fast
@@ -109,6 +128,9 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
     dtype : float32 or float64; by default that of the layers with
         parameters (they must agree). Layers without parameters whose dtype
         was not given take it.
+    l2 : lambda of the L2 penalty (lambda / 2m) sum ||W||^2 over every
+        layer's ``weight_keys()`` (weight matrices and kernels; biases,
+        gamma and beta are not penalized). See the module docstring.
     backend : ``"numpy"``, ``"numba"`` or ``"auto"``: the kernels every pass of
         this model runs (``backend.use`` entered around the layers' forward and
         backward); None: the global choice. Not saved.
@@ -125,7 +147,7 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
     _saved_class = "Sequential"
 
     def __init__(self, layers: Sequence[Layer], loss: str = "cross_entropy", dtype=None,
-                 backend: str | None = None):
+                 l2: float = 0.0, backend: str | None = None):
         if isinstance(layers, Layer):
             raise ValueError("Sequential: layers must be a list of layers, got one layer")
         self.layers = list(layers)
@@ -134,6 +156,9 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         for k, layer in enumerate(self.layers):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: layer {k} is not a Layer: {layer!r}")
+        if not is_real(l2) or not (math.isfinite(l2) and l2 >= 0):
+            raise ValueError(f"Sequential: l2 must be a finite number >= 0, got {l2!r}")
+        self.l2 = float(l2)
         self.dtype = self._resolve_dtype(dtype)
         last = self.layers[-1]
         head = last.activation if isinstance(last, Activation) else "identity"
@@ -178,7 +203,8 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
 
     def __repr__(self) -> str:
         inner = ",\n    ".join(map(repr, self.layers))
-        return f"Sequential([\n    {inner},\n], loss={self.loss_name!r})"
+        l2 = f", l2={self.l2}" if self.l2 else ""
+        return f"Sequential([\n    {inner},\n], loss={self.loss_name!r}{l2})"
 
     @property
     def params(self) -> list[dict[str, np.ndarray]]:
@@ -190,7 +216,10 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         arrays: dict[str, np.ndarray] = {}
         layers = [serialization.layer_entry(layer, f"{k}.", arrays)
                   for k, layer in enumerate(self.layers)]
-        return {"loss": self.loss_name, "dtype": self.dtype.name, "layers": layers}, arrays
+        config = {"loss": self.loss_name, "dtype": self.dtype.name, "layers": layers}
+        if self.l2:  # files of models without L2 stay as they were
+            config["l2"] = self.l2
+        return config, arrays
 
     def _restore_state(self, path, config, arrays) -> None:
         if config.get("loss") != self.loss_name:
@@ -247,11 +276,14 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
                              f"(m, K) or (batch, T, K); got shape {Z.shape}")
         return np.ascontiguousarray(Z.reshape(-1, Z.shape[-1]))
 
-    def _pass(self, X, Y: np.ndarray | None, Y_given, *, checked: bool) -> float:
+    def _pass(self, X, Y: np.ndarray | None, Y_given, *, checked: bool,
+              lam: float | None = None) -> float:
         """Forward (train mode), output pass and backward; fills every layer's grads.
 
         ``Y`` is the prepared (rows, K) target array, or None to build it from
-        ``Y_given`` once the output's shape is known.
+        ``Y_given`` once the output's shape is known. ``lam`` is the L2
+        strength (``l2`` unless given: `fit` gives l2 n / m for a minibatch of
+        n of the m examples, so that the batch's penalty is J's own).
         """
         Z = self._forward_body(X, True, checked)
         z = self._as_rows(Z)
@@ -261,7 +293,23 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         loss, delta = self._kernels.value_and_delta(z, Y, ws)
         if self._body:
             self._backward_body(delta.reshape(Z.shape))
+        lam = self.l2 if lam is None else lam
+        if lam:
+            rows = z.shape[0]
+            loss += self._l2_penalty(rows, lam)
+            for layer, key in self._penalized():
+                g = layer.grads[key]
+                # d/dW of (lam / 2m) ||W||^2, the term weight_gradient_l2 adds (08_regularization)
+                np.add(g, (lam / rows) * layer.params[key], out=g)
         return loss
+
+    def _penalized(self) -> list[tuple[Layer, str]]:
+        """(layer, key) of every parameter the L2 penalty applies to."""
+        return [(layer, key) for layer in self.layers for key in layer.weight_keys()]
+
+    def _l2_penalty(self, m: int, lam: float) -> float:
+        return sum(float(layer_kernels.l2_penalty(layer.params[key], lam, m))
+                   for layer, key in self._penalized())
 
     # -- targets -------------------------------------------------------------
     def _targets(self, Y, out_shape: tuple, what: str = "Y") -> np.ndarray:
@@ -320,15 +368,66 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         return ws.a.copy().reshape(Z.shape)
 
     def loss(self, X, Y) -> float:
-        """The mean cost on (X, Y) in inference mode (dropout off)."""
+        """The mean cost on (X, Y) in inference mode (dropout off), with the L2 penalty."""
         Z = self._forward_body(X, False, True)
         z = self._as_rows(Z)
         y = self._targets(Y, Z.shape)
-        return self._kernels.value(z, y, self._workspace_for(*z.shape))
+        value = self._kernels.value(z, y, self._workspace_for(*z.shape))
+        if self.l2:
+            value += self._l2_penalty(z.shape[0], self.l2)
+        return value
+
+    def gradcheck(self, X, Y, eps: float = 1e-4, tolerance: float = 1e-5, floor=None,
+                  progress: bool = False) -> GradientCheckReport:
+        """Every parameter gradient of `gradients` against central differences of the
+        cost (gradient_checking.py), in training mode; the model is unchanged after."""
+        return gradient_check(self, X, Y, eps=eps, tolerance=tolerance, floor=floor,
+                              progress=progress)
+
+    def _loss_closure(self, X, Y):
+        """``(J, reset, activation_inputs)`` for gradient_checking.py, the data checked once.
+
+        ``J()`` is the training-mode cost at the current parameters, each call
+        from the state ``reset()`` puts back: every layer's generator (the
+        same dropout masks) and buffers (batch norm's running statistics) as
+        they were. ``activation_inputs()`` gives (layer index, activation, Z)
+        for every activation after the last J(), the last layer's included.
+        """
+        X, Y = self._prepare(X, Y, "gradient_check")
+        Y = Y.reshape(-1, Y.shape[-1])
+        every = list(_all_layers(self.layers))
+        states = [(layer, copy.deepcopy(layer.rng.bit_generator.state)) for layer in every
+                  if isinstance(getattr(layer, "rng", None), np.random.Generator)]
+        buffers = [(getattr(layer, name), getattr(layer, name).copy()) for layer in every
+                   for name in layer.BUFFERS]
+        last: dict = {}
+
+        def reset() -> None:
+            for layer, state in states:
+                layer.rng.bit_generator.state = copy.deepcopy(state)
+            for array, saved in buffers:
+                np.copyto(array, saved)
+
+        def loss() -> float:
+            reset()
+            z = self._as_rows(self._forward_body(X, True, False))
+            last["z"] = z
+            value = self._kernels.value(z, Y, self._workspace_for(*z.shape))
+            return value + (self._l2_penalty(z.shape[0], self.l2) if self.l2 else 0.0)
+
+        def activation_inputs() -> list:
+            found = [(k, inner.activation, inner._cache[0]) for k, layer in enumerate(self._body)
+                     for inner in _all_layers([layer])
+                     if isinstance(inner, Activation) and inner._cache is not None]
+            if len(self._body) < len(self.layers) and "z" in last:
+                found.append((len(self.layers) - 1, self.output_activation, last["z"]))
+            return found
+
+        return loss, reset, activation_inputs
 
     def gradients(self, X, Y) -> tuple[float, list[dict[str, np.ndarray]]]:
-        """``(loss, grads)`` in training mode: the mean cost and, per layer, a dict
-        ``{key: dJ/dparams[key]}`` with the keys and shapes of its ``params``.
+        """``(loss, grads)`` in training mode: the mean cost (with the L2 penalty) and,
+        per layer, a dict ``{key: dJ/dparams[key]}`` with the keys and shapes of its ``params``.
 
         The arrays are new on every call. Dropout layers draw a new mask.
         """
@@ -424,7 +523,8 @@ class _Session:
     def run(self, rows, scale: float):
         X, Y = (self.X, self.Y) if rows is None else (self.X.take(rows, axis=0),
                                                       self.Y.take(rows, axis=0))
-        loss = self.model._pass(X, Y.reshape(-1, Y.shape[-1]), None, checked=False)
+        loss = self.model._pass(X, Y.reshape(-1, Y.shape[-1]), None, checked=False,
+                                lam=self.model.l2 * X.shape[0] / self.m)
         return loss, [layer.grads[key] for layer, key in self.arrays]
 
     def validate(self):

@@ -167,6 +167,9 @@ class Residual(Layer):
         if value:
             raise AttributeError("Residual: the inner layers hold the grads")
 
+    def weight_keys(self) -> list[str]:
+        return [f"{k}.{key}" for k, layer in enumerate(self.layers) for key in layer.weight_keys()]
+
     def set_dtype(self, dtype) -> None:
         """The dtype of a `Sequential`, for the inner layers that did not choose one."""
         self.dtype = np.dtype(dtype)
