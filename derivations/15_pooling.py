@@ -163,3 +163,40 @@ assert windows(2) == [1, 1, 1, 1, 1, 1, 0] and windows(1) == [1, 2, 2, 2, 2, 2, 
 # %%
 EXPORTS = [AVG1_FORWARD, AVG1_BACKWARD, AVG2_FORWARD, AVG2_BACKWARD,
            MAX1_FORWARD, MAX1_BACKWARD, MAX2_FORWARD, MAX2_BACKWARD]
+
+# %% [markdown]
+# ## Exercises
+#
+# One example, one channel, windows of $k = 2$ with the default stride
+# $s = k$. The numbers come from the runtime's layers, which run the kernels
+# this page exports; the answers are one click away without the live engine.
+
+# %%
+# `regenerate` runs the page to write those kernels, so it skips this cell.
+if __name__ != "__derivation__":
+    import numpy as np
+
+    from backprop_derived.layers import AvgPool1d, MaxPool1d
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises, tex_matrix
+
+    x_avg = np.array([[[1.0, 3.0, -2.0, 4.0, 5.0]]])
+    y_avg = AvgPool1d(2).forward(x_avg)
+    x_max = np.array([[[1.0, 3.0, 4.0, -2.0, 5.0]]])
+    pool = MaxPool1d(2)
+    pool.forward(x_max)
+    dx_max = pool.backward(np.array([[[1.0, -2.0]]]))
+    x_tie = np.array([[[2.0, 2.0, 0.0, 1.0]]])
+    tie = MaxPool1d(2)
+    tie.forward(x_tie)
+    dx_tie = tie.backward(np.array([[[1.0, 1.0]]]))
+    show_exercises(
+        Exercise(rf"Average pooling of \(X = {tex_matrix(x_avg[0])}\): what is \(Y_1\), the "
+                 r"second output (counting from 0)? The last input is in no window.",
+                 float(y_avg[0, 0, 1]), tolerance=1e-12),
+        Exercise(rf"Max pooling of \(X = {tex_matrix(x_max[0])}\) receives "
+                 r"\(dY = (1, -2)\). What is \(dX_2\)?", float(dx_max[0, 0, 2]),
+                 tolerance=1e-12),
+        Exercise(rf"A tie: max pooling of \(X = {tex_matrix(x_tie[0])}\) receives "
+                 r"\(dY = (1, 1)\). By the tie rule, what is \(dX_1\)?",
+                 float(dx_tie[0, 0, 1]), tolerance=1e-12),
+    )

@@ -539,6 +539,15 @@ def graphs() -> dict[str, list[Graph]]:
                        "flipped kernel. Near the ends fewer outputs covered the input.",
                        after_heading="the-compact-form-a-full-correlation-with-the-flipped-kernel"),
         ],
+        "derivations/15_pooling.py": [
+            Graph("15_avg_pool", C.AVG_POOL1D.equations, (C.POOL1D_X,),
+                  "Average pooling: each output reads one window of X, with weight 1/k.",
+                  after_heading="average-pooling"),
+            Graph("15_max_pool", C.MAX_POOL1D.equations, (C.POOL1D_X,),
+                  "Max pooling: the selection S marks the first largest tap of each "
+                  "window; Y reads X through it, and the gradient returns only along S.",
+                  after_heading="max-pooling-and-the-tie-rule"),
+        ],
         "derivations/14_recurrence.py": [Graph(
             "14_recurrence", C.RNN, (C.RNN_X, C.RNN_W_IH, C.RNN_W_HH, C.RNN_B),
             "The recurrence: A at step t reads H at t − 1, the loop that backpropagation "

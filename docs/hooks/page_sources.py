@@ -121,6 +121,10 @@ PYTORCH_CONV = (
     "PyTorch contributors", 2024, "torch.nn.Conv1d", "PyTorch documentation",
     "https://pytorch.org/docs/stable/generated/torch.nn.Conv1d.html",
 )
+PYTORCH_POOL = (
+    "PyTorch contributors", 2024, "torch.nn.MaxPool1d", "PyTorch documentation",
+    "https://pytorch.org/docs/stable/generated/torch.nn.MaxPool1d.html",
+)
 PYTORCH_RNN = (
     "PyTorch contributors", 2024, "torch.nn.RNN", "PyTorch documentation",
     "https://pytorch.org/docs/stable/generated/torch.nn.RNN.html",
@@ -192,6 +196,12 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
          "input gradient as a full correlation with the flipped kernel"),
         (PYTORCH_CONV, "the layout (batch, channels, length) and the weight shape "
          "(C_out, C_in, k), so that results can be compared with it"),
+    ],
+    "derivations/15_pooling.py": [
+        (GOODFELLOW_9, "pooling as a summary of a neighbourhood (section 9.3)"),
+        (DUMOULIN, "the output length ⌊(L − k)/s⌋ + 1 of a pooling window k with stride s"),
+        (PYTORCH_POOL, "the layout (batch, channels, length), the stride defaulting to the "
+         "window, and the gradient at a tie going to one element"),
     ],
     "derivations/14_recurrence.py": [
         (WERBOS, "backpropagation through time: the chain rule on the network unrolled "
