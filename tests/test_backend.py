@@ -414,3 +414,39 @@ def test_a_network_takes_the_kernels_of_its_own_backend(each_backend):
         each_backend == "numba")
     with pytest.raises(ValueError, match="backend must be one of"):
         Network([4, 3, 2], ["sigmoid", "softmax"], backend="fast")
+
+
+def test_one_use_entered_from_two_threads_at_once():
+    # A model holds one `use` and enters it on every pass. Thread 0 enters, then
+    # thread 1; thread 0 leaves first: each must restore its own choice.
+    import threading
+
+    block = backend.use("numpy")
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    errors = []
+
+    def run(n):
+        try:
+            if n == 1:
+                first_in.wait(timeout=10)
+            with block:
+                assert backend.active() == "numpy"
+                if n == 0:
+                    first_in.set()
+                    second_in.wait(timeout=10)
+                else:
+                    second_in.set()
+                    first_out.wait(timeout=10)
+            if n == 0:
+                first_out.set()
+        except Exception as err:  # reported below, with the thread's error
+            errors.append(err)
+            for event in (first_in, second_in, first_out):  # release the other thread
+                event.set()
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not errors, errors

@@ -32,6 +32,7 @@ import contextvars
 import importlib
 import os
 import sys
+import threading
 import types
 import warnings
 
@@ -171,16 +172,25 @@ class use:  # noqa: N801 (used as a function: ``with backend.use("numpy"):``)
 
     def __init__(self, name: str | None) -> None:
         self._name = resolve(name)
-        self._tokens: list = []
+        # One stack of reset tokens per thread: a model holds one `use` and
+        # enters it on every pass, possibly from several threads at once, and
+        # a token may only be reset in the thread (context) that set it.
+        self._tokens = threading.local()
+
+    def _stack(self) -> list:
+        stack = getattr(self._tokens, "stack", None)
+        if stack is None:
+            stack = self._tokens.stack = []
+        return stack
 
     def __enter__(self) -> str:
         if self._name is not None:
-            self._tokens.append(_override.set(self._name))
+            self._stack().append(_override.set(self._name))
         return active()
 
     def __exit__(self, *exc_info) -> None:
         if self._name is not None:
-            _override.reset(self._tokens.pop())
+            _override.reset(self._stack().pop())
 
 
 def _reset() -> None:
