@@ -36,6 +36,8 @@ from IPython.display import Markdown, Math, display
 from backprop_derived.layers import (
     RNN,
     Activation,
+    AvgPool1d,
+    AvgPool2d,
     BatchNorm,
     Conv1d,
     Conv2d,
@@ -44,6 +46,8 @@ from backprop_derived.layers import (
     Embedding,
     GroupNorm,
     LayerNorm,
+    MaxPool1d,
+    MaxPool2d,
     Residual,
     RMSNorm,
     SelfAttention,
@@ -211,6 +215,31 @@ checked["Conv1d"] = work("Conv1d(1, 1, 2)", lambda: Conv1d(1, 1, 2, seed=9),
                          small((1, 1, 4), 9))
 checked["Conv2d"] = work("Conv2d(1, 1, 2, 2)", lambda: Conv2d(1, 1, 2, 2, seed=10),
                          small((1, 1, 3, 3), 10))
+
+# %% [markdown]
+# ## Pooling
+#
+# Pooling has no parameters: only $\partial\ell/\partial X$ is printed. A
+# window of two samples with stride two averages (each input sample receives
+# half of its window's $dY$) or takes the largest sample (which receives all of
+# it; the others receive 0). The inputs below have no two equal samples in a
+# window, so the maximum does not change under the nudge $h$ and central
+# differences apply; at a tie the gradient goes to the first largest sample,
+# the rule stated on [Pooling](../derivations/15_pooling.py).
+
+# %% tags=["hide-input"]
+SIGNAL = np.array([[[0.3, -0.5, 0.9, 0.1, -0.2, 0.6]]])
+IMAGE = np.array([[[[0.1, 0.8, -0.4, 0.2],
+                    [-0.6, 0.3, 0.5, -0.9],
+                    [0.7, -0.1, 0.0, 0.4],
+                    [0.2, -0.3, -0.8, 0.6]]]])
+checked["AvgPool1d"] = work("AvgPool1d(2)", lambda: AvgPool1d(2), SIGNAL)
+checked["MaxPool1d"] = work("MaxPool1d(2)", lambda: MaxPool1d(2), SIGNAL,
+                            note="The largest samples of the windows are "
+                                 + ", ".join(f"{v:g}" for v in SIGNAL[0, 0].reshape(-1, 2).max(1))
+                                 + ": only they receive a gradient.")
+checked["AvgPool2d"] = work("AvgPool2d(2)", lambda: AvgPool2d(2), IMAGE)
+checked["MaxPool2d"] = work("MaxPool2d(2)", lambda: MaxPool2d(2), IMAGE)
 
 # %% [markdown]
 # ## Recurrence
