@@ -27,6 +27,30 @@ NEW_ACTIVATION = ("softsign", "z / (1 + Abs(z))")
 NEW_LOSS = ("pseudo_huber", "Sum(sqrt(1 + (a[k] - y[k]) ** 2) - 1, (k, -oo, oo))")
 
 
+NETWORK_CHECK = """
+import sys
+import numpy as np
+import backprop_derived
+from backprop_derived import Network
+root, name = sys.argv[1], sys.argv[2]
+assert backprop_derived.__file__.startswith(root), backprop_derived.__file__
+net = Network([3, 4, 2], [name, name], loss="squared_error", seed=0)
+rng = np.random.default_rng(0)
+X, Y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+loss, dW, db = net.gradients(X, Y)
+w, e, worst = net.weights[0], 1e-5, 0.0
+for idx in np.ndindex(w.shape):
+    old = w[idx]
+    w[idx] = old + e
+    p = net.loss(X, Y)
+    w[idx] = old - e
+    q = net.loss(X, Y)
+    w[idx] = old
+    worst = max(worst, abs((p - q) / (2 * e) - dW[0][idx]))
+assert worst < 1e-8 * max(1, abs(dW[0]).max()), worst
+"""
+
+
 def add_line(text: str, dictionary: str, name: str, expr: str) -> str:
     """``text`` with ``"name": expr,`` as the last entry of ``dictionary``."""
     start = text.index(f"{dictionary}: dict[str, sp.Expr] = {{")
@@ -54,6 +78,12 @@ def test_one_line_each_adds_an_activation_and_a_loss(tmp_path, root):
     generated = (dst / "src" / "backprop_derived" / "_generated")
     assert f"def {NEW_ACTIVATION[0]}_backward(" in (generated / "activations.py").read_text()
     assert f"def {NEW_LOSS[0]}__softmax_output(" in (generated / "losses.py").read_text()
+    assert NEW_ACTIVATION[0] in (dst / "docs" / "generated" / "activations.md").read_text()
+    # The new activation trains in a Network: its weight gradient against
+    # central differences (float64, eps 1e-5: truncation ~1e-10, rounding ~1e-11).
+    network = subprocess.run([sys.executable, "-c", NETWORK_CHECK, str(dst), NEW_ACTIVATION[0]],
+                             capture_output=True, text=True, env=env, timeout=120)
+    assert network.returncode == 0, network.stderr
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(dst),
          "-k", f"{NEW_ACTIVATION[0]} or {NEW_LOSS[0]}",

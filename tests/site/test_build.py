@@ -322,3 +322,17 @@ def test_the_link_check_finds_a_missing_page_and_a_missing_anchor(tmp_path: Path
     assert checked == 4  # the external link is not followed
     assert problems == ["a/index.html: ../b/#gone (no id='gone' on that page)",
                         "a/index.html: ../c/ (no such file in the site)"]
+
+
+def test_every_derivation_page_ends_with_three_checkable_exercises(built_site: BuiltSite) -> None:
+    # Issue 18: each derivation page has at least three exercises, with the
+    # contract the live engine (and checks outside this repository) drive.
+    short = {}
+    for script in sorted((REPO_ROOT / "derivations").glob("[0-9][0-9]_*.py")):
+        html = (built_site.path / "derivations" / script.stem / "index.html").read_text(
+            encoding="utf-8")
+        exercises = html.count("data-exercise=")
+        answered = min(html.count('data-live="answer"'), html.count('data-live="verdict"'))
+        if exercises < 3 or answered < exercises:
+            short[script.stem] = (exercises, answered)
+    assert not short, f"pages with fewer than 3 checkable exercises (found, with inputs): {short}"
