@@ -22,6 +22,7 @@ from .checks import all_finite as _all_finite
 from .checks import is_real
 from .gradient_checking import GradientCheckReport, gradient_check
 from .parameters import ParameterList, check_array
+from .regularization import add_l2_gradient, l2_penalty
 from .training import TrainingMixin
 
 __all__ = ["Network"]
@@ -463,7 +464,7 @@ class Network(TrainingMixin, serialization.SavingMixin):
         return value
 
     def _l2_penalty(self, m: float, lam: float) -> float:
-        return sum(float(layers.l2_penalty(w, lam, m)) for w in self.weights)
+        return l2_penalty(self.weights, lam, m)
 
     def _check_parameters(self) -> None:
         """Name the first weight or bias array holding a NaN or inf, if any.
@@ -561,10 +562,9 @@ class Network(TrainingMixin, serialization.SavingMixin):
 
         for l in range(len(self._acts) - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
-            if lam:
-                layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam, m, dW[l])
-            else:
-                layers.weight_gradient(dz, a_prev, dW[l])  # (V1)
+            layers.weight_gradient(dz, a_prev, dW[l])  # (V1)
+            if lam:  # plus the penalty's gradient (derivations/08_regularization.py)
+                add_l2_gradient(((self.weights[l], dW[l]),), lam, m)
             layers.bias_gradient(dz, ws.ones, db[l])  # (V2)
             if l == 0:
                 break  # no gradient for the inputs
