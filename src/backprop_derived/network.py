@@ -21,6 +21,8 @@ from . import serialization
 from .checks import all_finite as _all_finite
 from .checks import is_real
 from .gradient_checking import GradientCheckReport, gradient_check
+from .layers.dense import Activation, Dense
+from .layers.sequential import Sequential
 from .parameters import ParameterList, check_array
 from .regularization import add_l2_gradient, l2_penalty
 from .training import TrainingMixin
@@ -162,6 +164,25 @@ class Network(TrainingMixin, serialization.SavingMixin):
         return (f"Network(layer_sizes={list(self.layer_sizes)}, "
                 f"activations={list(self.activations)}, loss={self.loss_name!r}, "
                 f"l2={self.l2}, dtype={self.dtype.name})")
+
+    def to_sequential(self) -> Sequential:
+        """This network as the layer stack it is a preset of: per layer ``Dense(n_l, n_{l+1})``
+        then ``Activation(g)``, with the same loss, ``l2``, dtype and backend and copies of
+        the weights and biases.
+
+        The two run the same generated kernels and give the same losses, gradients and
+        predictions (to rounding); `Network` runs them as one fused pass over buffers it
+        keeps per batch size, which is what makes small networks fast. The `Sequential`
+        takes any other layer (``Dropout``, ``BatchNorm``, ...) in between.
+        """
+        stack = []
+        for W, b, g in zip(self.weights, self.biases, self.activations, strict=True):
+            dense = Dense(W.shape[1], W.shape[0], dtype=self.dtype)
+            dense.params["W"][...] = W
+            dense.params["b"][...] = b
+            stack += [dense, Activation(g, dtype=self.dtype)]
+        return Sequential(stack, loss=self.loss_name, dtype=self.dtype, l2=self.l2,
+                          backend=self.backend)
 
     # -- saving (serialization.py) --------------------------------------------------
     def get_config(self) -> dict:
