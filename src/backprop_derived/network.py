@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,11 +22,12 @@ from . import serialization
 from .checks import all_finite as _all_finite
 from .checks import is_real
 from .gradient_checking import GradientCheckReport, gradient_check
-from .layers.dense import Activation, Dense
-from .layers.sequential import Sequential
 from .parameters import ParameterList, check_array
 from .regularization import add_l2_gradient, l2_penalty
 from .training import TrainingMixin
+
+if TYPE_CHECKING:
+    from .layers.sequential import Sequential
 
 __all__ = ["Network"]
 
@@ -175,6 +177,11 @@ class Network(TrainingMixin, serialization.SavingMixin):
         keeps per batch size, which is what makes small networks fast. The `Sequential`
         takes any other layer (``Dropout``, ``BatchNorm``, ...) in between.
         """
+        # Imported here, not at the top: a Network needs only the kernels of the
+        # first pages (00-09); Sequential's module imports every layer's.
+        from .layers.dense import Activation, Dense
+        from .layers.sequential import Sequential
+
         stack = []
         for W, b, g in zip(self.weights, self.biases, self.activations, strict=True):
             dense = Dense(W.shape[1], W.shape[0], dtype=self.dtype)
