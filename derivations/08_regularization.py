@@ -78,6 +78,21 @@ show(Chain(sp.Symbol("D_{slide} - D"), slide - correct, "slide minus notes")
      .step(difference, "factored"), caption="The lecture slide's typo")
 assert difference != 0 and difference.subs(m, 1) == 0
 
+# %% [markdown]
+# A model of any layers (`Sequential`) has no single (V1) to extend: its
+# weights are Dense matrices, convolution kernels, recurrent matrices. What
+# the penalty adds to each of them is its own gradient, the same engine call
+# on the penalty alone; the runtime adds it to the gradient the layers'
+# backward passes give, for `Network` and `Sequential` alike.
+
+# %%
+PENALTY_ONLY = ((P, PENALTY),)
+penalty_grads = backward(PENALTY_ONLY, [W], upstream={P: sp.Integer(1)})
+dP = to_matrix(penalty_grads[W], symbols=SCALARS)
+show(matrix_chain(penalty_grads[W].lhs, penalty_grads[W].expr, penalty_grads[W].indices, dP,
+                  symbols=SCALARS),
+     caption="The gradient of the penalty alone, as a matrix")
+
 # %% tags=["hide-input"]
 EXPORTS = [
     Kernel("layers", "l2_penalty", ("w", "lam", "m"), to_total(PENALTY, CODE, SCALARS),
@@ -87,6 +102,9 @@ EXPORTS = [
            code_form(dW, CODE),
            "dW = dZ^T A + (lambda/m) W: (V1) plus the gradient of the penalty.",
            "(V1) plus the L2 term", SOURCE, style="matrix"),
+    Kernel("layers", "l2_gradient", ("w", "lam", "m", "out"), code_form(dP, CODE),
+           "dP/dW = (lambda/m) W: the gradient of one weight array's L2 penalty.",
+           "The gradient of the L2 penalty alone", SOURCE, style="matrix"),
 ]
 
 # %% [markdown]

@@ -105,3 +105,5 @@ def test_layer_kernels_are_the_matrix_equations():
         layers.weight_gradient_l2(dZ, A, W, lam, m, np.empty((3, 4))),
         dZ.T @ A + lam / m * W, rtol=1e-14)
     assert layers.l2_penalty(W, lam, m) == pytest.approx(lam / (2 * m) * (W**2).sum(), rel=1e-14)
+    np.testing.assert_allclose(layers.l2_gradient(W, lam, m, np.empty((3, 4))),
+                               lam / m * W, rtol=1e-14)

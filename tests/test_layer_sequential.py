@@ -353,3 +353,29 @@ def test_every_layer_class_has_an_example():
     from layer_examples import example_classes, layer_classes
     missing = layer_classes() - example_classes()
     assert not missing, f"add an example of {sorted(missing)} to tests/layer_examples.py"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_network_to_sequential_is_the_same_model(dtype):
+    rng = np.random.default_rng(12)
+    X, labels = rng.normal(size=(10, 4)), rng.integers(0, 3, size=10)
+    net = Network([4, 5, 6, 3], ["tanh", "relu", "softmax"], l2=0.3, dtype=dtype, seed=4)
+    model = net.to_sequential()
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Activation"] * 3
+    assert (model.loss_name, model.l2, model.dtype) == ("cross_entropy", 0.3, np.dtype(dtype))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    loss_net, dW, db = net.gradients(X, labels)
+    loss_seq, grads = model.gradients(X, labels)
+    np.testing.assert_allclose(loss_seq, loss_net, **tol)
+    for k in range(3):
+        np.testing.assert_allclose(grads[2 * k]["W"], dW[k], **tol)
+        np.testing.assert_allclose(grads[2 * k]["b"], db[k], **tol)
+    np.testing.assert_array_equal(model.predict(X), net.predict(X))
+    # copies: training one leaves the other as it was; the same run gives the same weights
+    before = [W.copy() for W in net.weights]
+    model.fit(X, labels, epochs=2, batch_size=4, lr=0.1, seed=1)
+    for W, W0 in zip(net.weights, before, strict=True):
+        np.testing.assert_array_equal(W, W0)
+    net.fit(X, labels, epochs=2, batch_size=4, lr=0.1, seed=1)
+    for k in range(3):
+        np.testing.assert_allclose(model.layers[2 * k].params["W"], net.weights[k], **tol)

@@ -78,6 +78,13 @@ def test_matrix_kernels_let_blas_take_the_transpose():
     assert ufunc(sp.MatrixSymbol("ones", 1, m) * dz)[0] == ["numpy.matmul(ones, dz, out=out)"]
 
 
+def test_a_scalar_times_one_matrix_is_one_scaling():
+    # the gradient of the L2 penalty, (lambda/m) W (derivations/08_regularization.py)
+    lam, m = sp.symbols("lam m", positive=True)
+    W = sp.MatrixSymbol("w", 3, 2)
+    assert ufunc(lam / m * W)[0] == ["numpy.multiply(w, lam/m, out=out)"]
+
+
 def test_array_printer_forms():
     p = ArrayPrinter()
     assert p.doprint(sp.Piecewise((z, z >= 0), (y, True))) == \

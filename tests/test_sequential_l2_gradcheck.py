@@ -170,3 +170,25 @@ def test_network_gradcheck_is_gradient_check():
     Y = np.arange(5) % 2
     report, reference = net.gradcheck(X, Y), gradient_check(net, X, Y)
     assert report.passed and str(report) == str(reference)
+
+
+def test_both_models_add_the_generated_l2_gradient(monkeypatch):
+    # One place for the penalty's gradient: Network and Sequential both call the
+    # kernel derivations/08_regularization.py generates, once per weight array.
+    from backprop_derived import regularization
+
+    seen = []
+    kernel = regularization.layers.l2_gradient
+
+    def counting(W, lam, m, out):
+        seen.append(W.shape)
+        return kernel(W, lam, m, out)
+
+    monkeypatch.setattr(regularization.layers, "l2_gradient", counting)
+    X, y = np.random.default_rng(0).normal(size=(5, 3)), np.array([0, 1, 1, 0, 1])
+    Network([3, 4, 2], ["tanh", "softmax"], l2=0.5, seed=0).gradients(X, y)
+    assert seen == [(2, 4), (4, 3)]
+    seen.clear()
+    L.Sequential([L.Dense(3, 4, seed=0), L.Activation("tanh"), L.Dense(4, 2, seed=1),
+                  L.Activation("softmax")], l2=0.5).gradients(X, y)
+    assert sorted(seen) == [(2, 4), (4, 3)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,7 +23,11 @@ from .checks import all_finite as _all_finite
 from .checks import is_real
 from .gradient_checking import GradientCheckReport, gradient_check
 from .parameters import ParameterList, check_array
+from .regularization import add_l2_gradient, l2_penalty
 from .training import TrainingMixin
+
+if TYPE_CHECKING:
+    from .layers.sequential import Sequential
 
 __all__ = ["Network"]
 
@@ -161,6 +166,30 @@ class Network(TrainingMixin, serialization.SavingMixin):
         return (f"Network(layer_sizes={list(self.layer_sizes)}, "
                 f"activations={list(self.activations)}, loss={self.loss_name!r}, "
                 f"l2={self.l2}, dtype={self.dtype.name})")
+
+    def to_sequential(self) -> Sequential:
+        """This network as the layer stack it is a preset of: per layer ``Dense(n_l, n_{l+1})``
+        then ``Activation(g)``, with the same loss, ``l2``, dtype and backend and copies of
+        the weights and biases.
+
+        The two run the same generated kernels and give the same losses, gradients and
+        predictions (to rounding); `Network` runs them as one fused pass over buffers it
+        keeps per batch size, which is what makes small networks fast. The `Sequential`
+        takes any other layer (``Dropout``, ``BatchNorm``, ...) in between.
+        """
+        # Imported here, not at the top: a Network needs only the kernels of the
+        # first pages (00-09); Sequential's module imports every layer's.
+        from .layers.dense import Activation, Dense
+        from .layers.sequential import Sequential
+
+        stack = []
+        for W, b, g in zip(self.weights, self.biases, self.activations, strict=True):
+            dense = Dense(W.shape[1], W.shape[0], dtype=self.dtype)
+            dense.params["W"][...] = W
+            dense.params["b"][...] = b
+            stack += [dense, Activation(g, dtype=self.dtype)]
+        return Sequential(stack, loss=self.loss_name, dtype=self.dtype, l2=self.l2,
+                          backend=self.backend)
 
     # -- saving (serialization.py) --------------------------------------------------
     def get_config(self) -> dict:
@@ -463,7 +492,7 @@ class Network(TrainingMixin, serialization.SavingMixin):
         return value
 
     def _l2_penalty(self, m: float, lam: float) -> float:
-        return sum(float(layers.l2_penalty(w, lam, m)) for w in self.weights)
+        return l2_penalty(self.weights, lam, m)
 
     def _check_parameters(self) -> None:
         """Name the first weight or bias array holding a NaN or inf, if any.
@@ -561,10 +590,9 @@ class Network(TrainingMixin, serialization.SavingMixin):
 
         for l in range(len(self._acts) - 1, -1, -1):
             a_prev = X if l == 0 else ws.a[l - 1]
-            if lam:
-                layers.weight_gradient_l2(dz, a_prev, self.weights[l], lam, m, dW[l])
-            else:
-                layers.weight_gradient(dz, a_prev, dW[l])  # (V1)
+            layers.weight_gradient(dz, a_prev, dW[l])  # (V1)
+            if lam:  # plus the penalty's gradient (derivations/08_regularization.py)
+                add_l2_gradient(((self.weights[l], dW[l]),), lam, m)
             layers.bias_gradient(dz, ws.ones, db[l])  # (V2)
             if l == 0:
                 break  # no gradient for the inputs

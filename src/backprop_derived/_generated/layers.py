@@ -42,6 +42,16 @@ def bias_gradient(dz, ones, out):
     return out
 
 
+def l2_gradient(w, lam, m, out):
+    """dP/dW = (lambda/m) W: the gradient of one weight array's L2 penalty.
+
+    The gradient of the L2 penalty alone; derived in derivations/08_regularization.py.
+    """
+    # out = (lam/m)*w
+    numpy.multiply(w, lam/m, out=out)
+    return out
+
+
 def l2_penalty(w, lam, m):
     """The L2 penalty of one layer, (lambda / 2m) sum(W**2); biases excluded.
 

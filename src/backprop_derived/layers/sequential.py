@@ -25,8 +25,8 @@ penalty of `Network` (derivations/08_regularization.py, the generated
 dimensions (Dense and convolution kernels, recurrent and attention
 matrices, an embedding table), never a vector (biases, gamma, beta); a
 layer class may name its own in ``WEIGHTS``. Its gradient (lambda / m) W,
-the term of the generated ``weight_gradient_l2``, is added to those
-parameters' gradients.
+the generated ``l2_gradient`` of the same page, is added to those
+parameters' gradients (regularization.py, shared with `Network`).
 
 **Gradient checking.** ``model.gradcheck(X, Y)`` compares every parameter
 gradient with central differences of the cost (gradient_checking.py) and
@@ -48,11 +48,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from .._generated import LOSSES, OUTPUTS
-from .._generated import layers as layer_kernels
 from .. import backend as _backend
 from .. import serialization
 from ..checks import is_real
 from ..gradient_checking import GradientCheckReport, gradient_check
+from ..regularization import add_l2_gradient, l2_penalty
 from ..training import TrainingMixin, _all_layers
 from .base import Layer, all_finite, check_dtype
 from .dense import Activation
@@ -297,10 +297,8 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         if lam:
             rows = z.shape[0]
             loss += self._l2_penalty(rows, lam)
-            for layer, key in self._penalized():
-                g = layer.grads[key]
-                # d/dW of (lam / 2m) ||W||^2, the term weight_gradient_l2 adds (08_regularization)
-                np.add(g, (lam / rows) * layer.params[key], out=g)
+            add_l2_gradient(((layer.params[key], layer.grads[key])
+                             for layer, key in self._penalized()), lam, rows)
         return loss
 
     def _penalized(self) -> list[tuple[Layer, str]]:
@@ -308,8 +306,7 @@ class Sequential(TrainingMixin, serialization.SavingMixin):
         return [(layer, key) for layer in self.layers for key in layer.weight_keys()]
 
     def _l2_penalty(self, m: int, lam: float) -> float:
-        return sum(float(layer_kernels.l2_penalty(layer.params[key], lam, m))
-                   for layer, key in self._penalized())
+        return l2_penalty((layer.params[key] for layer, key in self._penalized()), lam, m)
 
     # -- targets -------------------------------------------------------------
     def _targets(self, Y, out_shape: tuple, what: str = "Y") -> np.ndarray:

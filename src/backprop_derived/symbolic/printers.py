@@ -481,6 +481,11 @@ class UfuncPrinter(ArrayPrinter):
                     self._emit(f"numpy.add({target}, {self._broadcast(term)}, out={target})")
         elif isinstance(e, sp.MatMul):
             scalars, factors = e.args_cnc()
+            if scalars and len(factors) == 1:
+                # c X: one scaling of one matrix into out
+                coeff = self._print(sp.Mul(*scalars))
+                self._emit(f"numpy.multiply({self._mat(factors[0])}, {coeff}, out={target})")
+                return
             if scalars:
                 # c (X Y): the product into out, then one in-place scaling
                 self._matrix(sp.MatMul(*factors), target)
