@@ -369,6 +369,7 @@ def test_embedding_is_derived_proven_and_printed_as_gather_and_scatter_add():
     """The engine keeps the id delta under its sum; SymPy proves the chain; the index
     printer prints the read as numpy.take and the sum as a sparse one-hot product,
     which agrees with a loop of += per occurrence (repeated ids, and 2x the sum)."""
+    import scipy.sparse
     from sympy import KroneckerDelta
 
     from backprop_derived.symbolic.engine import backward, gradient_chain
@@ -393,8 +394,6 @@ def test_embedding_is_derived_proven_and_printed_as_gather_and_scatter_add():
                           shape=catalog.EMBEDDING_E.shape)
         code = "\n".join(printer.statements([step]))
         assert "scipy.sparse.coo_array" in code and "add.at" not in code
-        import scipy.sparse
-
         env = {"numpy": np, "scipy": scipy, "ids": ids, "dy": dy, str(rows): 4}
         exec(code, env)  # noqa: S102
         expected = np.zeros((4, 3))
