@@ -40,17 +40,18 @@ from backprop_derived.symbolic.catalog import (
     DROPOUT_X,
     EMBEDDING,
     EMBEDDING_E,
+    EMBEDDING_LAYER,
     RESIDUAL,
     RESIDUAL_F,
     RESIDUAL_X,
     DROPOUT_p,
 )
 from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.declared import declared_kernels
 from backprop_derived.symbolic.engine import backward, gradient_chain
 from backprop_derived.symbolic.index_printer import Assignment
 from backprop_derived.symbolic.kernels import Kernel
 from backprop_derived.symbolic.pages import show
-from backprop_derived.symbolic.scatter_forms import gather_backward, gather_form, scatter_form
 
 SOURCE = "derivations/12_dropout_embedding_residual.py"
 
@@ -106,16 +107,20 @@ assert (dropout.expr - unscaled).subs(case) != 0
 show(Chain(Y_emb, embedding_def, "definition of the layer"))
 
 # %% [markdown]
-# The chain rule is the engine's, but one Kronecker delta cannot be summed
-# out: $\delta_{u,\,\mathrm{ids}_s}$ says "id $s$ is $u$", and no formula in
-# $u$ gives the $s$ with that id, because an id may occur several times or
-# not at all. The engine stops there and says so; the module
-# `symbolic/scatter_forms.py` keeps that delta under its sum and finishes the
-# derivation:
+# The catalog declares the layer (`catalog.EMBEDDING_LAYER`): the table is
+# its parameter, the ids an integer array it is read at. The chain rule is the
+# engine's, as for every declared layer, but one Kronecker delta cannot be
+# summed out: $\delta_{u,\,\mathrm{ids}_s}$ says "id $s$ is $u$", and no
+# formula in $u$ gives the $s$ with that id, because an id may occur several
+# times or not at all. The engine keeps that delta under its sum, and SymPy
+# proves the result:
 
 # %%
-embedding, embedding_chain = gather_backward(EMBEDDING, EMBEDDING_E)
-show(embedding_chain, caption="embedding, table gradient")
+embedding_chains, EMBEDDING_FORWARD, EMBEDDING_BACKWARD = declared_kernels(
+    EMBEDDING_LAYER, "simple", SOURCE,
+    "Embedding Y[s] = E[ids[s]], ids flattened to 1-D; repeated ids add up in dE")
+embedding = backward(EMBEDDING, EMBEDDING_LAYER.params)[EMBEDDING_E]
+show(*embedding_chains, caption="embedding, table gradient")
 
 # %% [markdown]
 # Row $u$ of $dE$ is the **sum** of the upstream rows of every position whose
@@ -128,9 +133,10 @@ show(embedding_chain, caption="embedding, table gradient")
 # each into row $\mathrm{ids}_s$, in the dtype of $dY$. Where many ids
 # are summed it is many times faster than `numpy.add.at` or a
 # `numpy.bincount` over the flat positions; where the table is large and the
-# ids few, all of them cost the zeroed table they return. `scatter_form`
-# proves that the entry $\sum_s [\mathrm{ids}_s = u]\, dY_{sv}$ of that form
-# is the gradient above before the code is printed.
+# ids few, all of them cost the zeroed table they return. The index printer
+# chooses that form for any sum of this shape, $\sum_s [u = \mathrm{ids}_s]\,
+# V_{sv}$ (a *scatter-add*), and prints the forward read $E_{\mathrm{ids}_s, d}$
+# as `numpy.take` (a *gather*): no form is typed on this page.
 #
 # **The common mistake** is to write `dE[ids] = dY`, an assignment. NumPy's
 # fancy assignment keeps *one* of the rows for a repeated id (the last), so
@@ -218,7 +224,7 @@ assert difference.subs(dX_f, 0) != 0  # f = 0: the mistake gives 0, the block dY
 
 # %% tags=["hide-input"]
 # The generated kernels: every formula is an engine result or the catalog's
-# forward definition; the two embedding forms come from scatter_forms.
+# forward definition; the embedding's come from its declaration.
 (_, residual_def) = RESIDUAL[1]
 EXPORTS = [
     Kernel("simple", "dropout_forward", ("x", "mask", "p"),
@@ -228,15 +234,8 @@ EXPORTS = [
     Kernel("simple", "dropout_backward", ("dy", "mask", "p"), (assignment(dropout),),
            "dX = dY * mask / (1 - p): the same mask and scale as the forward pass.",
            "Dropout input gradient", SOURCE, style="index", returns=("dX",)),
-    Kernel("simple", "embedding_forward", ("e", "ids"),
-           (Assignment("Y", (), gather_form(EMBEDDING[0])),),
-           "Y[s] = E[ids[s]]: the table's rows at the ids (ids flattened to 1-D).",
-           "Embedding forward, catalog definition", SOURCE, style="index", returns=("Y",)),
-    Kernel("simple", "embedding_backward", ("dy", "ids", "vocab"),
-           (Assignment("dE", (), scatter_form(embedding, sp.Symbol("vocab"))),),
-           "dE[u] = sum of dY[s] over the positions s with ids[s] = u (repeated ids add up).",
-           "Embedding table gradient, a scatter-add", SOURCE, style="index",
-           returns=("dE",)),
+    EMBEDDING_FORWARD,
+    EMBEDDING_BACKWARD,
     Kernel("simple", "residual_forward", ("x", "f"),
            (Assignment("Y", tuple(RESIDUAL[1][0].indices), residual_def),),
            "Y = X + F: the skip connection around the inner layers' output F.",

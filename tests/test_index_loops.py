@@ -10,7 +10,7 @@ import pytest
 import sympy as sp
 from sympy import IndexedBase, Piecewise, Sum, tanh
 
-from backprop_derived.symbolic.batched_forms import BatchedIndexPrinter
+from backprop_derived.symbolic import index_printer
 from backprop_derived.symbolic.index_printer import Assignment, IndexPrinter, Loop
 
 N, T, D, E = sp.symbols("N T D E", integer=True, positive=True)
@@ -24,11 +24,14 @@ Z = IndexedBase("Z", shape=(N, T, E), real=True)
 V = IndexedBase("V", shape=(N, T, E), real=True)
 A = IndexedBase("A", shape=(N, T, E), real=True)
 SIZES = [(1, 1, 1, 1), (1, 2, 3, 2), (2, 1, 2, 3), (3, 5, 2, 4)]
-PRINTERS = [IndexPrinter, BatchedIndexPrinter]
+PRINTERS = ["einsum", "matmul"]  # contractions as einsum only, or the printer's own choice
 
 
-def run(statements, returns, inputs, printer):
-    code = "\n".join(printer().statements(statements, returns))
+def run(statements, returns, inputs, printer="matmul"):
+    with pytest.MonkeyPatch.context() as patch:
+        if printer == "einsum":
+            patch.setattr(index_printer, "matmul_form", lambda operands, out: None)
+        code = "\n".join(IndexPrinter().statements(statements, returns))
     env = {"numpy": np, **inputs}
     exec(code, env)  # noqa: S102
     return code, env
@@ -84,7 +87,7 @@ def test_forward_loop_hoisted_and_peeled(sizes, printer):
 
 def test_float32_stays_float32():
     inputs = {k: v.astype(np.float32) for k, v in data((2, 4, 3, 2)).items()}
-    _, env = run([forward_loop()], ("Y", "Z"), inputs, BatchedIndexPrinter)
+    _, env = run([forward_loop()], ("Y", "Z"), inputs)
     assert env["y"].dtype == env["z"].dtype == np.float32
     y, _ = forward_reference(**{k: v.astype(np.float64) for k, v in inputs.items()})
     np.testing.assert_allclose(env["y"], y, rtol=1e-5, atol=1e-5)
@@ -118,7 +121,7 @@ def test_a_guard_that_cannot_be_peeled_is_a_python_condition(sizes):
     body = (Assignment("Y", (n, t, d), ahead + Piecewise((Yd[n, t - 1, d], t >= 1), (0, True))),)
     loop = Loop(t, T, body, (("Y", (N, T, D)),))
     inputs = data(sizes, seed=2)
-    code, env = run([loop], ("Y",), inputs, BatchedIndexPrinter)
+    code, env = run([loop], ("Y",), inputs)
     x = inputs["x"]
     y = np.zeros_like(x)
     for s in range(x.shape[1]):
@@ -128,7 +131,7 @@ def test_a_guard_that_cannot_be_peeled_is_a_python_condition(sizes):
 
 
 def test_returned_loop_targets_are_views_in_their_declared_order():
-    code, _ = run([forward_loop()], ("Z",), data((2, 3, 2, 2)), BatchedIndexPrinter)
+    code, _ = run([forward_loop()], ("Z",), data((2, 3, 2, 2)))
     assert "z = numpy.moveaxis(z, 0, 1)" in code and "y = numpy.moveaxis" not in code
 
 

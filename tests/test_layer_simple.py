@@ -364,21 +364,45 @@ def test_residual_float32():
     assert layer.backward(np.ones((2, 3), np.float32)).dtype == np.float32
 
 
-# -- the scatter form behind the embedding kernel ---------------------------------------
-def test_scatter_form_is_proven_and_refuses_other_sums():
-    from backprop_derived.symbolic.engine import Gradient, backward
-    from backprop_derived.symbolic.scatter_forms import (
-        ScatterAddRows,
-        gather_backward,
-        scatter_form,
-    )
+# -- the gather and scatter-add behind the embedding kernels ----------------------------
+def test_embedding_is_derived_proven_and_printed_as_gather_and_scatter_add():
+    """The engine keeps the id delta under its sum; SymPy proves the chain; the index
+    printer prints the read as numpy.take and the sum as a sparse one-hot product,
+    which agrees with a loop of += per occurrence (repeated ids, and 2x the sum)."""
+    import scipy.sparse
+    from sympy import KroneckerDelta
 
-    with pytest.raises(AssertionError, match="Kronecker delta survived"):  # the engine's limit
-        backward(catalog.EMBEDDING, [catalog.EMBEDDING_E])
-    grad, chain = gather_backward(catalog.EMBEDDING, catalog.EMBEDDING_E)
-    assert [step.proof for step in chain.steps][1:] == ["structural", "index sums"]
-    form = scatter_form(grad, sp.Symbol("vocab"))
-    assert isinstance(form, ScatterAddRows)
-    doubled = Gradient(grad.wrt, grad.grad, grad.indices, 2 * grad.expr, grad.ranges)
-    with pytest.raises(NotImplementedError, match="scatter sum"):
-        scatter_form(doubled, sp.Symbol("vocab"))
+    from backprop_derived.symbolic.engine import backward, gradient_chain
+    from backprop_derived.symbolic.index_printer import Assignment, IndexPrinter
+
+    grad = backward(catalog.EMBEDDING, [catalog.EMBEDDING_E])[catalog.EMBEDDING_E]
+    assert grad.expr.has(KroneckerDelta)
+    chain = gradient_chain(grad, catalog.EMBEDDING)
+    assert chain.steps[-1].proof == "structural"
+    rows = catalog.EMBEDDING_E.shape[0]
+    printer = IndexPrinter(given=[str(rows)])
+    (lhs, rhs), = catalog.EMBEDDING
+    forward = "\n".join(printer.statements([Assignment("Y", lhs.indices, rhs)]))
+    assert "numpy.take(e, ids, axis=0)" in forward
+    rng = np.random.default_rng(3)
+    ids, e, dy = np.array([2, 0, 2, 2]), rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    env = {"numpy": np, "ids": ids, "e": e}
+    exec(forward, env)  # noqa: S102
+    np.testing.assert_array_equal(env["y"], e[ids])
+    for factor in (1, 2):
+        step = Assignment("dE", grad.indices, factor * grad.expr,
+                          shape=catalog.EMBEDDING_E.shape)
+        code = "\n".join(printer.statements([step]))
+        assert "scipy.sparse.coo_array" in code and "add.at" not in code
+        env = {"numpy": np, "scipy": scipy, "ids": ids, "dy": dy, str(rows): 4}
+        exec(code, env)  # noqa: S102
+        expected = np.zeros((4, 3))
+        for s_, i in enumerate(ids):
+            expected[i] += factor * dy[s_]
+        np.testing.assert_allclose(env["de"], expected, rtol=1e-14, atol=1e-14)
+    # a delta on two plain indices that no sum meets is still the engine's error
+    x = sp.IndexedBase("X", shape=(3, 3), real=True)
+    y = sp.IndexedBase("Y", shape=(3,), real=True)
+    i = sp.Symbol("i", integer=True)
+    with pytest.raises(AssertionError, match="Kronecker delta survived"):
+        backward(((y[i], x[i, i]),), [x])

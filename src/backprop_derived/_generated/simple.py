@@ -26,19 +26,20 @@ def dropout_forward(x, mask, p):
     return y
 
 
-def embedding_backward(dy, ids, vocab):
-    """dE[u] = sum of dY[s] over the positions s with ids[s] = u (repeated ids add up).
+def embedding_backward(dy, ids, V):
+    """Embedding Y[s] = E[ids[s]], ids flattened to 1-D; repeated ids add up in dE: the gradients of the inputs and parameters, as the engine derived them node by node.
 
-    Embedding table gradient, a scatter-add; derived in derivations/12_dropout_embedding_residual.py.
+    embedding backward, engine result; derived in derivations/12_dropout_embedding_residual.py.
     """
-    de = (scipy.sparse.coo_array((numpy.ones(ids.shape[0], dy.dtype), (ids, numpy.arange(ids.shape[0]))), shape=(vocab, ids.shape[0])) @ dy)
+    N = dy.shape[0]
+    de = (scipy.sparse.coo_array((numpy.ones(N, dy.dtype), (ids, numpy.arange(N))), shape=(V, N)) @ dy)
     return de
 
 
-def embedding_forward(e, ids):
-    """Y[s] = E[ids[s]]: the table's rows at the ids (ids flattened to 1-D).
+def embedding_forward(ids, e):
+    """Embedding Y[s] = E[ids[s]], ids flattened to 1-D; repeated ids add up in dE: the catalog's equations, returning the outputs and the saved intermediates.
 
-    Embedding forward, catalog definition; derived in derivations/12_dropout_embedding_residual.py.
+    embedding forward, catalog equations; derived in derivations/12_dropout_embedding_residual.py.
     """
     y = numpy.take(e, ids, axis=0)
     return y

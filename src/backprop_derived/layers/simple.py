@@ -108,7 +108,7 @@ class Embedding(Layer):
 
     def _forward_unchecked(self, ids: np.ndarray, train: bool = True) -> np.ndarray:
         flat = ids.ravel()
-        Y = simple.embedding_forward(self.params["E"], flat)
+        Y = simple.embedding_forward(ids=flat, e=self.params["E"])
         self._cache = (flat, ids.shape) if train else None
         return Y.reshape(*ids.shape, self.dim)
 
@@ -119,8 +119,8 @@ class Embedding(Layer):
 
     def _backward_unchecked(self, dY: np.ndarray, input_grad: bool = True) -> None:
         flat, _ = self._cache
-        self.grads = {"E": simple.embedding_backward(dY.reshape(-1, self.dim), flat,
-                                                     self.vocab)}
+        self.grads = {"E": simple.embedding_backward(
+            dy=dY.reshape(-1, self.dim), ids=flat, V=self.vocab)}
 
 
 class Residual(Layer):

@@ -243,6 +243,9 @@ class LayerDeclaration:
     # in the inputs almost everywhere (which tap of a window holds its maximum):
     # saved, and read by the backward pass as given arrays, never differentiated
     selections: tuple = ()
+    # integer arrays the equations read arrays at (an embedding's ids): given to
+    # both kernels, never differentiated
+    indices: tuple = ()
 
 
 # RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
@@ -510,3 +513,11 @@ STRIDED_CONV2D = LayerDeclaration(
                            (conv_j, 0, CONV_KW - 1))),),
     inputs=(CONV2D_X,), params=(CONV2D_W, CONV_B), saved=(), outputs=(CONVS2D_Y,),
     scalars=(CONV_STRIDE,))
+
+
+# --- Embedding, declared (derivations/12_dropout_embedding_residual.py) ----------------
+# EMBEDDING above with its roles: the table E is the parameter, the ids are read at.
+# The engine leaves the id's delta [u = ids[s]] under its sum (a scatter-add).
+EMBEDDING_LAYER = LayerDeclaration(
+    "embedding", EMBEDDING, inputs=(), params=(EMBEDDING_E,), saved=(),
+    outputs=(EMBEDDING_Y,), indices=(EMBEDDING_ids,))

@@ -11,7 +11,6 @@ from collections import defaultdict
 
 import sympy as sp
 
-from .batched_forms import BatchedIndexPrinter
 from .checked import assert_proven
 from .index_printer import IndexPrinter, Loop
 from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
@@ -78,7 +77,7 @@ def render_kernel(kernel: Kernel, agreements: tuple = ()) -> tuple[str, int, int
         body += printer.fused_statements(kernel.expr, dict(kernel.kinds))
         scratch, rows = printer.scratch_used, printer.rows_used
     elif kernel.style == "index":
-        printer = BatchedIndexPrinter(given=kernel.params)
+        printer = IndexPrinter(given=kernel.params)
         # every exp under a normalising sum, shifted by its maximum (proven in max_shift_all)
         assignments, _ = max_shift_all(kernel.expr)
         body += printer.statements(assignments, kernel.returns)

@@ -7,7 +7,7 @@ gradients, with no compact form typed anywhere: an intermediate the
 gradients read but the declaration does not save is recomputed first, from
 its own equation. Each kernel's parameters are the arrays and scalars its
 equations read, found from the expressions and ordered by the declaration
-(upstream gradients, inputs, saved, parameters, scalars); the runtime calls
+(upstream gradients, inputs, index arrays, saved, parameters, scalars); the runtime calls
 them by keyword, so a layer never depends on their order.
 """
 
@@ -97,8 +97,9 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
         pending += [r for r in _reads([defined[label]]) if r in defined and r not in saved]
     body = tuple(sorted(recomputed, key=lambda a: list(defined).index(a.target))) + tuple(steps)
     upstream = [f"d{_label(x)}" for x in layer.outputs]
-    order_f = [_label(x) for x in (*layer.inputs, *layer.params)]
-    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.saved, *layer.params)]
+    order_f = [_label(x) for x in (*layer.inputs, *layer.indices, *layer.params)]
+    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.indices, *layer.saved,
+                                              *layer.params)]
     returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
     fwd = Kernel(module, f"{layer.name}_forward", _params(forward, order_f, layer.scalars),
                  forward, f"{doc}: the catalog's equations, returning the outputs and the "

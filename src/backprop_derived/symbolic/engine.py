@@ -452,7 +452,10 @@ def _finish(var, idx, parts) -> Gradient:
     ranges = {s: (sp.Integer(0), d - 1) for s, d in zip(idx, shape, strict=True)}
     expr = collapse(sp.Add(*parts), ranges)
     expr = _tidy(expr)
-    if expr.has(KroneckerDelta):
+    # a delta on an array entry (``[u = ids[s]]``, a gather's gradient) has no value of ``s``
+    # that solves it (an id may occur several times, or never): it stays under its sum, a
+    # scatter-add, which the index printer prints as such; any other delta is an error
+    if any(not d.atoms(Indexed) for d in expr.atoms(KroneckerDelta)):
         raise StepNotVerified(f"d{var}: a Kronecker delta survived the sums: {expr}")
     return Gradient(var, _gradient_base(var, shape), idx, expr, ranges)
 
@@ -697,8 +700,11 @@ def in_range(ranges: Mapping[sp.Symbol, tuple]):
 
     def deltas_first(x):
         # SymPy sums the first limit innermost: put the indices that meet a
-        # Kronecker delta there, so that its delta summation applies.
-        inside = {s for d in x.function.atoms(KroneckerDelta) for s in d.free_symbols}
+        # Kronecker delta there, so that its delta summation applies (not an index read
+        # only inside an array entry, [u = ids[s]]: no summation solves that one)
+        inside = {s for d in x.function.atoms(KroneckerDelta)
+                  for s in d.replace(lambda y: isinstance(y, Indexed),
+                                     lambda y: sp.Integer(0)).free_symbols}
         limits = sorted(x.limits, key=lambda lim: lim[0] not in inside)
         return Sum(x.function, *limits)
 

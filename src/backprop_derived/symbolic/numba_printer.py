@@ -188,9 +188,8 @@ def lower(kernel: Kernel) -> Plan:
     size_of: dict = {}
     inputs: dict = {}
     for target, indices, e in assignments:
-        if e.atoms(sp.MatrixSymbol) or [f for f in e.atoms(sp.Function)
-                                        if type(f).__name__ in ("GatherRows", "ScatterAddRows")]:
-            raise NotPrintable("a gather, scatter or matrix form")
+        if e.atoms(sp.MatrixSymbol) or e.atoms(sp.KroneckerDelta):
+            raise NotPrintable("a scatter-add or matrix form")
         if not indices and target != "_total":
             raise NotPrintable(f"{target}: a whole-array statement")
         for x in e.atoms(Indexed):

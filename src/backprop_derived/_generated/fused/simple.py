@@ -7,8 +7,8 @@
 Fused Numba loops printed by symbolic/numba_printer.py from the same kernel definitions as
 ``_generated/simple.py``. Not printed here (the runtime uses the NumPy kernel):
 
-* ``embedding_backward``: a gather, scatter or matrix form
-* ``embedding_forward``: a gather, scatter or matrix form
+* ``embedding_backward``: a scatter-add or matrix form
+* ``embedding_forward``: E[ids[s_0], d_0]: index ids[s_0] is not a plain index
 """
 
 import math
@@ -21,8 +21,8 @@ from .. import simple as _numpy
 FASTMATH = {'arcp', 'contract', 'nsz', 'reassoc'}
 
 NOT_PRINTED = {
-    'embedding_backward': 'a gather, scatter or matrix form',
-    'embedding_forward': 'a gather, scatter or matrix form',
+    'embedding_backward': 'a scatter-add or matrix form',
+    'embedding_forward': 'E[ids[s_0], d_0]: index ids[s_0] is not a plain index',
 }
 
 

@@ -1,11 +1,18 @@
-"""numpy.matmul forms of two-operand contractions, checked against numpy.einsum."""
+"""numpy.matmul forms of two-operand contractions, checked against numpy.einsum.
+
+The index printer's one contraction writer chooses ``numpy.matmul`` where two
+arrays are contracted with a free index on each side (:func:`matmul_form`), and
+``numpy.einsum`` otherwise; the einsum form is the reference here.
+"""
 
 import string
 
 import numpy as np
 import pytest
+import sympy as sp
+from sympy import IndexedBase, Sum
 
-from backprop_derived.symbolic.batched_forms import BatchedIndexPrinter, matmul_code
+from backprop_derived.symbolic import index_printer
 from backprop_derived.symbolic.catalog import (
     ATT_X,
     SELF_ATTENTION,
@@ -15,12 +22,19 @@ from backprop_derived.symbolic.catalog import (
     ATT_Wv,
 )
 from backprop_derived.symbolic.engine import backward
-from backprop_derived.symbolic.index_printer import Assignment, IndexPrinter
+from backprop_derived.symbolic.index_printer import Assignment, IndexPrinter, matmul_form
 
 # The contractions of the attention kernels, then other layouts.
 SPECS = ["ab,cdb->cda", "abc,adc->adb", "abc,acd->abd", "abc,abd->acd", "abc,abd->adc",
          "abc,abd->dc", "ab,cda->cdb", "abcd,abed->abce", "abcd,aecd->aeb", "ab,bc->ac",
          "ab,bc->ca", "abc,cd->abd", "abcd,bde->cae"]
+
+
+def matmul_code(spec, names):
+    """``matmul_form`` for an einsum specification: one letter per axis."""
+    inputs, _, out = spec.partition("->")
+    a, b = inputs.split(",")
+    return matmul_form([(names[0], tuple(a)), (names[1], tuple(b))], tuple(out))
 
 
 def run(spec, arrays):
@@ -68,13 +82,24 @@ def test_random_contractions():
 
 
 @pytest.mark.parametrize("spec", ["abc,abc->ab", "ab,ab->", "abc,ab->c", "ab,b->a",
-                                  "ab,bc,cd->ad", "aab,bc->ac"])
+                                  "aab,bc->ac"])
 def test_no_matmul_form(spec):
     assert matmul_code(spec, ["x", "y"]) is None
 
 
-def test_expressions_are_left_to_einsum():
-    assert matmul_code("ab,bc->ac", ["numpy.exp(x)", "y"]) is None
+def test_expressions_and_windows_are_left_to_einsum():
+    """Only plain array entries are contracted with matmul: an expression, or a window
+    (a ``sliding_window_view``), would be evaluated once per use of its name."""
+    i, j, k = (sp.Symbol(c, integer=True) for c in "ijk")
+    m, n, o = (sp.Symbol(c, integer=True, positive=True) for c in "mno")
+    x, y = IndexedBase("X", shape=(m, n)), IndexedBase("Y", shape=(n, o))
+    plain = [Assignment("Z", (i, k), Sum(x[i, j] * y[j, k], (j, 0, n - 1)))]
+    assert "numpy.matmul(x, y)" in "\n".join(IndexPrinter().statements(plain))
+    expression = [Assignment("Z", (i, k), Sum(sp.exp(x[i, j]) * y[j, k], (j, 0, n - 1)))]
+    code = "\n".join(IndexPrinter().statements(expression))
+    assert "einsum" in code and "matmul" not in code
+    three = [Assignment("Z", (i, k), Sum(x[i, j] * y[j, k] * y[j, k], (j, 0, n - 1)))]
+    assert "matmul" not in "\n".join(IndexPrinter().statements(three))
 
 
 def test_pinned_forms():
@@ -96,12 +121,15 @@ def test_attention_backward_printed_both_ways():
               "wv": rng.normal(size=(H, D)), "wo": rng.normal(size=(D, H)),
               "dy": rng.normal(size=(N, T, D))}
     results = []
-    for printer in (IndexPrinter(), BatchedIndexPrinter()):
-        code = "\n".join(printer.statements(forward) + printer.statements(body))
+    for matmul in (False, True):  # the einsum form, then the printer's own choice
+        printer = IndexPrinter()
+        with pytest.MonkeyPatch.context() as patch:
+            if not matmul:
+                patch.setattr(index_printer, "matmul_form", lambda operands, out: None)
+            code = "\n".join(printer.statements(forward) + printer.statements(body))
         env = {"numpy": np, **inputs}
         exec(code, env)  # noqa: S102
         results.append(env)
-        if isinstance(printer, BatchedIndexPrinter):
-            assert "matmul" in code
+        assert ("matmul" in code) == matmul
     for name in ("y", "dx", "dwq", "dwk", "dwv", "dwo"):
         np.testing.assert_allclose(results[1][name], results[0][name], rtol=1e-12, atol=1e-12)
