@@ -30,8 +30,8 @@ MODULE_DOCS = {
     "norm": "Batch, layer, RMS and group normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
-    "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
     "pool": "Average and max pooling (1-d and 2-d, any stride): forward and backward kernels.",
+    "recurrent": "A tanh RNN (forward recurrence, BPTT); one time step of the GRU and LSTM cells.",
 }
 
 
