@@ -30,7 +30,7 @@
 # %% tags=["hide-input"]
 from backprop_derived.symbolic.catalog import GRU_CELL, LSTM_CELL
 from backprop_derived.symbolic.checked import Chain
-from backprop_derived.symbolic.declared import declared_kernels
+from backprop_derived.symbolic.declared import declared_binding, declared_kernels
 from backprop_derived.symbolic.pages import show
 
 SOURCE = "derivations/16_gated_recurrence.py"
@@ -87,4 +87,6 @@ show(*lstm_chains, caption="One LSTM step backwards, node by node")
 # two terms.
 
 # %%
-EXPORTS = [GRU_FORWARD, GRU_BACKWARD, LSTM_FORWARD, LSTM_BACKWARD]
+EXPORTS = [GRU_FORWARD, GRU_BACKWARD, LSTM_FORWARD, LSTM_BACKWARD,
+           declared_binding(GRU_CELL, "recurrent", SOURCE),
+           declared_binding(LSTM_CELL, "recurrent", SOURCE)]

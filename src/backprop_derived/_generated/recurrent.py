@@ -76,7 +76,7 @@ def gru_cell_forward(x, hp, w_ir, w_iz, w_in, w_hr, w_hz, w_hn, b_ir, b_iz, b_in
     return h, ar, az, r, zg, g, an, nn
 
 
-def lstm_cell_backward(dh, x, hp, cp, ai, af, ag, ao, i, f, gc, o, c, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho):
+def lstm_cell_backward(dh, dc_out, x, hp, cp, ai, af, ag, ao, i, f, gc, o, c, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho):
     """One LSTM step (PyTorch's gate order i, f, g, o): the gradients of the inputs and parameters, as the engine derived them node by node.
 
     lstm_cell backward, engine result; derived in derivations/16_gated_recurrence.py.
@@ -85,6 +85,7 @@ def lstm_cell_backward(dh, x, hp, cp, ai, af, ag, ao, i, f, gc, o, c, w_ii, w_if
     d_h = c.shape[1]
     dc = dh*o
     dc -= dh*o*numpy.tanh(c)**2
+    dc += dc_out
     do = dh*numpy.tanh(c)
     dgc = dc*i
     df = cp*dc
@@ -155,7 +156,7 @@ def lstm_cell_forward(x, hp, cp, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho,
     c = cp*f
     c += gc*i
     h = o*numpy.tanh(c)
-    return h, c, ai, af, ag, ao, i, f, gc, o, c
+    return h, c, ai, af, ag, ao, i, f, gc, o
 
 
 def rnn_backward(dy, x, h, w_ih, w_hh):
@@ -200,3 +201,33 @@ def rnn_forward(x, w_ih, w_hh, b):
         numpy.tanh(a, out=h[t])
     h = numpy.moveaxis(h, 0, 1)
     return h
+
+
+# gru_cell: the declaration's roles, named as its kernels name them (derivations/16_gated_recurrence.py)
+GRU_CELL = {
+    'inputs': ('x', 'hp'),
+    'params': ('w_ir', 'w_iz', 'w_in', 'w_hr', 'w_hz', 'w_hn', 'b_ir', 'b_iz', 'b_in', 'b_hr', 'b_hz', 'b_hn'),
+    'shapes': (('w_ir', ('d_h', 'd_in')), ('w_iz', ('d_h', 'd_in')), ('w_in', ('d_h', 'd_in')), ('w_hr', ('d_h', 'd_h')), ('w_hz', ('d_h', 'd_h')), ('w_hn', ('d_h', 'd_h')), ('b_ir', ('d_h',)), ('b_iz', ('d_h',)), ('b_in', ('d_h',)), ('b_hr', ('d_h',)), ('b_hz', ('d_h',)), ('b_hn', ('d_h',))),
+    'stacks': (('W_ih', ('w_ir', 'w_iz', 'w_in')), ('W_hh', ('w_hr', 'w_hz', 'w_hn')), ('b_ih', ('b_ir', 'b_iz', 'b_in')), ('b_hh', ('b_hr', 'b_hz', 'b_hn'))),
+    'saved': ('ar', 'az', 'r', 'zg', 'g', 'an', 'nn'),
+    'outputs': ('h',),
+    'upstream': ('dh',),
+    'forward_returns': ('h', 'ar', 'az', 'r', 'zg', 'g', 'an', 'nn'),
+    'backward_returns': ('dx', 'dhp', 'dw_ir', 'dw_iz', 'dw_in', 'dw_hr', 'dw_hz', 'dw_hn', 'db_ir', 'db_iz', 'db_in', 'db_hr', 'db_hz', 'db_hn'),
+    'states': (('hp', 'h'),),
+}
+
+
+# lstm_cell: the declaration's roles, named as its kernels name them (derivations/16_gated_recurrence.py)
+LSTM_CELL = {
+    'inputs': ('x', 'hp', 'cp'),
+    'params': ('w_ii', 'w_if', 'w_ig', 'w_io', 'w_hi', 'w_hf', 'w_hg', 'w_ho', 'b_ii', 'b_if', 'b_ig', 'b_io', 'b_hi', 'b_hf', 'b_hg', 'b_ho'),
+    'shapes': (('w_ii', ('d_h', 'd_in')), ('w_if', ('d_h', 'd_in')), ('w_ig', ('d_h', 'd_in')), ('w_io', ('d_h', 'd_in')), ('w_hi', ('d_h', 'd_h')), ('w_hf', ('d_h', 'd_h')), ('w_hg', ('d_h', 'd_h')), ('w_ho', ('d_h', 'd_h')), ('b_ii', ('d_h',)), ('b_if', ('d_h',)), ('b_ig', ('d_h',)), ('b_io', ('d_h',)), ('b_hi', ('d_h',)), ('b_hf', ('d_h',)), ('b_hg', ('d_h',)), ('b_ho', ('d_h',))),
+    'stacks': (('W_ih', ('w_ii', 'w_if', 'w_ig', 'w_io')), ('W_hh', ('w_hi', 'w_hf', 'w_hg', 'w_ho')), ('b_ih', ('b_ii', 'b_if', 'b_ig', 'b_io')), ('b_hh', ('b_hi', 'b_hf', 'b_hg', 'b_ho'))),
+    'saved': ('ai', 'af', 'ag', 'ao', 'i', 'f', 'gc', 'o', 'c'),
+    'outputs': ('h', 'c'),
+    'upstream': ('dh', 'dc_out'),
+    'forward_returns': ('h', 'c', 'ai', 'af', 'ag', 'ao', 'i', 'f', 'gc', 'o'),
+    'backward_returns': ('dx', 'dhp', 'dcp', 'dw_ii', 'dw_if', 'dw_ig', 'dw_io', 'dw_hi', 'dw_hf', 'dw_hg', 'dw_ho', 'db_ii', 'db_if', 'db_ig', 'db_io', 'db_hi', 'db_hf', 'db_hg', 'db_ho'),
+    'states': (('hp', 'h'), ('cp', 'c')),
+}

@@ -245,6 +245,9 @@ class LayerDeclaration:
     selections: tuple = ()
     # A recurrent cell's (previous state it reads, output that is the next step's state)
     states: tuple = ()
+    # The runtime's parameters that stack declared ones along their first axis,
+    # ((name, (part, ...)), ...): PyTorch's weight_ih_l0 is the GRU's W_ir, W_iz, W_in
+    stacks: tuple = ()
 
 
 # RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
@@ -562,6 +565,11 @@ def _params(gates):  # W_ih's gates, W_hh's, b_ih's, b_hh's
     return tuple(gates[g][part] for part in range(4) for g in gates)
 
 
+def _stacks(gates):  # PyTorch's names of the stacked parameters (weight_ih_l0 ...)
+    return tuple((name, tuple(gates[g][part] for g in gates))
+                 for part, name in enumerate(("W_ih", "W_hh", "b_ih", "b_hh")))
+
+
 # GRU (Cho et al., 2014), as PyTorch's nn.GRU: reset r, update z, new n.
 # r = sigma(A_r), z = sigma(A_z), n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)),
 # h' = (1 - z) * n + z * h.
@@ -581,7 +589,7 @@ GRU_CELL = LayerDeclaration(
      (GRU_HN[_ne], (1 - GRU_Z[_ne]) * GRU_NEW[_ne] + GRU_Z[_ne] * GATED_HP[_ne])),
     inputs=(GATED_X, GATED_HP), params=_params(GRU_GATES),
     saved=(GRU_AR, GRU_AZ, GRU_R, GRU_Z, GRU_G, GRU_AN, GRU_NEW), outputs=(GRU_HN,),
-    states=((GATED_HP, GRU_HN),))
+    states=((GATED_HP, GRU_HN),), stacks=_stacks(GRU_GATES))
 
 # LSTM (Hochreiter & Schmidhuber, 1997), as PyTorch's nn.LSTM: input i,
 # forget f, cell g, output o; c' = f * c + i * g, h' = o * tanh(c').
@@ -602,4 +610,5 @@ LSTM_CELL = LayerDeclaration(
      (LSTM_HN[_ne], LSTM_O[_ne] * tanh(LSTM_C[_ne]))),
     inputs=(GATED_X, GATED_HP, GATED_CP), params=_params(LSTM_GATES),
     saved=(LSTM_AI, LSTM_AF, LSTM_AG, LSTM_AO, LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_C),
-    outputs=(LSTM_HN, LSTM_C), states=((GATED_HP, LSTM_HN), (GATED_CP, LSTM_C)))
+    outputs=(LSTM_HN, LSTM_C), states=((GATED_HP, LSTM_HN), (GATED_CP, LSTM_C)),
+    stacks=_stacks(LSTM_GATES))

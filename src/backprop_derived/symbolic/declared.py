@@ -14,15 +14,15 @@ them by keyword, so a layer never depends on their order.
 from __future__ import annotations
 
 import sympy as sp
-from sympy import Indexed
+from sympy import Indexed, IndexedBase
 
 from .catalog import LayerDeclaration
 from .engine import DELTAS_SUMMED, backward, gradient_chain
 from .index_printer import Assignment, IndexPrinter
-from .kernels import Kernel
+from .kernels import Binding, Kernel
 from .taint import StepNotVerified
 
-__all__ = ["declared_kernels"]
+__all__ = ["declared_binding", "declared_kernels"]
 
 
 def _label(base) -> str:
@@ -60,14 +60,22 @@ def _params(assignments, order: list[str], scalars) -> tuple[str, ...]:
     return tuple(names + [s for s in printer.missing_sizes(assignments) if s not in names])
 
 
-def _proven(gradient, equations):
+def _upstream(layer: LayerDeclaration) -> dict:
+    """An output that later equations read too (an LSTM's c_t, read by h_t) gets an
+    upstream of its own, ``d<name>_out``; its total gradient ``d<name>`` adds what flows
+    back through those reads. Every other output's upstream is ``d<name>``."""
+    return {x: IndexedBase(f"d{_label(x)}_out", shape=x.shape, real=True)
+            for x in layer.outputs if any(rhs.has(x) for _, rhs in layer.equations)}
+
+
+def _proven(gradient, equations, upstream=None):
     """The gradient's chain, proven by SymPy's own summation of the deltas or, where that
     sums out another index than the engine did (a window: j instead of p), through
     canonical sums over all integers (conv_forms.canonical), which compares the terms."""
     try:
-        return gradient_chain(gradient, equations)
+        return gradient_chain(gradient, equations, upstream=upstream)
     except StepNotVerified:
-        if len(equations) != 1:
+        if len(equations) != 1 or upstream:
             raise
     from .conv_forms import chain_rule_chain
 
@@ -80,8 +88,9 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
     # selections first (saved, never differentiated: the engine sees them as inputs)
     forward = tuple(Assignment(_label(lhs.base), lhs.indices, rhs, shape=lhs.base.shape)
                     for lhs, rhs in (*layer.selections, *eqs))
-    grads = backward(eqs, [*layer.inputs, *layer.params])
-    chains = [_proven(g, eqs) for g in grads.values()]
+    ups = _upstream(layer)
+    grads = backward(eqs, [*layer.inputs, *layer.params], upstream=ups)
+    chains = [_proven(g, eqs, ups) for g in grads.values()]
     steps = [Assignment(_label(g.grad), g.indices, g.expr,
                         shape=getattr(g.grad, "shape", None)) for g in grads.values()]
     saved = {_label(x) for x in layer.saved}
@@ -96,7 +105,7 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
         recomputed.insert(0, defined[label])
         pending += [r for r in _reads([defined[label]]) if r in defined and r not in saved]
     body = tuple(sorted(recomputed, key=lambda a: list(defined).index(a.target))) + tuple(steps)
-    upstream = [f"d{_label(x)}" for x in layer.outputs]
+    upstream = [_label(ups[x]) if x in ups else f"d{_label(x)}" for x in layer.outputs]
     order_f = [_label(x) for x in (*layer.inputs, *layer.params)]
     order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.saved, *layer.params)]
     returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
@@ -104,9 +113,42 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
                  forward, f"{doc}: the catalog's equations, returning the outputs and the "
                  "saved intermediates.", f"{layer.name} forward, catalog equations", source,
                  style="index",
-                 returns=tuple(_label(x) for x in (*layer.outputs, *layer.saved)))
+                 returns=_forward_returns(layer))
     bwd = Kernel(module, f"{layer.name}_backward", _params(body, order_b, layer.scalars),
                  body, f"{doc}: the gradients of the inputs and parameters, as the engine "
                  "derived them node by node.", f"{layer.name} backward, engine result", source,
                  style="index", returns=returns_b)
     return chains, fwd, bwd
+
+
+def _forward_returns(layer: LayerDeclaration) -> tuple[str, ...]:
+    """The outputs, then the saved intermediates that are not outputs already."""
+    return tuple(dict.fromkeys(_label(x) for x in (*layer.outputs, *layer.saved)))
+
+
+def declared_binding(layer: LayerDeclaration, module: str, source: str) -> Binding:
+    """The declaration's roles as its kernels spell them, for the runtime layer: which
+    arrays are inputs, parameters (and how ``stacks`` groups them, with each part's
+    shape), saved, outputs (and the name of each one's upstream gradient), what each
+    kernel returns, and which output is the next step's which input (``states``)."""
+    name = IndexPrinter().array_name
+    ups = _upstream(layer)
+
+    def names(xs):
+        return tuple(name(_label(x)) for x in xs)
+
+    return Binding(module, layer.name, (
+        ("inputs", names(layer.inputs)),
+        ("params", names(layer.params)),
+        ("shapes", tuple((name(_label(p)), tuple(str(d) for d in p.shape))
+                         for p in layer.params)),
+        ("stacks", tuple((stack, names(parts)) for stack, parts in layer.stacks)),
+        ("saved", names(layer.saved)),
+        ("outputs", names(layer.outputs)),
+        ("upstream", tuple(name(_label(ups[x])) if x in ups else name(f"d{_label(x)}")
+                           for x in layer.outputs)),
+        ("forward_returns", tuple(name(r) for r in _forward_returns(layer))),
+        ("backward_returns", tuple(name(f"d{_label(x)}")
+                                   for x in (*layer.inputs, *layer.params))),
+        ("states", tuple((name(_label(a)), name(_label(b))) for a, b in layer.states)),
+    ), source)
