@@ -205,6 +205,7 @@ def rnn_forward(x, w_ih, w_hh, b):
 
 # gru_cell: the declaration's roles, named as its kernels name them (derivations/16_gated_recurrence.py)
 GRU_CELL = {
+    'kernels': ('gru_cell_forward', 'gru_cell_backward'),
     'inputs': ('x', 'hp'),
     'params': ('w_ir', 'w_iz', 'w_in', 'w_hr', 'w_hz', 'w_hn', 'b_ir', 'b_iz', 'b_in', 'b_hr', 'b_hz', 'b_hn'),
     'shapes': (('w_ir', ('d_h', 'd_in')), ('w_iz', ('d_h', 'd_in')), ('w_in', ('d_h', 'd_in')), ('w_hr', ('d_h', 'd_h')), ('w_hz', ('d_h', 'd_h')), ('w_hn', ('d_h', 'd_h')), ('b_ir', ('d_h',)), ('b_iz', ('d_h',)), ('b_in', ('d_h',)), ('b_hr', ('d_h',)), ('b_hz', ('d_h',)), ('b_hn', ('d_h',))),
@@ -220,6 +221,7 @@ GRU_CELL = {
 
 # lstm_cell: the declaration's roles, named as its kernels name them (derivations/16_gated_recurrence.py)
 LSTM_CELL = {
+    'kernels': ('lstm_cell_forward', 'lstm_cell_backward'),
     'inputs': ('x', 'hp', 'cp'),
     'params': ('w_ii', 'w_if', 'w_ig', 'w_io', 'w_hi', 'w_hf', 'w_hg', 'w_ho', 'b_ii', 'b_if', 'b_ig', 'b_io', 'b_hi', 'b_hf', 'b_hg', 'b_ho'),
     'shapes': (('w_ii', ('d_h', 'd_in')), ('w_if', ('d_h', 'd_in')), ('w_ig', ('d_h', 'd_in')), ('w_io', ('d_h', 'd_in')), ('w_hi', ('d_h', 'd_h')), ('w_hf', ('d_h', 'd_h')), ('w_hg', ('d_h', 'd_h')), ('w_ho', ('d_h', 'd_h')), ('b_ii', ('d_h',)), ('b_if', ('d_h',)), ('b_ig', ('d_h',)), ('b_io', ('d_h',)), ('b_hi', ('d_h',)), ('b_hf', ('d_h',)), ('b_hg', ('d_h',)), ('b_ho', ('d_h',))),

@@ -138,6 +138,7 @@ def declared_binding(layer: LayerDeclaration, module: str, source: str) -> Bindi
         return tuple(name(_label(x)) for x in xs)
 
     return Binding(module, layer.name, (
+        ("kernels", (f"{layer.name}_forward", f"{layer.name}_backward")),
         ("inputs", names(layer.inputs)),
         ("params", names(layer.params)),
         ("shapes", tuple((name(_label(p)), tuple(str(d) for d in p.shape))
