@@ -65,12 +65,20 @@ lstm_chains, LSTM_FORWARD, LSTM_BACKWARD = declared_kernels(
 show(*lstm_chains, caption="One LSTM step backwards, node by node")
 
 # %% [markdown]
+# $C$ is both an output of the step (the next step's $c_{t-1}$) and read by
+# $H$: its gradient $dC$ is the upstream $dC_{out}$ that the next step sends
+# back plus what flows back from $H$. The engine adds the two, as it adds
+# the contributions of any node read twice; the declaration names the
+# upstream (`dc_out`) because the kernel takes it.
+#
 # ## Through time
 #
 # The declaration names each cell's *states*: the output of a step that is
 # the next step's input ($H \to H_p$ for the GRU; $H \to H_p$ and $C \to C_p$
 # for the LSTM). That is all the time loop needs, and one loop serves both
-# cells (`layers/recurrent.py`):
+# cells (`layers/recurrent.py`, which reads the declaration's roles from the
+# constants `GRU_CELL` and `LSTM_CELL` that `regenerate` prints next to the
+# kernels):
 #
 # * forward, $t = 0, \dots, T-1$: run the step with the states of step
 #   $t - 1$ (zeros before the first), keep what the declaration saves;
@@ -90,3 +98,66 @@ show(*lstm_chains, caption="One LSTM step backwards, node by node")
 EXPORTS = [GRU_FORWARD, GRU_BACKWARD, LSTM_FORWARD, LSTM_BACKWARD,
            declared_binding(GRU_CELL, "recurrent", SOURCE),
            declared_binding(LSTM_CELL, "recurrent", SOURCE)]
+
+# %% [markdown]
+# ## In the runtime
+#
+# `GRU(input_size, hidden_size)` and `LSTM(input_size, hidden_size)` take a
+# batch of sequences $(N, T, d_{in})$ and return every $h_t$, $(N, T, d_h)$;
+# their parameters are PyTorch's `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`,
+# `bias_hh_l0`, here `W_ih`, `W_hh`, `b_ih`, `b_hh`, each gate's rows a view
+# the kernels read. They compose in `Sequential` like any layer:
+
+# %%
+# `regenerate` runs the page to write the kernels, so it skips the cells that use them.
+if __name__ != "__derivation__":
+    import numpy as np
+
+    from backprop_derived.layers import GRU, LSTM, Dense, Sequential
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 6, 2))
+    Y = np.cumsum(X[..., :1], axis=1) / 3  # a running sum: the state must carry it
+    for cell in (GRU, LSTM):
+        model = Sequential([cell(2, 8, seed=0), Dense(8, 1, seed=0)], loss="squared_error")
+        before = model.loss(X, Y)
+        model.fit(X, Y, optimizer="adam", lr=0.02, epochs=40, batch_size=8, seed=0,
+                  progress=False)
+        print(f"{cell.__name__}: W_ih {model.layers[0].params['W_ih'].shape}, "
+              f"loss {before:.4f} -> {model.loss(X, Y):.4f}")
+
+# %% [markdown]
+# ## Exercises
+#
+# One example, one input and one hidden unit ($d_{in} = d_h = 1$). Every
+# weight and bias is zero except the input weight of one gate, so the gates
+# are $\sigma(0) = 1/2$. The numbers come from the runtime's layers, which
+# run the kernels this page exports.
+
+# %%
+if __name__ != "__derivation__":
+    from backprop_derived.symbolic.exercises import Exercise, show_exercises
+
+    def single(cell, gate_row):
+        layer = cell(1, 1)
+        layer.params = {k: np.zeros_like(v) for k, v in layer.params.items()}
+        layer.params["W_ih"][gate_row] = 1.0  # the candidate's input weight
+        return layer
+
+    gru = single(GRU, 2)  # rows r, z, n: n's
+    h_gru = gru.forward(np.array([[[1.0]]]))
+    lstm = single(LSTM, 2)  # rows i, f, g, o: g's
+    x_two = np.array([[[1.0], [1.0]]])
+    h_lstm = lstm.forward(x_two)
+    dx_lstm = lstm.backward(np.array([[[0.0], [1.0]]]))
+    show_exercises(
+        Exercise(r"A GRU whose only nonzero parameter is \(W_{in} = 1\) reads \(x_0 = 1\) "
+                 r"from \(h_{-1} = 0\). What is \(h_0\)? (\(r = z = 1/2\).)",
+                 float(h_gru[0, 0, 0]), tolerance=1e-12),
+        Exercise(r"An LSTM whose only nonzero parameter is \(W_{ig} = 1\) reads "
+                 r"\(x = (1, 1)\). What is \(h_1\)? (\(c_0 = g_0/2\), then "
+                 r"\(c_1 = c_0/2 + g_1/2\).)", float(h_lstm[0, 1, 0]), tolerance=1e-12),
+        Exercise(r"The same LSTM receives \(dY = (0, 1)\): the loss reads only \(h_1\). "
+                 r"What is \(dX_0\)? It arrives only through the state \(c_0\), halved by "
+                 r"\(f_1 = 1/2\).", float(dx_lstm[0, 0, 0]), tolerance=1e-12),
+    )
