@@ -71,6 +71,13 @@ show(*lstm_chains, caption="One LSTM step backwards, node by node")
 # the contributions of any node read twice; the declaration names the
 # upstream (`dc_out`) because the kernel takes it.
 #
+# The backward kernels do not compute a gate again: where the engine's
+# result has $1 - \tanh^2(A_n)$ or $(1 - \tanh^2(A_r/2))/4$, the kernel
+# reads the saved node instead, $1 - N_n^2$ and $R(1 - R)$ (the saved node
+# $S = a + b\,u$ gives $u = (S - a)/b$; each rewrite is proven by
+# substituting the node's definition). That is why the declarations save
+# the gates, $G$ and $\tanh(c_t)$ ($T_c$), and not the pre-activations.
+#
 # ## Through time
 #
 # The declaration names each cell's *states*: the output of a step that is

@@ -173,3 +173,23 @@ def test_trains_in_sequential(cls):
     before = model.loss(X, Y)
     model.fit(X, Y, optimizer="adam", lr=0.02, epochs=30, batch_size=8, seed=0, progress=False)
     assert model.loss(X, Y) < 0.5 * before
+
+
+def test_an_intermediate_given_an_upstream_adds_it_to_its_reads():
+    """The engine's rule the LSTM's c_t needs: C is read by H and is an output too."""
+    import sympy as sp
+
+    from backprop_derived.symbolic.engine import backward
+
+    n = sp.Symbol("n", integer=True, positive=True)
+    i = sp.Symbol("i", integer=True)
+    X, W, C, H, dC_out = (sp.IndexedBase(s, shape=(n,), real=True)
+                          for s in ("X", "W", "C", "H", "dC_out"))
+    grads = backward([(C[i], X[i] * W[i]), (H[i], C[i] ** 2)], [X], upstream={C: dC_out})
+    dC = grads[C]
+    u = dC.indices[0]
+    dH = sp.IndexedBase("dH", shape=(n,), real=True)
+    # dC = dC_out + dH * dH/dC (the upstream plus the read by H), not dC_out alone
+    assert sp.expand(dC.expr - (dC_out[u] + 2 * C[u] * dH[u])) == 0
+    v = grads[X].indices[0]
+    assert sp.expand(grads[X].expr - dC.grad[v] * W[v]) == 0

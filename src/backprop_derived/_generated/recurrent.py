@@ -7,7 +7,7 @@
 import numpy
 
 
-def gru_cell_backward(dh, x, hp, ar, az, r, zg, g, an, nn, w_ir, w_iz, w_in, w_hr, w_hz, w_hn):
+def gru_cell_backward(dh, x, hp, r, zg, g, nn, w_ir, w_iz, w_in, w_hr, w_hz, w_hn):
     """One GRU step (PyTorch's gate order r, z, n): the gradients of the inputs and parameters, as the engine derived them node by node.
 
     gru_cell backward, engine result; derived in derivations/16_gated_recurrence.py.
@@ -16,16 +16,13 @@ def gru_cell_backward(dh, x, hp, ar, az, r, zg, g, an, nn, w_ir, w_iz, w_in, w_h
     d_h = zg.shape[1]
     dnn = -dh*zg
     dnn += dh
-    dan = -dnn*numpy.tanh(an)**2
-    dan += dnn
+    dan = dnn*(1 - nn**2)
     dg = dan*r
     dzg = dh*hp
     dzg -= dh*nn
     dr = dan*g
-    daz = (0.25)*dzg
-    daz -= (0.25)*dzg*numpy.tanh((0.5)*az)**2
-    dar = (0.25)*dr
-    dar -= (0.25)*dr*numpy.tanh((0.5)*ar)**2
+    daz = dzg*zg*(1 - zg)
+    dar = dr*r*(1 - r)
     dx = (numpy.matmul(dan, w_in))
     dx += (numpy.matmul(dar, w_ir))
     dx += (numpy.matmul(daz, w_iz))
@@ -73,31 +70,28 @@ def gru_cell_forward(x, hp, w_ir, w_iz, w_in, w_hr, w_hz, w_hn, b_ir, b_iz, b_in
     nn = numpy.tanh(an)
     h = nn*(1 - zg)
     h += hp*zg
-    return h, ar, az, r, zg, g, an, nn
+    return h, r, zg, g, nn
 
 
-def lstm_cell_backward(dh, dc_out, x, hp, cp, ai, af, ag, ao, i, f, gc, o, c, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho):
+def lstm_cell_backward(dh, dc_out, x, hp, cp, i, f, gc, o, tc, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho):
     """One LSTM step (PyTorch's gate order i, f, g, o): the gradients of the inputs and parameters, as the engine derived them node by node.
 
     lstm_cell backward, engine result; derived in derivations/16_gated_recurrence.py.
     """
-    N = c.shape[0]
-    d_h = c.shape[1]
-    dc = dh*o
-    dc -= dh*o*numpy.tanh(c)**2
+    N = o.shape[0]
+    d_h = o.shape[1]
+    dtc = dh*o
+    dc = -dtc*tc**2
     dc += dc_out
-    do = dh*numpy.tanh(c)
+    dc += dtc
+    do = dh*tc
     dgc = dc*i
     df = cp*dc
     di = dc*gc
-    dao = (0.25)*do
-    dao -= (0.25)*do*numpy.tanh((0.5)*ao)**2
-    dag = -dgc*numpy.tanh(ag)**2
-    dag += dgc
-    daf = (0.25)*df
-    daf -= (0.25)*df*numpy.tanh((0.5)*af)**2
-    dai = (0.25)*di
-    dai -= (0.25)*di*numpy.tanh((0.5)*ai)**2
+    dao = do*o*(1 - o)
+    dag = dgc*(1 - gc**2)
+    daf = df*f*(1 - f)
+    dai = di*i*(1 - i)
     dx = (numpy.matmul(daf, w_if))
     dx += (numpy.matmul(dag, w_ig))
     dx += (numpy.matmul(dai, w_ii))
@@ -155,8 +149,9 @@ def lstm_cell_forward(x, hp, cp, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho,
     o = 0.5 + (0.5)*numpy.tanh((0.5)*ao)
     c = cp*f
     c += gc*i
-    h = o*numpy.tanh(c)
-    return h, c, ai, af, ag, ao, i, f, gc, o
+    tc = numpy.tanh(c)
+    h = o*tc
+    return h, c, i, f, gc, o, tc
 
 
 def rnn_backward(dy, x, h, w_ih, w_hh):
@@ -210,10 +205,10 @@ GRU_CELL = {
     'params': ('w_ir', 'w_iz', 'w_in', 'w_hr', 'w_hz', 'w_hn', 'b_ir', 'b_iz', 'b_in', 'b_hr', 'b_hz', 'b_hn'),
     'shapes': (('w_ir', ('d_h', 'd_in')), ('w_iz', ('d_h', 'd_in')), ('w_in', ('d_h', 'd_in')), ('w_hr', ('d_h', 'd_h')), ('w_hz', ('d_h', 'd_h')), ('w_hn', ('d_h', 'd_h')), ('b_ir', ('d_h',)), ('b_iz', ('d_h',)), ('b_in', ('d_h',)), ('b_hr', ('d_h',)), ('b_hz', ('d_h',)), ('b_hn', ('d_h',))),
     'stacks': (('W_ih', ('w_ir', 'w_iz', 'w_in')), ('W_hh', ('w_hr', 'w_hz', 'w_hn')), ('b_ih', ('b_ir', 'b_iz', 'b_in')), ('b_hh', ('b_hr', 'b_hz', 'b_hn'))),
-    'saved': ('ar', 'az', 'r', 'zg', 'g', 'an', 'nn'),
+    'saved': ('r', 'zg', 'g', 'nn'),
     'outputs': ('h',),
     'upstream': ('dh',),
-    'forward_returns': ('h', 'ar', 'az', 'r', 'zg', 'g', 'an', 'nn'),
+    'forward_returns': ('h', 'r', 'zg', 'g', 'nn'),
     'backward_returns': ('dx', 'dhp', 'dw_ir', 'dw_iz', 'dw_in', 'dw_hr', 'dw_hz', 'dw_hn', 'db_ir', 'db_iz', 'db_in', 'db_hr', 'db_hz', 'db_hn'),
     'states': (('hp', 'h'),),
 }
@@ -226,10 +221,10 @@ LSTM_CELL = {
     'params': ('w_ii', 'w_if', 'w_ig', 'w_io', 'w_hi', 'w_hf', 'w_hg', 'w_ho', 'b_ii', 'b_if', 'b_ig', 'b_io', 'b_hi', 'b_hf', 'b_hg', 'b_ho'),
     'shapes': (('w_ii', ('d_h', 'd_in')), ('w_if', ('d_h', 'd_in')), ('w_ig', ('d_h', 'd_in')), ('w_io', ('d_h', 'd_in')), ('w_hi', ('d_h', 'd_h')), ('w_hf', ('d_h', 'd_h')), ('w_hg', ('d_h', 'd_h')), ('w_ho', ('d_h', 'd_h')), ('b_ii', ('d_h',)), ('b_if', ('d_h',)), ('b_ig', ('d_h',)), ('b_io', ('d_h',)), ('b_hi', ('d_h',)), ('b_hf', ('d_h',)), ('b_hg', ('d_h',)), ('b_ho', ('d_h',))),
     'stacks': (('W_ih', ('w_ii', 'w_if', 'w_ig', 'w_io')), ('W_hh', ('w_hi', 'w_hf', 'w_hg', 'w_ho')), ('b_ih', ('b_ii', 'b_if', 'b_ig', 'b_io')), ('b_hh', ('b_hi', 'b_hf', 'b_hg', 'b_ho'))),
-    'saved': ('ai', 'af', 'ag', 'ao', 'i', 'f', 'gc', 'o', 'c'),
+    'saved': ('i', 'f', 'gc', 'o', 'tc'),
     'outputs': ('h', 'c'),
     'upstream': ('dh', 'dc_out'),
-    'forward_returns': ('h', 'c', 'ai', 'af', 'ag', 'ao', 'i', 'f', 'gc', 'o'),
+    'forward_returns': ('h', 'c', 'i', 'f', 'gc', 'o', 'tc'),
     'backward_returns': ('dx', 'dhp', 'dcp', 'dw_ii', 'dw_if', 'dw_ig', 'dw_io', 'dw_hi', 'dw_hf', 'dw_hg', 'dw_ho', 'db_ii', 'db_if', 'db_ig', 'db_io', 'db_hi', 'db_hf', 'db_hg', 'db_ho'),
     'states': (('hp', 'h'), ('cp', 'c')),
 }

@@ -525,7 +525,8 @@ STRIDED_CONV2D = LayerDeclaration(
 # weight_ih_l0 (gates x d_h, d_in) are split by gate, one array per gate
 # (W_ir = rows 0..d_h-1 of W_ih, ...): the runtime passes views. The logistic
 # function is written sigma(a) = (1 + tanh(a/2))/2, equal to 1/(1 + e^-a) and
-# finite for every a, its derivative too.
+# finite for every a, its derivative too. Saved: the gates and activations,
+# which the backward pass reads back (declared.py), not the pre-activations.
 GATED_N, GATED_D, GATED_H = sp.symbols("N d_in d_h", integer=True, positive=True)
 gated_n, gated_d, gated_e, gated_f = sp.symbols("n d e f", integer=True)
 GATED_X = IndexedBase("X", shape=(GATED_N, GATED_D), real=True)
@@ -588,14 +589,15 @@ GRU_CELL = LayerDeclaration(
      (GRU_NEW[_ne], tanh(GRU_AN[_ne])),
      (GRU_HN[_ne], (1 - GRU_Z[_ne]) * GRU_NEW[_ne] + GRU_Z[_ne] * GATED_HP[_ne])),
     inputs=(GATED_X, GATED_HP), params=_params(GRU_GATES),
-    saved=(GRU_AR, GRU_AZ, GRU_R, GRU_Z, GRU_G, GRU_AN, GRU_NEW), outputs=(GRU_HN,),
+    saved=(GRU_R, GRU_Z, GRU_G, GRU_NEW), outputs=(GRU_HN,),
     states=((GATED_HP, GRU_HN),), stacks=_stacks(GRU_GATES))
 
 # LSTM (Hochreiter & Schmidhuber, 1997), as PyTorch's nn.LSTM: input i,
-# forget f, cell g, output o; c' = f * c + i * g, h' = o * tanh(c').
+# forget f, cell g, output o; c' = f * c + i * g, h' = o * tanh(c') (tanh(c')
+# its own node, Tc, so that the backward pass reads it rather than computing it).
 LSTM_GATES = _gates("ifgo")
-(LSTM_AI, LSTM_AF, LSTM_AG, LSTM_AO, LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_C,
- LSTM_HN) = _gated_arrays("Ai", "Af", "Ag", "Ao", "I", "F", "Gc", "O", "C", "H")
+(LSTM_AI, LSTM_AF, LSTM_AG, LSTM_AO, LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_C, LSTM_TC,
+ LSTM_HN) = _gated_arrays("Ai", "Af", "Ag", "Ao", "I", "F", "Gc", "O", "C", "Tc", "H")
 LSTM_CELL = LayerDeclaration(
     "lstm_cell",
     ((LSTM_AI[_ne], _from_input(LSTM_GATES["i"]) + _from_hidden(LSTM_GATES["i"])),
@@ -607,8 +609,9 @@ LSTM_CELL = LayerDeclaration(
      (LSTM_G[_ne], tanh(LSTM_AG[_ne])),
      (LSTM_O[_ne], _sigma(LSTM_AO[_ne])),
      (LSTM_C[_ne], LSTM_F[_ne] * GATED_CP[_ne] + LSTM_I[_ne] * LSTM_G[_ne]),
-     (LSTM_HN[_ne], LSTM_O[_ne] * tanh(LSTM_C[_ne]))),
+     (LSTM_TC[_ne], tanh(LSTM_C[_ne])),
+     (LSTM_HN[_ne], LSTM_O[_ne] * LSTM_TC[_ne])),
     inputs=(GATED_X, GATED_HP, GATED_CP), params=_params(LSTM_GATES),
-    saved=(LSTM_AI, LSTM_AF, LSTM_AG, LSTM_AO, LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_C),
+    saved=(LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_TC),
     outputs=(LSTM_HN, LSTM_C), states=((GATED_HP, LSTM_HN), (GATED_CP, LSTM_C)),
     stacks=_stacks(LSTM_GATES))

@@ -5,7 +5,10 @@ outputs and the saved intermediates. The backward kernel is the engine's
 result for every input and parameter, in the order the engine completed the
 gradients, with no compact form typed anywhere: an intermediate the
 gradients read but the declaration does not save is recomputed first, from
-its own equation. Each kernel's parameters are the arrays and scalars its
+its own equation, and a saved node ``S = a + b u(A)`` (a tanh, a logistic)
+is read back where the engine's result computes ``u(A)`` again (``1 -
+tanh(A)^2`` becomes ``1 - S^2``), each such rewrite proven by substituting
+the node's definition. Each kernel's parameters are the arrays and scalars its
 equations read, found from the expressions and ordered by the declaration
 (upstream gradients, inputs, saved, parameters, scalars); the runtime calls
 them by keyword, so a layer never depends on their order.
@@ -17,6 +20,7 @@ import sympy as sp
 from sympy import Indexed, IndexedBase
 
 from .catalog import LayerDeclaration
+from .checked import Chain
 from .engine import DELTAS_SUMMED, backward, gradient_chain
 from .index_printer import Assignment, IndexPrinter
 from .kernels import Binding, Kernel
@@ -68,6 +72,47 @@ def _upstream(layer: LayerDeclaration) -> dict:
             for x in layer.outputs if any(rhs.has(x) for _, rhs in layer.equations)}
 
 
+def _saved_reads(layer: LayerDeclaration) -> list:
+    """``(pattern, value, lhs, rhs)``: a saved node ``S = a + b u`` with ``u`` its one elementwise
+    function (tanh(A), a logistic's tanh(A/2)) lets the backward pass read ``u`` as
+    ``(S - a)/b`` instead of computing it again; indices are wild."""
+    saved, rules = set(layer.saved), []
+    for lhs, rhs in layer.equations:
+        functions = rhs.atoms(sp.Function)
+        if lhs.base not in saved or rhs.has(sp.Sum) or len(functions) != 1:
+            continue
+        u, t = functions.pop(), sp.Dummy()
+        linear = rhs.xreplace({u: t})
+        if linear.has(Indexed) or sp.diff(linear, t, 2) != 0:
+            continue
+        a, b = linear.subs(t, 0), sp.diff(linear, t)
+        wild = {i: sp.Wild(f"w{k}") for k, i in enumerate(lhs.indices)}
+        rules.append((u.xreplace(wild), ((lhs - a) / b).xreplace(wild), lhs, rhs))
+    return rules
+
+
+def _read_saved(gradient, layer: LayerDeclaration, rules):
+    """The gradient's expression with the saved nodes read back (``_saved_reads``),
+    proven equal to the engine's by substituting the nodes' definitions."""
+    expr = gradient.expr
+    for pattern, value, _, _ in rules:
+        expr = expr.replace(pattern, value)
+    if expr == gradient.expr:
+        return expr
+    if not expr.has(sp.Sum):
+        expr = sp.factor_terms(sp.expand(expr))  # 1/4 - (2R - 1)^2/4 = R (1 - R)
+    defs = {lhs.base: (lhs, rhs) for _, _, lhs, rhs in rules}
+
+    def definitions(e):  # S[u, v] -> its equation's right-hand side at (u, v)
+        def at(x):
+            lhs, rhs = defs[x.base]
+            return rhs.xreplace(dict(zip(lhs.indices, x.indices, strict=True)))
+        return e.replace(lambda x: isinstance(x, Indexed) and x.base in defs, at)
+
+    chain = Chain(gradient.lhs, gradient.expr, "engine result", definitions=definitions)
+    return chain.step(expr, "saved intermediates read back").result
+
+
 def _proven(gradient, equations, upstream=None):
     """The gradient's chain, proven by SymPy's own summation of the deltas or, where that
     sums out another index than the engine did (a window: j instead of p), through
@@ -91,7 +136,8 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
     ups = _upstream(layer)
     grads = backward(eqs, [*layer.inputs, *layer.params], upstream=ups)
     chains = [_proven(g, eqs, ups) for g in grads.values()]
-    steps = [Assignment(_label(g.grad), g.indices, g.expr,
+    rules = _saved_reads(layer)
+    steps = [Assignment(_label(g.grad), g.indices, _read_saved(g, layer, rules),
                         shape=getattr(g.grad, "shape", None)) for g in grads.values()]
     saved = {_label(x) for x in layer.saved}
     defined = {_label(lhs.base): Assignment(_label(lhs.base), lhs.indices, rhs)
