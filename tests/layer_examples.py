@@ -30,6 +30,8 @@ EXAMPLES: dict[str, Example] = {
     "SelfAttention(causal)": lambda rng: (L.SelfAttention(4, 3, causal=True, seed=0),
                                           rng.normal(size=(2, 5, 4))),
     "RNN": lambda rng: (L.RNN(4, 3, seed=0), rng.normal(size=(2, 5, 4))),
+    "GRU": lambda rng: (L.GRU(3, 4, seed=0), rng.normal(size=(2, 4, 3))),
+    "LSTM": lambda rng: (L.LSTM(3, 4, seed=0), rng.normal(size=(2, 4, 3))),
     "Conv1d": lambda rng: (L.Conv1d(2, 3, 2, seed=0), rng.normal(size=(2, 2, 6))),
     "Conv2d": lambda rng: (L.Conv2d(2, 3, 2, 2, seed=0), rng.normal(size=(2, 2, 5, 5))),
     "Conv1d(stride, padding)": lambda rng: (L.Conv1d(2, 3, 3, stride=2, padding=1, seed=0),

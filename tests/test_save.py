@@ -11,6 +11,8 @@ import pytest
 import backprop_derived
 from backprop_derived import Network, load
 from backprop_derived.layers import (
+    GRU,
+    LSTM,
     RNN,
     Activation,
     AvgPool1d,
@@ -60,6 +62,9 @@ def models():
         ("conv2d-float32", Sequential([Conv2d(2, 3, 3, 2, dtype=np.float32), Activation("tanh")],
                                       loss="squared_error"), Xc.astype(np.float32),
          rng.normal(size=(3, 3, 4, 5))),
+        ("gated", Sequential([GRU(3, 4), LSTM(4, 3), Dense(3, 2)],
+                             loss="squared_error"), rng.normal(size=(3, 4, 3)),
+         rng.normal(size=(3, 4, 2))),
         ("pooling", Sequential([Conv1d(2, 3, 2, padding=1), MaxPool1d(2), AvgPool1d(2, stride=1)],
                                loss="squared_error"), X1, rng.normal(size=(3, 3, 4))),
         ("pooling2d", Sequential([Conv2d(2, 2, 1, 1, stride=2), AvgPool2d(1), MaxPool2d(2, stride=1)],

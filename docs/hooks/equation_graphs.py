@@ -559,5 +559,18 @@ def graphs() -> dict[str, list[Graph]]:
                   "Every A reads the same Wᵢₕ, Wₕₕ and b (not drawn), so their gradients "
                   "sum over the steps.",
                   after_heading="the-bptt-recurrence", unroll=(C.rnn_t, 3))],
+        "derivations/16_gated_recurrence.py": [
+            Graph("16_gru", C.GRU_CELL.equations, (C.GATED_X, C.GATED_HP),
+                  "One GRU step: h_{t−1} reaches h_t along three paths, through the gates "
+                  "R and Z, through G (which R scales) and directly (weighted by Z); its "
+                  "gradient sums all three.",
+                  {C.GATED_HP: "Hp = h(t−1)", C.GRU_HN: "H = h(t)"},
+                  after_heading="the-gru-step"),
+            Graph("16_lstm", C.LSTM_CELL.equations, (C.GATED_X, C.GATED_HP, C.GATED_CP),
+                  "One LSTM step: C is both an output (the next step's c) and read by H, "
+                  "so its gradient adds the next step's to what comes back from H.",
+                  {C.GATED_HP: "Hp = h(t−1)", C.GATED_CP: "Cp = c(t−1)", C.LSTM_HN: "H = h(t)",
+                   C.LSTM_C: "C = c(t)"},
+                  after_heading="the-lstm-step")],
     }
     return pages

@@ -129,6 +129,29 @@ PYTORCH_RNN = (
     "PyTorch contributors", 2024, "torch.nn.RNN", "PyTorch documentation",
     "https://pytorch.org/docs/stable/generated/torch.nn.RNN.html",
 )
+CHO = (
+    "Kyunghyun Cho, Bart van Merriënboer, Caglar Gulcehre, Dzmitry Bahdanau, Fethi Bougares, "
+    "Holger Schwenk and Yoshua Bengio", 2014,
+    "Learning phrase representations using RNN encoder–decoder for statistical machine "
+    "translation", "Proceedings of EMNLP 2014, 1724–1734", "https://doi.org/10.3115/v1/D14-1179",
+)
+HOCHREITER = (
+    "Sepp Hochreiter and Jürgen Schmidhuber", 1997, "Long short-term memory",
+    "Neural Computation 9(8), 1735–1780", "https://doi.org/10.1162/neco.1997.9.8.1735",
+)
+GERS = (
+    "Felix A. Gers, Jürgen Schmidhuber and Fred Cummins", 2000,
+    "Learning to forget: continual prediction with LSTM", "Neural Computation 12(10), 2451–2471",
+    "https://doi.org/10.1162/089976600300015015",
+)
+PYTORCH_GRU = (
+    "PyTorch contributors", 2024, "torch.nn.GRU", "PyTorch documentation",
+    "https://pytorch.org/docs/stable/generated/torch.nn.GRU.html",
+)
+PYTORCH_LSTM = (
+    "PyTorch contributors", 2024, "torch.nn.LSTM", "PyTorch documentation",
+    "https://pytorch.org/docs/stable/generated/torch.nn.LSTM.html",
+)
 
 # page source -> [(work, what the page took from it)]
 SOURCES: dict[str, list[tuple[tuple, str]]] = {
@@ -202,6 +225,14 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
         (DUMOULIN, "the output length ⌊(L − k)/s⌋ + 1 of a pooling window k with stride s"),
         (PYTORCH_POOL, "the layout (batch, channels, length), the stride defaulting to the "
          "window, and the gradient at a tie going to one element"),
+    ],
+    "derivations/16_gated_recurrence.py": [
+        (CHO, "the gated recurrent unit: a reset gate, an update gate and the candidate state"),
+        (HOCHREITER, "the LSTM cell: a memory c_t updated additively, read through gates"),
+        (GERS, "the forget gate f, which the cell c_t = f c_{t−1} + i g uses"),
+        (PYTORCH_GRU, "the GRU's equations, the reset gate scaling W_hn h + b_hn bias included, "
+         "and the stacked weight_ih_l0 in gate order r, z, n"),
+        (PYTORCH_LSTM, "the LSTM's equations and weight_ih_l0 in gate order i, f, g, o"),
     ],
     "derivations/14_recurrence.py": [
         (WERBOS, "backpropagation through time: the chain rule on the network unrolled "

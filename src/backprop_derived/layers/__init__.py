@@ -29,6 +29,8 @@ _WHERE = {
     "MaxPool1d": "pool",
     "MaxPool2d": "pool",
     "RNN": "recurrent",
+    "GRU": "recurrent",
+    "LSTM": "recurrent",
     "Sequential": "sequential",
 }
 

@@ -246,6 +246,11 @@ class LayerDeclaration:
     # integer arrays the equations read arrays at (an embedding's ids): given to
     # both kernels, never differentiated
     indices: tuple = ()
+    # A recurrent cell's (previous state it reads, output that is the next step's state)
+    states: tuple = ()
+    # The runtime's parameters that stack declared ones along their first axis,
+    # ((name, (part, ...)), ...): PyTorch's weight_ih_l0 is the GRU's W_ir, W_iz, W_in
+    stacks: tuple = ()
 
 
 # RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
@@ -521,3 +526,103 @@ STRIDED_CONV2D = LayerDeclaration(
 EMBEDDING_LAYER = LayerDeclaration(
     "embedding", EMBEDDING, inputs=(), params=(EMBEDDING_E,), saved=(),
     outputs=(EMBEDDING_Y,), indices=(EMBEDDING_ids,))
+
+# --- Gated recurrences: GRU and LSTM (derivations/16_gated_recurrence.py) -----
+# One time step of each cell, for every example n and hidden unit e: X is the
+# step's input x_t (N, d_in), Hp and Cp the previous states h_(t-1), c_(t-1).
+# The runtime runs the steps over t (zero initial state) and back, carrying
+# each state's gradient from step t+1 into step t; ``states`` names which
+# output of a step is the next step's which input. PyTorch's stacked weights
+# weight_ih_l0 (gates x d_h, d_in) are split by gate, one array per gate
+# (W_ir = rows 0..d_h-1 of W_ih, ...): the runtime passes views. The logistic
+# function is written sigma(a) = (1 + tanh(a/2))/2, equal to 1/(1 + e^-a) and
+# finite for every a, its derivative too. Saved: the gates and activations,
+# which the backward pass reads back (declared.py), not the pre-activations.
+GATED_N, GATED_D, GATED_H = sp.symbols("N d_in d_h", integer=True, positive=True)
+gated_n, gated_d, gated_e, gated_f = sp.symbols("n d e f", integer=True)
+GATED_X = IndexedBase("X", shape=(GATED_N, GATED_D), real=True)
+GATED_HP = IndexedBase("Hp", shape=(GATED_N, GATED_H), real=True)  # h_(t-1)
+GATED_CP = IndexedBase("Cp", shape=(GATED_N, GATED_H), real=True)  # c_(t-1), LSTM only
+
+
+def _gated_arrays(*names):
+    return tuple(IndexedBase(s, shape=(GATED_N, GATED_H), real=True) for s in names)
+
+
+def _gates(letters):
+    """Per gate g: W_ig (d_h, d_in), W_hg (d_h, d_h), b_ig, b_hg (d_h,), as PyTorch splits them."""
+    return {g: (IndexedBase(f"W_i{g}", shape=(GATED_H, GATED_D), real=True),
+                IndexedBase(f"W_h{g}", shape=(GATED_H, GATED_H), real=True),
+                IndexedBase(f"b_i{g}", shape=(GATED_H,), real=True),
+                IndexedBase(f"b_h{g}", shape=(GATED_H,), real=True)) for g in letters}
+
+
+def _from_input(gate):  # x_t W_ig^T + b_ig
+    W_i, _, b_i, _ = gate
+    n, d, e = gated_n, gated_d, gated_e
+    return Sum(GATED_X[n, d] * W_i[e, d], (d, 0, GATED_D - 1)) + b_i[e]
+
+
+def _from_hidden(gate):  # h_(t-1) W_hg^T + b_hg
+    _, W_h, _, b_h = gate
+    n, f, e = gated_n, gated_f, gated_e
+    return Sum(GATED_HP[n, f] * W_h[e, f], (f, 0, GATED_H - 1)) + b_h[e]
+
+
+def _sigma(x):
+    return (1 + tanh(x / 2)) / 2
+
+
+def _params(gates):  # W_ih's gates, W_hh's, b_ih's, b_hh's
+    return tuple(gates[g][part] for part in range(4) for g in gates)
+
+
+def _stacks(gates):  # PyTorch's names of the stacked parameters (weight_ih_l0 ...)
+    return tuple((name, tuple(gates[g][part] for g in gates))
+                 for part, name in enumerate(("W_ih", "W_hh", "b_ih", "b_hh")))
+
+
+# GRU (Cho et al., 2014), as PyTorch's nn.GRU: reset r, update z, new n.
+# r = sigma(A_r), z = sigma(A_z), n = tanh(x W_in^T + b_in + r * (h W_hn^T + b_hn)),
+# h' = (1 - z) * n + z * h.
+GRU_GATES = _gates("rzn")
+(GRU_AR, GRU_AZ, GRU_R, GRU_Z, GRU_G, GRU_AN, GRU_NEW, GRU_HN) = _gated_arrays(
+    "Ar", "Az", "R", "Zg", "G", "An", "Nn", "H")
+_ne = (gated_n, gated_e)
+GRU_CELL = LayerDeclaration(
+    "gru_cell",
+    ((GRU_AR[_ne], _from_input(GRU_GATES["r"]) + _from_hidden(GRU_GATES["r"])),
+     (GRU_AZ[_ne], _from_input(GRU_GATES["z"]) + _from_hidden(GRU_GATES["z"])),
+     (GRU_R[_ne], _sigma(GRU_AR[_ne])),
+     (GRU_Z[_ne], _sigma(GRU_AZ[_ne])),
+     (GRU_G[_ne], _from_hidden(GRU_GATES["n"])),  # h W_hn^T + b_hn, which r scales
+     (GRU_AN[_ne], _from_input(GRU_GATES["n"]) + GRU_R[_ne] * GRU_G[_ne]),
+     (GRU_NEW[_ne], tanh(GRU_AN[_ne])),
+     (GRU_HN[_ne], (1 - GRU_Z[_ne]) * GRU_NEW[_ne] + GRU_Z[_ne] * GATED_HP[_ne])),
+    inputs=(GATED_X, GATED_HP), params=_params(GRU_GATES),
+    saved=(GRU_R, GRU_Z, GRU_G, GRU_NEW), outputs=(GRU_HN,),
+    states=((GATED_HP, GRU_HN),), stacks=_stacks(GRU_GATES))
+
+# LSTM (Hochreiter & Schmidhuber, 1997), as PyTorch's nn.LSTM: input i,
+# forget f, cell g, output o; c' = f * c + i * g, h' = o * tanh(c') (tanh(c')
+# its own node, Tc, so that the backward pass reads it rather than computing it).
+LSTM_GATES = _gates("ifgo")
+(LSTM_AI, LSTM_AF, LSTM_AG, LSTM_AO, LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_C, LSTM_TC,
+ LSTM_HN) = _gated_arrays("Ai", "Af", "Ag", "Ao", "I", "F", "Gc", "O", "C", "Tc", "H")
+LSTM_CELL = LayerDeclaration(
+    "lstm_cell",
+    ((LSTM_AI[_ne], _from_input(LSTM_GATES["i"]) + _from_hidden(LSTM_GATES["i"])),
+     (LSTM_AF[_ne], _from_input(LSTM_GATES["f"]) + _from_hidden(LSTM_GATES["f"])),
+     (LSTM_AG[_ne], _from_input(LSTM_GATES["g"]) + _from_hidden(LSTM_GATES["g"])),
+     (LSTM_AO[_ne], _from_input(LSTM_GATES["o"]) + _from_hidden(LSTM_GATES["o"])),
+     (LSTM_I[_ne], _sigma(LSTM_AI[_ne])),
+     (LSTM_F[_ne], _sigma(LSTM_AF[_ne])),
+     (LSTM_G[_ne], tanh(LSTM_AG[_ne])),
+     (LSTM_O[_ne], _sigma(LSTM_AO[_ne])),
+     (LSTM_C[_ne], LSTM_F[_ne] * GATED_CP[_ne] + LSTM_I[_ne] * LSTM_G[_ne]),
+     (LSTM_TC[_ne], tanh(LSTM_C[_ne])),
+     (LSTM_HN[_ne], LSTM_O[_ne] * LSTM_TC[_ne])),
+    inputs=(GATED_X, GATED_HP, GATED_CP), params=_params(LSTM_GATES),
+    saved=(LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_TC),
+    outputs=(LSTM_HN, LSTM_C), states=((GATED_HP, LSTM_HN), (GATED_CP, LSTM_C)),
+    stacks=_stacks(LSTM_GATES))

@@ -13,7 +13,7 @@ import sympy as sp
 
 from .checked import assert_proven
 from .index_printer import IndexPrinter, Loop
-from .kernels import ActivationEntry, Agreement, Kernel, OutputEntry
+from .kernels import ActivationEntry, Agreement, Binding, Kernel, OutputEntry
 from .max_shift import max_shift_all
 from .printers import ArrayPrinter, UfuncPrinter
 
@@ -29,8 +29,8 @@ MODULE_DOCS = {
     "norm": "Batch, layer, RMS and group normalization: forward and backward kernels.",
     "attention": "Single-head self-attention: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
-    "recurrent": "A tanh RNN: the forward recurrence and backpropagation through time.",
     "pool": "Average and max pooling (1-d and 2-d, any stride): forward and backward kernels.",
+    "recurrent": "A tanh RNN (forward recurrence, BPTT); one time step of the GRU and LSTM cells.",
 }
 
 
@@ -150,7 +150,16 @@ def render_modules(
     outputs: list[OutputEntry],
     agreements: list[Agreement] = (),
 ) -> dict[str, str]:
-    """``{relative path: text}`` for every generated Python file."""
+    """``{relative path: text}`` for every generated Python file.
+
+    ``kernels`` may hold :class:`.Binding` entries too: each is printed as a
+    constant after the kernels of its module.
+    """
+    bindings: dict[str, list[Binding]] = defaultdict(list)
+    for b in kernels:
+        if isinstance(b, Binding):
+            bindings[b.module].append(b)
+    kernels = [k for k in kernels if not isinstance(k, Binding)]
     by_module: dict[str, list[Kernel]] = defaultdict(list)
     for k in kernels:
         by_module[k.module].append(k)
@@ -176,6 +185,8 @@ def render_modules(
             scratch[k.name] = n
             rows[k.name] = n_rows
             parts.append("\n" + text)
+        for b in sorted(bindings[module], key=lambda b: b.name):
+            parts.append("\n" + _render_binding(b))
         for sub in ("sparse", "special"):  # the embedding's scatter-add; erf: no NumPy ufunc
             if any(f"scipy.{sub}." in text for text in parts[2:]):
                 parts[1] += f"import scipy.{sub}\n"
@@ -184,6 +195,13 @@ def render_modules(
         sorted(by_module), activations, outputs, scratch, rows, kernels
     )
     return files
+
+
+def _render_binding(b: Binding) -> str:
+    lines = [f"# {b.name}: the declaration's roles, named as its kernels name them "
+             f"({b.source})", f"{b.name.upper()} = {{"]
+    lines += [f"    {key!r}: {value!r}," for key, value in b.fields]
+    return "\n".join([*lines, "}\n"])
 
 
 def _render_registry(modules, activations, outputs, scratch, rows, kernels) -> str:
@@ -261,8 +279,8 @@ def render_latex(
 
 def split_exports(exports: list):
     """``(kernels, activations, outputs, agreements)`` from the pages' EXPORTS."""
-    kinds = (Kernel, ActivationEntry, OutputEntry, Agreement)
-    unknown = [e for e in exports if not isinstance(e, kinds)]
+    kinds = ((Kernel, Binding), ActivationEntry, OutputEntry, Agreement)
+    unknown = [e for e in exports if not isinstance(e, (Kernel, Binding, *kinds[1:]))]
     if unknown:
         raise TypeError(f"unknown exports: {unknown!r}")
     return tuple([e for e in exports if isinstance(e, kind)] for kind in kinds)

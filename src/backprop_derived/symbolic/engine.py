@@ -375,7 +375,8 @@ def backward(
     maps an output variable to its given gradient (an ``IndexedBase`` of the
     same shape, or ``1`` for a scalar cost); by default every output ``Y``
     (a left-hand side used by no later equation) gets ``dY``. Intermediates
-    (left-hand sides used later) get gradients too, returned alongside.
+    (left-hand sides used later) get gradients too, returned alongside; one
+    given an upstream adds it to what flows back through its reads.
 
     Returns ``{variable: Gradient}`` for every variable in ``wrt`` and every
     intermediate, in the order they were completed (the backward order).
@@ -402,6 +403,10 @@ def backward(
     # through those reads. Its upstream then needs a name of its own.
     recurrent = [v for v in outputs if any(_occurrences(rhs, v) for _, rhs in equations)]
     upstream = dict(upstream or {})
+    # An intermediate given an upstream gradient is an output too (an LSTM's c_t,
+    # which h_t reads and the next step receives): its total gradient is that
+    # upstream plus what flows back through the later equations' reads.
+    given = [v for v in used_later if v in upstream]
     for v in recurrent:
         if v not in upstream:
             raise ValueError(f"{v} feeds an earlier equation (a recurrence): name its "
@@ -423,13 +428,14 @@ def backward(
     indices: dict = {}
     for v in contributions:
         indices[v] = _fresh_indices(_shape(v), taken)
-    for v in recurrent:
+    for v in recurrent + given:
         outer = upstream[v]
         contributions[v].append(outer[indices[v]] if indices[v] else outer)
     results: dict = {}
     for lhs, rhs in reversed(equations):
         var = lhs.base if isinstance(lhs, Indexed) else lhs
-        grad = _gradient_base(var, _shape(var)) if var in recurrent else upstream.get(var)
+        grad = (_gradient_base(var, _shape(var)) if var in recurrent
+                else None if var in used_later else upstream.get(var))
         if grad is None:  # an intermediate: its gradient is complete now
             g = _finish(var, indices[var], contributions[var])
             results[var] = g

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-__all__ = ["ActivationEntry", "Agreement", "Kernel", "OutputEntry"]
+__all__ = ["ActivationEntry", "Agreement", "Binding", "Kernel", "OutputEntry"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,22 @@ class Agreement:
     kernel: str
     source: str
     statement: str
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A declared layer's roles, as its kernels spell the names: a module constant.
+
+    ``fields`` is ``((key, value), ...)``, each value a tuple of names (or of
+    tuples of names); the generated module holds ``NAME = {key: value, ...}``
+    (``NAME`` is ``name`` upper-cased), which the runtime layer reads instead
+    of spelling a parameter, a saved array or a state a second time.
+    """
+
+    module: str
+    name: str
+    fields: tuple
+    source: str
 
 
 def _expressions(expr):

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from .codegen import GENERATED_DOCS, GENERATED_PACKAGE, render_latex, render_modules, split_exports
+from .kernels import Kernel
 from .numba_printer import render_numba_modules
 
 __all__ = ["check", "collect", "derivation_scripts", "main", "render_all", "write"]
@@ -84,7 +85,8 @@ def collect(root: Path, *, log=None) -> list:
 def render_all(root: Path, *, log=None) -> dict[str, str]:
     kernels, acts, outs, agreements = split_exports(collect(root, log=log))
     files = render_modules(kernels, acts, outs, agreements)
-    files.update(render_numba_modules(kernels))  # the same kernels as fused Numba loops
+    # the same kernels as fused Numba loops (a Binding is data, printed once, above)
+    files.update(render_numba_modules([k for k in kernels if isinstance(k, Kernel)]))
     sources = sorted({k.source for k in kernels})
     files.update(render_latex(acts, outs, sources))
     return files
