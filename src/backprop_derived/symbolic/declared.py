@@ -97,8 +97,9 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
         pending += [r for r in _reads([defined[label]]) if r in defined and r not in saved]
     body = tuple(sorted(recomputed, key=lambda a: list(defined).index(a.target))) + tuple(steps)
     upstream = [f"d{_label(x)}" for x in layer.outputs]
-    order_f = [_label(x) for x in (*layer.inputs, *layer.params)]
-    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.saved, *layer.params)]
+    order_f = [_label(x) for x in (*layer.inputs, *layer.constants, *layer.params)]
+    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.constants, *layer.saved,
+                                              *layer.params)]
     returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
     fwd = Kernel(module, f"{layer.name}_forward", _params(forward, order_f, layer.scalars),
                  forward, f"{doc}: the catalog's equations, returning the outputs and the "
