@@ -277,6 +277,60 @@ EXPORTS = [
 ]
 
 # %% [markdown]
+# ## Many heads
+#
+# Multi-head attention (Vaswani et al., 2017, section 3.2.2; PyTorch's
+# `nn.MultiheadAttention` with `bias=False`, `batch_first=True` and the same
+# $X$ as query, key and value) runs $H$ heads side by side, each on its own
+# $d_\text{head} = d_\text{model}/H$ features, and mixes their outputs in one
+# final map. Each of $Wq$, $Wk$, $Wv$, $Wo$ is one $d_\text{model} \times
+# d_\text{model}$ matrix; as in PyTorch, $q = X\,Wq^\top$ has its
+# $d_\text{model}$ features split *contiguously*: feature $j$ of head $h$ is
+# feature $h\,d_\text{head} + j$, read from row $h\,d_\text{head} + j$ of
+# $Wq$. The catalog writes that row as $Wq_{h j c}$, an entry of the
+# $(H, d_\text{head}, d_\text{model})$ view of the same matrix (and
+# $Wo_{c h j}$ for column $h\,d_\text{head} + j$ of $Wo$), so the head is an
+# index like any other: the engine needs nothing new. The heads'
+# outputs are concatenated in the same order, which is the sum over $h$ and
+# $j$ in the last equation.
+#
+# The mask is written as PyTorch's float `attn_mask` is used: *added* to the
+# scores, $B_{ts} = 0$ for a visible key and $-\infty$ for a hidden one, so
+# $e^{S} = 0$ there. The single head above multiplies by $M$ instead, the
+# same weights ($B = \log M$); added, it lets the generic max-shift pass,
+# which subtracts the largest score of each row, see only the visible
+# scores.
+
+# %%
+from backprop_derived.symbolic.catalog import MULTI_HEAD_ATTENTION
+from backprop_derived.symbolic.declared import declared_kernels
+
+for lhs, rhs in MULTI_HEAD_ATTENTION.equations:
+    show(Chain(lhs, rhs, "catalog definition"))
+
+# %% [markdown]
+# The engine differentiates the declaration as it did the single head, last
+# equation first; nothing about heads is typed here. Each head's gradient
+# reaches its own rows of $Wq$, $Wk$, $Wv$ and its own columns of $Wo$, and
+# $X$, read by every head, collects a sum over $h$ in each of its three
+# terms.
+
+# %%
+mha_chains, MHA_FORWARD, MHA_BACKWARD = declared_kernels(
+    MULTI_HEAD_ATTENTION, "attention", SOURCE,
+    "Multi-head self-attention, heads split contiguously, mask B added to the scores")
+show(*mha_chains, caption="multi-head attention, node by node")
+
+# %% [markdown]
+# The backward kernel prints the engine's $dS$ as it stands, the quotient
+# rule with its two terms; the generated code subtracts the row's largest
+# score from every exponent of both (the max-shift pass, proven for any
+# shift), so scores of 800 stay finite in float64 and float32.
+
+# %%
+EXPORTS += [MHA_FORWARD, MHA_BACKWARD]
+
+# %% [markdown]
 # ## Exercises
 #
 # One sequence of $T = 2$ positions, $d_{model} = 2$, one head of
