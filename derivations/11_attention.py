@@ -364,3 +364,42 @@ if __name__ != "__derivation__":
                  float(att.grads["Wo"][1, 0]), tolerance=1e-5),
         Exercise(r"And \(dX_{10}\), position 1, feature 0.", float(dX_ex[0, 1, 0]), tolerance=1e-5),
     )
+
+# %% [markdown]
+# ### Many heads
+#
+# Two heads on $d_{model} = 2$ features, so $d_{head} = 1$: head 0 reads
+# row 0 of $Wq$, $Wk$, $Wv$ and head 1 reads row 1; $Wo$'s column $h$ takes
+# head $h$'s output. One sequence of $T = 2$ positions. The numbers come from
+# the runtime's `MultiHeadAttention`, which runs this page's generated kernels.
+
+# %%
+if __name__ != "__derivation__":
+    from backprop_derived.layers import MultiHeadAttention
+
+    mha_weights = {"Wq": [[1.0, 0.0], [0.0, 1.0]], "Wk": [[0.0, 2.0], [1.0, 1.0]],
+                   "Wv": [[1.0, -1.0], [0.5, 2.0]], "Wo": [[1.0, 0.5], [-1.0, 1.0]]}
+    mha = MultiHeadAttention(2, 2)
+    for key, value in mha_weights.items():
+        mha.params[key][:] = value
+    mha.forward(X_ex)
+    P_mha = mha._cache[5]  # the attention weights, one (T, T) matrix per head
+    mha.backward(dY_ex)
+    causal_mha = MultiHeadAttention(2, 2, causal=True)
+    for key, value in mha_weights.items():
+        causal_mha.params[key][:] = value
+    causal_mha.forward(X_ex)
+    dX_causal = causal_mha.backward(dY_ex)
+    given_mha = (rf"\(X = {tex_matrix(X_ex[0])}\), "
+                 + ", ".join(rf"\({k[0]}_{{{k[1]}}} = {tex_matrix(np.array(v))}\)"
+                             for k, v in mha_weights.items()))
+    show_exercises(
+        Exercise(rf"With {given_mha}: the weight that head 1 at position 0 gives to key 1.",
+                 float(P_mha[0, 1, 0, 1]), tolerance=1e-5),
+        Exercise(rf"With \(dY = {tex_matrix(dY_ex[0])}\): \(\partial L/\partial W_{{o,01}}\), "
+                 "the weight from head 1's output to feature 0.",
+                 float(mha.grads["Wo"][0, 1]), tolerance=1e-5),
+        Exercise(r"The same layer with causal=True: \(dX_{00}\), position 0, feature 0 "
+                 "(position 0 sees only itself, but position 1 also reads it).",
+                 float(dX_causal[0, 0, 0]), tolerance=1e-5),
+    )
