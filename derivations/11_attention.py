@@ -287,12 +287,11 @@ EXPORTS = [
 # d_\text{model}$ matrix; as in PyTorch, $q = X\,Wq^\top$ has its
 # $d_\text{model}$ features split *contiguously*: feature $j$ of head $h$ is
 # feature $h\,d_\text{head} + j$, read from row $h\,d_\text{head} + j$ of
-# $Wq$. The catalog writes that row as $Wq_{h j c}$, an entry of the
-# $(H, d_\text{head}, d_\text{model})$ view of the same matrix (and
-# $Wo_{c h j}$ for column $h\,d_\text{head} + j$ of $Wo$), so the head is an
-# index like any other: the engine needs nothing new. The heads'
-# outputs are concatenated in the same order, which is the sum over $h$ and
-# $j$ in the last equation.
+# $Wq$. The catalog writes exactly that, $Wq_{h d_\text{head} + j,\, c}$ (and
+# $Wo_{c,\, h d_\text{head} + j}$ for the column of $Wo$ that takes it), with
+# $d_\text{model} = H\,d_\text{head}$; the head is an index like any other.
+# The heads' outputs are concatenated in the same order, which is the sum
+# over $h$ and $j$ in the last equation.
 #
 # The mask is written as PyTorch's float `attn_mask` is used: *added* to the
 # scores, $B_{ts} = 0$ for a visible key and $-\infty$ for a hidden one, so
@@ -311,9 +310,10 @@ for lhs, rhs in MULTI_HEAD_ATTENTION.equations:
 # %% [markdown]
 # The engine differentiates the declaration as it did the single head, last
 # equation first; nothing about heads is typed here. Each head's gradient
-# reaches its own rows of $Wq$, $Wk$, $Wv$ and its own columns of $Wo$, and
-# $X$, read by every head, collects a sum over $h$ in each of its three
-# terms.
+# reaches its own rows of $Wq$, $Wk$, $Wv$ and its own columns of $Wo$: the
+# bracket $[0 \le u - h\,d_\text{head} \le d_\text{head} - 1]$ in $dWq_{uv}$
+# keeps, of the sum over heads, the one head whose block holds row $u$. $X$,
+# read by every head, collects a sum over $h$ in each of its three terms.
 
 # %%
 mha_chains, MHA_FORWARD, MHA_BACKWARD = declared_kernels(
@@ -325,7 +325,11 @@ show(*mha_chains, caption="multi-head attention, node by node")
 # The backward kernel prints the engine's $dS$ as it stands, the quotient
 # rule with its two terms; the generated code subtracts the row's largest
 # score from every exponent of both (the max-shift pass, proven for any
-# shift), so scores of 800 stay finite in float64 and float32.
+# shift), so scores of 800 stay finite in float64 and float32. The affine
+# index is the index printer's strided window (as pooling's $s p + j$, here
+# with stride and window both $d_\text{head}$): the forward kernel reads
+# $Wq$ through a view of its $H$ blocks of rows, and the backward kernel adds
+# each head feature $j$ into the rows $j, j + d_\text{head}, \dots$ of $dWq$.
 
 # %%
 EXPORTS += [MHA_FORWARD, MHA_BACKWARD]

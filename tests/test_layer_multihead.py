@@ -204,3 +204,51 @@ def test_bad_upstream_and_order():
 def test_bad_construction(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MultiHeadAttention(**kwargs)
+
+
+@pytest.mark.slow  # about 1.5 s idle; a SymPy proof fails before the one that holds
+def test_an_affine_parameter_index_is_proven_and_printed():
+    """Two equations, a parameter read at the affine row J g + j (a head split) by one of
+    them: the engine's gradient chain cannot sum the bracket, so the declaration proves
+    the gradient through that one equation (canonical sums; without that fallback
+    declared_kernels raises), and the printed kernels agree with central differences.
+    Nothing here is attention-specific."""
+    import sympy as sp
+    from sympy import IndexedBase, Sum
+
+    from backprop_derived.symbolic.catalog import LayerDeclaration
+    from backprop_derived.symbolic.codegen import render_kernel
+    from backprop_derived.symbolic.declared import declared_kernels
+
+    N, G, J = sp.symbols("N G J", integer=True, positive=True)
+    n, g, j, c = sp.symbols("n g j c", integer=True)
+    X = IndexedBase("X", shape=(N, G * J), real=True)
+    W = IndexedBase("W", shape=(G * J, G * J), real=True)
+    Q = IndexedBase("Q", shape=(N, G, J), real=True)
+    Y = IndexedBase("Y", shape=(N, G, J), real=True)
+    eqs = ((Q[n, g, j], Sum(X[n, c] * W[J * g + j, c], (c, 0, G * J - 1))),
+           (Y[n, g, j], Q[n, g, j] ** 2))
+    # X a constant: only W's chain is proven (the failing first attempt costs seconds)
+    layer = LayerDeclaration("split", eqs, inputs=(), params=(W,), saved=(Q,), outputs=(Y,),
+                             constants=(X,))
+    _, forward, back = declared_kernels(layer, "test", "tests", "split")
+    env = {"numpy": np}
+    for kernel in (forward, back):
+        exec(render_kernel(kernel)[0], env)  # noqa: S102
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(2, 6)), rng.normal(size=(6, 6))  # G = 3 groups of J = 2
+    sizes = {"G": 3, "J": 2}
+
+    def call(f, **arrays):
+        names = f.__code__.co_varnames[:f.__code__.co_argcount]
+        return f(**{k: {**arrays, **sizes}[k] for k in names})
+
+    y, q = call(env["split_forward"], x=x, w=w)
+    np.testing.assert_allclose(y, ((x @ w.T) ** 2).reshape(2, 3, 2), rtol=1e-13)
+    dy = rng.normal(size=y.shape)
+    dw = call(env["split_backward"], dy=dy, x=x, q=q, w=w)
+
+    def value():
+        return float(np.sum(dy * ((x @ w.T) ** 2).reshape(2, 3, 2)))
+
+    assert relative_error(dw, central_differences(value, w)) < 1e-8

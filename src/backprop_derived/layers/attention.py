@@ -120,12 +120,11 @@ class MultiHeadAttention(Layer):
             self._masks[T] = B
         return self._masks[T]
 
-    def _views(self) -> dict:
-        """The weights as the catalog's equations index them: Wq[h, j, c], Wo[c, h, j]."""
-        H, Dh, D = self.heads, self.d_head, self.d_model
+    def _weights(self) -> dict:
+        """What the kernels read besides the arrays: the weights and the head split."""
         p = self.params
-        return {"wq": p["Wq"].reshape(H, Dh, D), "wk": p["Wk"].reshape(H, Dh, D),
-                "wv": p["Wv"].reshape(H, Dh, D), "wo": p["Wo"].reshape(D, H, Dh)}
+        return {"wq": p["Wq"], "wk": p["Wk"], "wv": p["Wv"], "wo": p["Wo"],
+                "heads": self.heads, "d_head": self.d_head}
 
     def forward(self, X, train: bool = True) -> np.ndarray:
         X = self._check_input(X, ndim=3, last=self.d_model)
@@ -133,7 +132,7 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"{self.name}: X has no positions (shape {X.shape}); "
                              "attention needs T >= 1")
         y, q, k, v, s, P, o = call_declared(kernels.multi_head_attention_forward, x=X,
-                                            b=self._mask(X.shape[1]), **self._views())
+                                            b=self._mask(X.shape[1]), **self._weights())
         self._cache = (X, q, k, v, s, P, o) if train else None
         return y
 
@@ -143,8 +142,6 @@ class MultiHeadAttention(Layer):
         X, q, k, v, s, P, o = self._cache
         dX, dWq, dWk, dWv, dWo = call_declared(
             kernels.multi_head_attention_backward, dy=dY, x=X, q=q, k=k, v=v, s=s, p=P, o=o,
-            **self._views())
-        D = self.d_model
-        self.grads = {"Wq": dWq.reshape(D, D), "Wk": dWk.reshape(D, D),
-                      "Wv": dWv.reshape(D, D), "Wo": dWo.reshape(D, D)}
+            **self._weights())
+        self.grads = {"Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo}
         return dX
