@@ -67,7 +67,10 @@ def test_forward_and_gradients_match_reference(N, T, D, heads, causal):
     dY = rng.normal(size=(N, T, D))
     Y = layer.forward(X)
     p = {k: v.copy() for k, v in layer.params.items()}
-    args = lambda: (X, p["Wq"], p["Wk"], p["Wv"], p["Wo"], heads, causal)  # noqa: E731
+
+    def args():
+        return (X, p["Wq"], p["Wk"], p["Wv"], p["Wo"], heads, causal)
+
     np.testing.assert_allclose(Y, reference_forward(*args()), rtol=0, atol=1e-12)
     dX = layer.backward(dY)
 

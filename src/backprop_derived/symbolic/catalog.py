@@ -566,7 +566,8 @@ MULTI_HEAD_ATTENTION = LayerDeclaration(
       Sum(MHA_Q[(*_mha_row, mha_j)] * MHA_K[mha_n, mha_h, mha_s, mha_j], (mha_j, 0, MHA_DH - 1))
       / sqrt(MHA_DH) + MHA_B[mha_t, mha_s]),
      (MHA_P[(*_mha_row, mha_s)],
-      exp(MHA_S[(*_mha_row, mha_s)]) / Sum(exp(MHA_S[(*_mha_row, mha_s2)]), (mha_s2, 0, MHA_T - 1))),
+      exp(MHA_S[(*_mha_row, mha_s)])
+      / Sum(exp(MHA_S[(*_mha_row, mha_s2)]), (mha_s2, 0, MHA_T - 1))),
      (MHA_O[(*_mha_row, mha_j)],
       Sum(MHA_P[(*_mha_row, mha_s)] * MHA_V[mha_n, mha_h, mha_s, mha_j], (mha_s, 0, MHA_T - 1))),
      (MHA_Y[mha_n, mha_t, mha_c],
