@@ -277,6 +277,64 @@ EXPORTS = [
 ]
 
 # %% [markdown]
+# ## Many heads
+#
+# Multi-head attention (Vaswani et al., 2017, section 3.2.2; PyTorch's
+# `nn.MultiheadAttention` with `bias=False`, `batch_first=True` and the same
+# $X$ as query, key and value) runs $H$ heads side by side, each on its own
+# $d_\text{head} = d_\text{model}/H$ features, and mixes their outputs in one
+# final map. Each of $Wq$, $Wk$, $Wv$, $Wo$ is one $d_\text{model} \times
+# d_\text{model}$ matrix; as in PyTorch, $q = X\,Wq^\top$ has its
+# $d_\text{model}$ features split *contiguously*: feature $j$ of head $h$ is
+# feature $h\,d_\text{head} + j$, read from row $h\,d_\text{head} + j$ of
+# $Wq$. The catalog writes exactly that, $Wq_{h d_\text{head} + j,\, c}$ (and
+# $Wo_{c,\, h d_\text{head} + j}$ for the column of $Wo$ that takes it), with
+# $d_\text{model} = H\,d_\text{head}$; the head is an index like any other.
+# The heads' outputs are concatenated in the same order, which is the sum
+# over $h$ and $j$ in the last equation.
+#
+# The mask is written as PyTorch's float `attn_mask` is used: *added* to the
+# scores, $B_{ts} = 0$ for a visible key and $-\infty$ for a hidden one, so
+# $e^{S} = 0$ there. The single head above multiplies by $M$ instead, the
+# same weights ($B = \log M$); added, it lets the generic max-shift pass,
+# which subtracts the largest score of each row, see only the visible
+# scores.
+
+# %%
+from backprop_derived.symbolic.catalog import MULTI_HEAD_ATTENTION
+from backprop_derived.symbolic.declared import declared_kernels
+
+for lhs, rhs in MULTI_HEAD_ATTENTION.equations:
+    show(Chain(lhs, rhs, "catalog definition"))
+
+# %% [markdown]
+# The engine differentiates the declaration as it did the single head, last
+# equation first; nothing about heads is typed here. Each head's gradient
+# reaches its own rows of $Wq$, $Wk$, $Wv$ and its own columns of $Wo$: the
+# bracket $[0 \le u - h\,d_\text{head} \le d_\text{head} - 1]$ in $dWq_{uv}$
+# keeps, of the sum over heads, the one head whose block holds row $u$. $X$,
+# read by every head, collects a sum over $h$ in each of its three terms.
+
+# %%
+mha_chains, MHA_FORWARD, MHA_BACKWARD = declared_kernels(
+    MULTI_HEAD_ATTENTION, "attention", SOURCE,
+    "Multi-head self-attention, heads split contiguously, mask B added to the scores")
+show(*mha_chains, caption="multi-head attention, node by node")
+
+# %% [markdown]
+# The backward kernel prints the engine's $dS$ as it stands, the quotient
+# rule with its two terms; the generated code subtracts the row's largest
+# score from every exponent of both (the max-shift pass, proven for any
+# shift), so scores of 800 stay finite in float64 and float32. The affine
+# index is the index printer's strided window (as pooling's $s p + j$, here
+# with stride and window both $d_\text{head}$): the forward kernel reads
+# $Wq$ through a view of its $H$ blocks of rows, and the backward kernel adds
+# each head feature $j$ into the rows $j, j + d_\text{head}, \dots$ of $dWq$.
+
+# %%
+EXPORTS += [MHA_FORWARD, MHA_BACKWARD]
+
+# %% [markdown]
 # ## Exercises
 #
 # One sequence of $T = 2$ positions, $d_{model} = 2$, one head of
@@ -309,4 +367,43 @@ if __name__ != "__derivation__":
         Exercise(rf"With \(dY = {tex_matrix(dY_ex[0])}\): \(\partial L/\partial W_{{o,10}}\).",
                  float(att.grads["Wo"][1, 0]), tolerance=1e-5),
         Exercise(r"And \(dX_{10}\), position 1, feature 0.", float(dX_ex[0, 1, 0]), tolerance=1e-5),
+    )
+
+# %% [markdown]
+# ### Many heads
+#
+# Two heads on $d_{model} = 2$ features, so $d_{head} = 1$: head 0 reads
+# row 0 of $Wq$, $Wk$, $Wv$ and head 1 reads row 1; $Wo$'s column $h$ takes
+# head $h$'s output. One sequence of $T = 2$ positions. The numbers come from
+# the runtime's `MultiHeadAttention`, which runs this page's generated kernels.
+
+# %%
+if __name__ != "__derivation__":
+    from backprop_derived.layers import MultiHeadAttention
+
+    mha_weights = {"Wq": [[1.0, 0.0], [0.0, 1.0]], "Wk": [[0.0, 2.0], [1.0, 1.0]],
+                   "Wv": [[1.0, -1.0], [0.5, 2.0]], "Wo": [[1.0, 0.5], [-1.0, 1.0]]}
+    mha = MultiHeadAttention(2, 2)
+    for key, value in mha_weights.items():
+        mha.params[key][:] = value
+    mha.forward(X_ex)
+    P_mha = mha._cache[5]  # the attention weights, one (T, T) matrix per head
+    mha.backward(dY_ex)
+    causal_mha = MultiHeadAttention(2, 2, causal=True)
+    for key, value in mha_weights.items():
+        causal_mha.params[key][:] = value
+    causal_mha.forward(X_ex)
+    dX_causal = causal_mha.backward(dY_ex)
+    given_mha = (rf"\(X = {tex_matrix(X_ex[0])}\), "
+                 + ", ".join(rf"\({k[0]}_{{{k[1]}}} = {tex_matrix(np.array(v))}\)"
+                             for k, v in mha_weights.items()))
+    show_exercises(
+        Exercise(rf"With {given_mha}: the weight that head 1 at position 0 gives to key 1.",
+                 float(P_mha[0, 1, 0, 1]), tolerance=1e-5),
+        Exercise(rf"With \(dY = {tex_matrix(dY_ex[0])}\): \(\partial L/\partial W_{{o,01}}\), "
+                 "the weight from head 1's output to feature 0.",
+                 float(mha.grads["Wo"][0, 1]), tolerance=1e-5),
+        Exercise(r"The same layer with causal=True: \(dX_{00}\), position 0, feature 0 "
+                 "(position 0 sees only itself, but position 1 also reads it).",
+                 float(dX_causal[0, 0, 0]), tolerance=1e-5),
     )

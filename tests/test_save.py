@@ -27,6 +27,7 @@ from backprop_derived.layers import (
     LayerNorm,
     MaxPool1d,
     MaxPool2d,
+    MultiHeadAttention,
     Residual,
     RMSNorm,
     SelfAttention,
@@ -56,6 +57,9 @@ def models():
             Dense(6, 3), Activation("softmax")]), X2, labels),
         ("sequence", Sequential([
             Embedding(7, 4), SelfAttention(4, 3, causal=True), RNN(4, 5), Dense(5, 3),
+            Activation("softmax")]), ids, seq_labels),
+        ("multi-head", Sequential([
+            Embedding(7, 4), MultiHeadAttention(4, 2, causal=True, seed=3), Dense(4, 3),
             Activation("softmax")]), ids, seq_labels),
         ("conv1d", Sequential([Conv1d(2, 3, 3), GroupNorm(3, 3), Activation("relu"), Conv1d(3, 2, 2)],
                               loss="squared_error"), X1, rng.normal(size=(3, 2, 6))),

@@ -513,7 +513,12 @@ def graphs() -> dict[str, list[Graph]]:
             "11_attention", C.SELF_ATTENTION,
             (C.ATT_X, C.ATT_Wq, C.ATT_Wk, C.ATT_Wv, C.ATT_Wo),
             "One head of self-attention: X is read three times (Q, K, V), so dX sums "
-            "three gradients; the mask M takes none.", after_heading="the-definition")],
+            "three gradients; the mask M takes none.", after_heading="the-definition"),
+            Graph("11_multi_head", C.MULTI_HEAD_ATTENTION.equations,
+                  (C.MHA_X, C.MHA_Wq, C.MHA_Wk, C.MHA_Wv, C.MHA_Wo),
+                  "Many heads: the same graph with the head h as one more index of Q, K, "
+                  "V, S, P and O; Y sums over h, so every head's gradient starts from dY. "
+                  "The added mask B takes none.", after_heading="many-heads")],
         "derivations/12_dropout_embedding_residual.py": [
             Graph("12_dropout", C.DROPOUT, (C.DROPOUT_X,),
                   "Dropout: the mask multiplies, so it routes the gradient; it receives none.",

@@ -61,6 +61,10 @@ VASWANI = (
     "Advances in Neural Information Processing Systems 30 (NeurIPS 2017); arXiv:1706.03762",
     "https://arxiv.org/abs/1706.03762",
 )
+PYTORCH_MHA = (
+    "PyTorch contributors", 2024, "torch.nn.MultiheadAttention", "PyTorch documentation",
+    "https://pytorch.org/docs/stable/generated/torch.nn.MultiheadAttention.html",
+)
 SRIVASTAVA = (
     "Nitish Srivastava, Geoffrey Hinton, Alex Krizhevsky, Ilya Sutskever, "
     "Ruslan Salakhutdinov", 2014,
@@ -203,6 +207,10 @@ SOURCES: dict[str, list[tuple[tuple, str]]] = {
     "derivations/11_attention.py": [
         (VASWANI, "scaled dot-product attention, softmax(Q Kᵀ / √d_k) V, its letters "
          "Q, K, V and the mask that hides later positions; one head, no biases"),
+        (VASWANI, "multi-head attention (section 3.2.2): h heads of d_model / h "
+         "features each, run in parallel, concatenated and projected by W^O"),
+        (PYTORCH_MHA, "the contiguous split of q = x Wqᵀ into heads, the (d_model, d_model) "
+         "weights without biases, batch_first, and the float attn_mask added to the scores"),
     ],
     "derivations/12_dropout_embedding_residual.py": [
         (SRIVASTAVA, "dropout. The paper's p is the probability of keeping a unit and it "

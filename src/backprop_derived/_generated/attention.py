@@ -2,7 +2,7 @@
 # Do NOT edit by hand: change the derivation (or symbolic/catalog.py) and run
 # `make regenerate`; `make check` fails when this file is out of date.
 
-"""Single-head self-attention: forward and backward kernels."""
+"""Self-attention, one head and many: forward and backward kernels."""
 
 import numpy
 
@@ -72,3 +72,56 @@ def attention_scores(x, wq, wk, wv, head):
     v = (numpy.matmul(x.reshape(x.shape[0] * x.shape[1], x.shape[2]), wv.T).reshape(x.shape[0], x.shape[1], wv.shape[0]))
     s = (numpy.matmul(q, k.swapaxes(-1, -2)))/numpy.sqrt(head)
     return q, k, v, s
+
+
+def multi_head_attention_backward(dy, x, q, k, v, s, p, o, wq, wk, wv, wo):
+    """Multi-head self-attention, heads split contiguously, mask B added to the scores: the gradients of the inputs and parameters, as the engine derived them node by node.
+
+    multi_head_attention backward, engine result; derived in derivations/11_attention.py.
+    """
+    N = dy.shape[0]
+    T = dy.shape[1]
+    d_head = v.shape[3]
+    heads = v.shape[1]
+    do = (numpy.einsum('abc,dea->dbec', numpy.lib.stride_tricks.sliding_window_view(wo, (d_head,), axis=(1,))[:, 0::d_head], dy, optimize=True))
+    dp = (numpy.matmul(do, v.swapaxes(-1, -2)))
+    ds_max = numpy.maximum.reduce(s, axis=3)
+    ds = -(numpy.exp(s - ds_max[:, :, :, None])/(numpy.add.reduce(numpy.exp(s - ds_max[:, :, :, None]), axis=3))[:, :, :, None]**2 * numpy.einsum('abcd,abcd->abc', dp, numpy.exp(s - ds_max[:, :, :, None]))[:, :, :, None])
+    ds += dp*numpy.exp(s - ds_max[:, :, :, None])/(numpy.add.reduce(numpy.exp(s - ds_max[:, :, :, None]), axis=3))[:, :, :, None]
+    dv = (numpy.matmul(p.swapaxes(-1, -2), do))
+    dk = (numpy.matmul(ds.swapaxes(-1, -2), q))*d_head**(-0.5)
+    dq = (numpy.matmul(ds, k))*d_head**(-0.5)
+    dx = (numpy.einsum('abc,daec->deb', numpy.lib.stride_tricks.sliding_window_view(wk, (d_head,), axis=(0,))[0:1 + d_head*(heads - 1):d_head], dk, optimize=True))
+    dx += (numpy.einsum('abc,daec->deb', numpy.lib.stride_tricks.sliding_window_view(wq, (d_head,), axis=(0,))[0:1 + d_head*(heads - 1):d_head], dq, optimize=True))
+    dx += (numpy.einsum('abc,daec->deb', numpy.lib.stride_tricks.sliding_window_view(wv, (d_head,), axis=(0,))[0:1 + d_head*(heads - 1):d_head], dv, optimize=True))
+    dwq = numpy.zeros((d_head*heads, d_head*heads,), dtype=wo.dtype)
+    for _j0 in range(0, d_head):
+        dwq[_j0:1 + _j0 + d_head*(heads - 1):d_head] += (numpy.matmul((dq[:, :, :, _j0]).transpose(0, 2, 1).reshape((dq[:, :, :, _j0]).shape[0] * (dq[:, :, :, _j0]).shape[2], (dq[:, :, :, _j0]).shape[1]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwk = numpy.zeros((d_head*heads, d_head*heads,), dtype=wo.dtype)
+    for _j0 in range(0, d_head):
+        dwk[_j0:1 + _j0 + d_head*(heads - 1):d_head] += (numpy.matmul((dk[:, :, :, _j0]).transpose(0, 2, 1).reshape((dk[:, :, :, _j0]).shape[0] * (dk[:, :, :, _j0]).shape[2], (dk[:, :, :, _j0]).shape[1]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwv = numpy.zeros((d_head*heads, d_head*heads,), dtype=wo.dtype)
+    for _j0 in range(0, d_head):
+        dwv[_j0:1 + _j0 + d_head*(heads - 1):d_head] += (numpy.matmul((dv[:, :, :, _j0]).transpose(0, 2, 1).reshape((dv[:, :, :, _j0]).shape[0] * (dv[:, :, :, _j0]).shape[2], (dv[:, :, :, _j0]).shape[1]).T, x.reshape(x.shape[0] * x.shape[1], x.shape[2])))
+    dwo = numpy.zeros((d_head*heads, d_head*heads,), dtype=wo.dtype)
+    for _j0 in range(0, d_head):
+        dwo[:, _j0:1 + _j0 + d_head*(heads - 1):d_head] += (numpy.matmul(dy.reshape(dy.shape[0] * dy.shape[1], dy.shape[2]).T, (o[:, :, :, _j0]).transpose(0, 2, 1).reshape((o[:, :, :, _j0]).shape[0] * (o[:, :, :, _j0]).shape[2], (o[:, :, :, _j0]).shape[1])))
+    return dx, dwq, dwk, dwv, dwo
+
+
+def multi_head_attention_forward(x, b, wq, wk, wv, wo, d_head, heads):
+    """Multi-head self-attention, heads split contiguously, mask B added to the scores: the catalog's equations, returning the outputs and the saved intermediates.
+
+    multi_head_attention forward, catalog equations; derived in derivations/11_attention.py.
+    """
+    T = x.shape[1]
+    q = (numpy.einsum('abc,deb->daec', numpy.lib.stride_tricks.sliding_window_view(wq, (d_head,), axis=(0,))[0::d_head], x, optimize=True))
+    k = (numpy.einsum('abc,deb->daec', numpy.lib.stride_tricks.sliding_window_view(wk, (d_head,), axis=(0,))[0::d_head], x, optimize=True))
+    v = (numpy.einsum('abc,deb->daec', numpy.lib.stride_tricks.sliding_window_view(wv, (d_head,), axis=(0,))[0::d_head], x, optimize=True))
+    s = (numpy.matmul(q, k.swapaxes(-1, -2)))*d_head**(-0.5)
+    s += b
+    p_max = numpy.maximum.reduce(s, axis=3)
+    p = numpy.exp(s - p_max[:, :, :, None])/(numpy.add.reduce(numpy.exp(s - p_max[:, :, :, None]), axis=3))[:, :, :, None]
+    o = (numpy.matmul(p, v))
+    y = (numpy.einsum('abc,dbec->dea', numpy.lib.stride_tricks.sliding_window_view(wo, (d_head,), axis=(1,))[:, 0:1 + d_head*(heads - 1):d_head], o, optimize=True))
+    return y, q, k, v, s, p, o

@@ -22,6 +22,7 @@ _WHERE = {
     "Embedding": "simple",
     "Residual": "simple",
     "SelfAttention": "attention",
+    "MultiHeadAttention": "attention",
     "Conv1d": "conv",
     "Conv2d": "conv",
     "AvgPool1d": "pool",

@@ -1,4 +1,5 @@
-"""One self-attention head on the kernels generated from derivations/11_attention.py.
+"""Self-attention on the kernels generated from derivations/11_attention.py: one head
+(``SelfAttention``) and many (``MultiHeadAttention``, from ``catalog.MULTI_HEAD_ATTENTION``).
 
 ``Y = SelfAttention(d_model, d_head).forward(X)`` for ``X`` of shape
 (batch, T, d_model): Q = X Wq^T, K = X Wk^T, V = X Wv^T,
@@ -13,8 +14,9 @@ import numpy as np
 from backprop_derived.backend import kernels as _kernels
 
 from .base import Layer, check_positive_int
+from .declared import call_declared
 
-__all__ = ["SelfAttention"]
+__all__ = ["MultiHeadAttention", "SelfAttention"]
 
 kernels = _kernels("attention")  # the active backend's kernels, looked up at each call
 
@@ -72,5 +74,74 @@ class SelfAttention(Layer):
         p = self.params
         dX, dWq, dWk, dWv, dWo = kernels.attention_backward(
             dY, X, q, k, v, P, o, p["Wq"], p["Wk"], p["Wv"], p["Wo"], self._head)
+        self.grads = {"Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo}
+        return dX
+
+
+class MultiHeadAttention(Layer):
+    """Multi-head self-attention, as PyTorch's ``nn.MultiheadAttention(d_model, heads,
+    bias=False, batch_first=True)`` called with ``X`` as query, key and value.
+
+    ``X`` has shape (batch, T, d_model); ``heads`` must divide ``d_model``. ``params``
+    ``Wq``, ``Wk``, ``Wv``, ``Wo``, each (d_model, d_model): ``q = X Wq^T`` is split
+    contiguously into heads of ``d_head = d_model // heads`` features (head ``h`` uses
+    rows ``h d_head .. h d_head + d_head - 1`` of ``Wq``, ``Wk``, ``Wv``), and
+    ``Y = concat(heads) Wo^T``. With ``causal=True`` the key s is hidden from the query
+    t when s > t. Initialisation as PyTorch's: ``Wq``, ``Wk``, ``Wv`` are the blocks of
+    one (3 d_model, d_model) matrix drawn Xavier-uniform, ``Wo`` uniform in
+    +-1/sqrt(d_model).
+    """
+
+    def __init__(self, d_model: int, heads: int, causal: bool = False, dtype=np.float64,
+                 seed=None) -> None:
+        super().__init__(dtype)
+        self.d_model = check_positive_int(d_model, "d_model")
+        self.heads = check_positive_int(heads, "heads")
+        if self.d_model % self.heads:
+            raise ValueError(f"d_model = {self.d_model} is not divisible by heads = "
+                             f"{self.heads}: each head takes d_model / heads features")
+        if not isinstance(causal, bool | np.bool_):
+            raise ValueError(f"causal must be True or False, got {causal!r}")
+        self.causal = bool(causal)
+        self.d_head = self.d_model // self.heads
+        rng = np.random.default_rng(seed)
+        d = self.d_model
+        in_proj = rng.uniform(-1.0, 1.0, (3 * d, d)) * np.sqrt(6.0 / (3 * d + d))
+        self._set_params({"Wq": in_proj[:d], "Wk": in_proj[d:2 * d], "Wv": in_proj[2 * d:],
+                          "Wo": rng.uniform(-1.0, 1.0, (d, d)) / np.sqrt(d)})
+        self._masks: dict[int, np.ndarray] = {}
+
+    def _mask(self, T: int) -> np.ndarray:
+        """The catalog's B, added to the scores: 0 where a key is visible, -inf where hidden."""
+        if T not in self._masks:
+            B = np.zeros((T, T), dtype=self.dtype)
+            if self.causal:
+                B[np.triu_indices(T, 1)] = -np.inf
+            self._masks[T] = B
+        return self._masks[T]
+
+    def _weights(self) -> dict:
+        """What the kernels read besides the arrays: the weights and the head split."""
+        p = self.params
+        return {"wq": p["Wq"], "wk": p["Wk"], "wv": p["Wv"], "wo": p["Wo"],
+                "heads": self.heads, "d_head": self.d_head}
+
+    def forward(self, X, train: bool = True) -> np.ndarray:
+        X = self._check_input(X, ndim=3, last=self.d_model)
+        if X.shape[1] == 0:
+            raise ValueError(f"{self.name}: X has no positions (shape {X.shape}); "
+                             "attention needs T >= 1")
+        y, q, k, v, s, P, o = call_declared(kernels.multi_head_attention_forward, x=X,
+                                            b=self._mask(X.shape[1]), **self._weights())
+        self._cache = (X, q, k, v, s, P, o) if train else None
+        return y
+
+    def backward(self, dY) -> np.ndarray:
+        shape = None if self._cache is None else self._cache[0].shape
+        dY = self._check_upstream(dY, shape)
+        X, q, k, v, s, P, o = self._cache
+        dX, dWq, dWk, dWv, dWo = call_declared(
+            kernels.multi_head_attention_backward, dy=dY, x=X, q=q, k=k, v=v, s=s, p=P, o=o,
+            **self._weights())
         self.grads = {"Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo}
         return dX

@@ -251,6 +251,8 @@ class LayerDeclaration:
     # The runtime's parameters that stack declared ones along their first axis,
     # ((name, (part, ...)), ...): PyTorch's weight_ih_l0 is the GRU's W_ir, W_iz, W_in
     stacks: tuple = ()
+    # arrays the layer passes that are never differentiated (an attention mask)
+    constants: tuple = ()
 
 
 # RMS norm (Zhang & Sennrich, 2019), as PyTorch's nn.RMSNorm: every row i of
@@ -626,3 +628,65 @@ LSTM_CELL = LayerDeclaration(
     saved=(LSTM_I, LSTM_F, LSTM_G, LSTM_O, LSTM_TC),
     outputs=(LSTM_HN, LSTM_C), states=((GATED_HP, LSTM_HN), (GATED_CP, LSTM_C)),
     stacks=_stacks(LSTM_GATES))
+
+# --- Multi-head attention (derivations/11_attention.py, "Many heads") -----------------
+# PyTorch's nn.MultiheadAttention(d_model, heads, bias=False, batch_first=True) with
+# query = key = value = X: q = X Wq^T, whose last axis of d_model = heads * d_head
+# features is split contiguously into heads of d_head (row h d_head + j of Wq feeds
+# feature j of head h); scores Q K^T / sqrt(d_head) per head, a softmax over the keys,
+# O = P V per head, the heads concatenated in the same order, and Y = concat Wo^T.
+# Each weight is one (d_model, d_model) matrix, indexed as PyTorch splits it: the
+# affine index h d_head + j reads the row (of Wq, Wk, Wv) or the column (of Wo) of
+# feature j of head h; d_model is heads * d_head.
+# Sequence n, head h, query position t, key position s, head feature j, model feature c.
+#
+# The mask B[t, s] is added to the scores, as PyTorch adds a float attn_mask: 0 where
+# key s is visible from query t, -inf where it is hidden (causal: s > t), so
+# exp(S) = 0 there. Added rather than multiplied (SELF_ATTENTION's M), because then
+# the max-shift pass, which shifts by the largest entry of the row, sees only
+# visible scores: a hidden score, however large, cannot push every visible
+# exponential below the smallest float. B is never differentiated.
+MHA_N, MHA_T = sp.symbols("N T", integer=True, positive=True)
+MHA_HEADS, MHA_DH = sp.symbols("heads d_head", integer=True, positive=True)
+MHA_D = MHA_HEADS * MHA_DH  # d_model
+mha_n, mha_h, mha_t, mha_s, mha_s2, mha_j, mha_c = sp.symbols("n h t s s' j c", integer=True)
+MHA_X = IndexedBase("X", shape=(MHA_N, MHA_T, MHA_D), real=True)
+MHA_Wq = IndexedBase("Wq", shape=(MHA_D, MHA_D), real=True)
+MHA_Wk = IndexedBase("Wk", shape=(MHA_D, MHA_D), real=True)
+MHA_Wv = IndexedBase("Wv", shape=(MHA_D, MHA_D), real=True)
+MHA_Wo = IndexedBase("Wo", shape=(MHA_D, MHA_D), real=True)
+MHA_B = IndexedBase("B", shape=(MHA_T, MHA_T), real=True)
+MHA_Q = IndexedBase("Q", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_DH), real=True)
+MHA_K = IndexedBase("K", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_DH), real=True)
+MHA_V = IndexedBase("V", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_DH), real=True)
+MHA_S = IndexedBase("S", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_T), real=True)
+MHA_P = IndexedBase("P", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_T), real=True)
+MHA_O = IndexedBase("O", shape=(MHA_N, MHA_HEADS, MHA_T, MHA_DH), real=True)
+MHA_Y = IndexedBase("Y", shape=(MHA_N, MHA_T, MHA_D), real=True)
+_mha_row = (mha_n, mha_h, mha_t)
+
+
+def _mha_project(W):
+    """Feature j of head h at position t: sum_c X[n, t, c] W[h d_head + j, c]."""
+    return Sum(MHA_X[mha_n, mha_t, mha_c] * W[MHA_DH * mha_h + mha_j, mha_c],
+               (mha_c, 0, MHA_D - 1))
+
+
+MULTI_HEAD_ATTENTION = LayerDeclaration(
+    "multi_head_attention",
+    ((MHA_Q[(*_mha_row, mha_j)], _mha_project(MHA_Wq)),
+     (MHA_K[(*_mha_row, mha_j)], _mha_project(MHA_Wk)),
+     (MHA_V[(*_mha_row, mha_j)], _mha_project(MHA_Wv)),
+     (MHA_S[(*_mha_row, mha_s)],
+      Sum(MHA_Q[(*_mha_row, mha_j)] * MHA_K[mha_n, mha_h, mha_s, mha_j], (mha_j, 0, MHA_DH - 1))
+      / sqrt(MHA_DH) + MHA_B[mha_t, mha_s]),
+     (MHA_P[(*_mha_row, mha_s)],
+      exp(MHA_S[(*_mha_row, mha_s)])
+      / Sum(exp(MHA_S[(*_mha_row, mha_s2)]), (mha_s2, 0, MHA_T - 1))),
+     (MHA_O[(*_mha_row, mha_j)],
+      Sum(MHA_P[(*_mha_row, mha_s)] * MHA_V[mha_n, mha_h, mha_s, mha_j], (mha_s, 0, MHA_T - 1))),
+     (MHA_Y[mha_n, mha_t, mha_c],
+      Sum(MHA_O[(*_mha_row, mha_j)] * MHA_Wo[mha_c, MHA_DH * mha_h + mha_j],
+          (mha_h, 0, MHA_HEADS - 1), (mha_j, 0, MHA_DH - 1)))),
+    inputs=(MHA_X,), params=(MHA_Wq, MHA_Wk, MHA_Wv, MHA_Wo),
+    saved=(MHA_Q, MHA_K, MHA_V, MHA_S, MHA_P, MHA_O), outputs=(MHA_Y,), constants=(MHA_B,))

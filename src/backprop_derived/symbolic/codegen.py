@@ -27,7 +27,7 @@ MODULE_DOCS = {
     "layers": "The vectorized layer equations: forward affine map, (V1)-(V3), L2 term.",
     "simple": "Dropout, embedding and residual layers: forward and backward kernels.",
     "norm": "Batch, layer, RMS and group normalization: forward and backward kernels.",
-    "attention": "Single-head self-attention: forward and backward kernels.",
+    "attention": "Self-attention, one head and many: forward and backward kernels.",
     "conv": "1-d and 2-d convolution (cross-correlation): forward and backward kernels.",
     "pool": "Average and max pooling (1-d and 2-d, any stride): forward and backward kernels.",
     "recurrent": "A tanh RNN (forward recurrence, BPTT); one time step of the GRU and LSTM cells.",

@@ -120,11 +120,14 @@ def _proven(gradient, equations, upstream=None):
     try:
         return gradient_chain(gradient, equations, upstream=upstream)
     except StepNotVerified:
-        if len(equations) != 1 or upstream:
+        # the one equation that reads the array (a parameter read by one equation)
+        readers = [(lhs, rhs) for lhs, rhs in equations
+                   if any(x.base == gradient.wrt for x in rhs.atoms(Indexed))]
+        if len(readers) != 1 or upstream:
             raise
     from .conv_forms import chain_rule_chain
 
-    return chain_rule_chain(gradient, equations, gradient.wrt, DELTAS_SUMMED)
+    return chain_rule_chain(gradient, tuple(readers), gradient.wrt, DELTAS_SUMMED)
 
 
 def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str):
@@ -152,9 +155,9 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
         pending += [r for r in _reads([defined[label]]) if r in defined and r not in saved]
     body = tuple(sorted(recomputed, key=lambda a: list(defined).index(a.target))) + tuple(steps)
     upstream = [_label(ups[x]) if x in ups else f"d{_label(x)}" for x in layer.outputs]
-    order_f = [_label(x) for x in (*layer.inputs, *layer.indices, *layer.params)]
-    order_b = upstream + [_label(x) for x in (*layer.inputs, *layer.indices, *layer.saved,
-                                              *layer.params)]
+    given = (*layer.inputs, *layer.indices, *layer.constants)  # the arrays passed in
+    order_f = [_label(x) for x in (*given, *layer.params)]
+    order_b = upstream + [_label(x) for x in (*given, *layer.saved, *layer.params)]
     returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
     fwd = Kernel(module, f"{layer.name}_forward", _params(forward, order_f, layer.scalars),
                  forward, f"{doc}: the catalog's equations, returning the outputs and the "
