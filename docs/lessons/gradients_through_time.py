@@ -61,8 +61,9 @@ def error_reaching_each_step(rho):
 # %% [markdown]
 # ## How much error reaches step $t$
 #
-# The loss reads only the last hidden state,
-# $L = \sum_{j=0}^{d_h-1} h_{T-1,j}$, with $T = 60$ steps $t = 0, \dots, T-1$. The plot shows the size of $\partial L / \partial x_t$, the
+# The loss reads only the last hidden state, the sum over its $d_h$ units
+# $L = \sum_{j=0}^{d_h-1} h_{T-1,j}$, with $T = 60$ steps $t = 0, \dots, T-1$.
+# The plot shows the size of $\partial L / \partial x_t$, the
 # error that reaches the input at step $t$, for three recurrent weights
 # $W_{hh} = \rho Q$ ($Q$ orthogonal, so every singular value is $\rho$).
 
