@@ -27,11 +27,11 @@
 #    derivative returns $1/(4\cosh^2(z/2))$, which is correct but useless for
 #    this purpose;
 # 3. a form of $g$ (and of $g'$ where it needs $z$) in which no exponential
-#    can overflow: at $|z| = 1000$, $e^{-z}$ is `inf` in float64.
+#    can overflow: at $z = -1000$, $e^{-z}$ is `inf` in float64.
 #
 # Each line marked ✓ below is an equality that SymPy proved when this page was
 # built; the small label next to the mark names how (`simplify`, `by sign`,
-# ...), and ▸ `given` marks the definition a chain starts from. If a proof
+# ...), and ▸ `start` marks the definition a chain starts from. If a proof
 # fails, the page fails to build, and so does `backprop-derived regenerate`.
 #
 # Two functions appear in the results that are not in every calculus course.

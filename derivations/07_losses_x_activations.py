@@ -19,7 +19,8 @@
 # pre-activations. By the chain rule it is the derivative of the loss with
 # respect to the output, times the derivative of the output activation:
 # $\delta_k = g'(z_k) \cdot \partial E / \partial a_k$ for an elementwise $g$.
-# Readers of Nielsen's chapter 3 know the surprise: for some pairs of loss and
+# Readers of Nielsen's [chapter 3](http://neuralnetworksanddeeplearning.com/chap3.html)
+# know the surprise: for some pairs of loss and
 # activation the factor $g'$ disappears, and $\delta_k$ is simply
 # $a_k - y_k$. That matters, because $g'$ is what makes a saturated unit learn
 # slowly (the lesson [Why σ′ disappears](../../lessons/sigma_prime/) plots it).

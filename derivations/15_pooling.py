@@ -26,7 +26,8 @@
 # (`catalog.AVG_POOL1D`, ...), and goes the route of every declared layer: the
 # engine differentiates it, and the index printer prints both kernels. The
 # new part is the index $s p + j$: a stride times an output position plus a
-# tap of the window.
+# tap of the window. (The formulas below are printed from the catalog, where
+# the stride is the symbol $\mathrm{stride}$: read $p\,\mathrm{stride}$ as $sp$.)
 
 # %% tags=["hide-input"]
 import sympy as sp
@@ -83,7 +84,7 @@ show(*avg2_chains, caption="2-d average pooling, input gradient")
 #
 # The largest entry of a window is written as the entry a *selection* picks:
 # $S_{n,c,p,j}$ is 1 at the first tap $j$ of window $p$ where $X$ is
-# largest and 0 at the others, and $Y_{n,c,p} = \sum_j S_{n,c,p,j}\,
+# largest and 0 at the others, and $Y_{n,c,p} = \sum_{j=0}^{k-1} S_{n,c,p,j}\,
 # X_{n,c,sp+j}$. Wherever the maximum of a window is unique, a small change
 # of $X$ does not change which tap holds it, so $S$ is constant there and
 # its derivative is 0: the catalog declares it a selection, computed in the
@@ -116,7 +117,7 @@ show(*max2_chains, caption="2-d max pooling, input gradient")
 #
 # The bracket of the input gradient, summed over the windows, counts the
 # windows that read input $w$. On a finite instance (here $L = 7$, $k = 2$)
-# SymPy evaluates it: with $s = k$ each of the first $P k = 6$ inputs is read
+# SymPy evaluates it: with $s = k$ each of the first $P \cdot k = 3 \cdot 2 = 6$ inputs is read
 # once and the last one never; with $s = 1$ the inner inputs are read twice.
 
 # %%
@@ -156,9 +157,10 @@ assert windows(2) == [1, 1, 1, 1, 1, 1, 0] and windows(1) == [1, 2, 2, 2, 2, 2, 
 #   over the $k$ taps (the $k^2$ taps in 2-d), each step one NumPy
 #   operation over the whole batch.
 #
-# The stride $s$, the window $k$ where no array has an axis of its length,
-# and the input's spatial sizes in the backward pass (which $dY$ does not
-# carry) are parameters of the kernels, passed by the layer by name.
+# Three kinds of number are parameters of the kernels, passed by the layer
+# by name: the stride $s$; the window size $k$ where no array has an axis of
+# that length to read it from; and, in the backward pass, the input's spatial
+# sizes, which $dY$ does not carry.
 
 # %%
 EXPORTS = [AVG1_FORWARD, AVG1_BACKWARD, AVG2_FORWARD, AVG2_BACKWARD,

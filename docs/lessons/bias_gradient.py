@@ -16,7 +16,8 @@
 #
 # Tutorials disagree on a factor of $m$. Some write the bias gradient as the
 # sum of the errors over the $m$ examples of a minibatch,
-# $\sum_{i=1}^{m} \delta_{ir}$, others as their mean. Both are right, for
+# $\sum_{i=0}^{m-1} \delta_{ir}$ (indices from 0, as on every page here),
+# others as their mean. Both are right, for
 # different costs, and the choice decides which learning rate works.
 
 # %% tags=["hide-input"]
@@ -52,12 +53,12 @@ display(Math(r"\frac{\partial C}{\partial L_p} = " + latex(inside)
 # does too. With $\delta_{ir} = \partial L_i / \partial z_{ir}$, the error of
 # example $i$ at unit $r$, and $\partial z_{ir} / \partial b_r = 1$,
 #
-# $$\frac{\partial C}{\partial b_r} = \frac{1}{m}\sum_{i=1}^{m} \delta_{ir},$$
+# $$\frac{\partial C}{\partial b_r} = \frac{1}{m}\sum_{i=0}^{m-1} \delta_{ir},$$
 #
 # the **mean over the batch** (over the rows of $\delta$), one number per
-# unit. Had the cost been the *sum* $\sum_i L_i$, as in some of the seed
+# unit. Had the cost been the *sum* $\sum_{i=0}^{m-1} L_i$, as in some of the seed
 # tutorials' per-example notation, the same steps would give the sum
-# $\sum_i \delta_{ir}$, $m$ times larger. Averaging over the *units*
+# $\sum_{i=0}^{m-1} \delta_{ir}$, $m$ times larger. Averaging over the *units*
 # instead (the columns) is a different mistake altogether: it gives one
 # number for the whole layer, not one per bias.
 #

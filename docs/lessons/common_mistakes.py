@@ -80,8 +80,8 @@ if agree:
 # ## 2. The bias gradient as a mean over units
 #
 # Wrong: `db = dZ.mean(axis=1)`, averaging each example's errors over the
-# units of the layer. Right: $\partial E/\partial b_r = \sum_t dZ_{tr}$, the
-# sum of unit $r$'s errors over the examples $t$ of the batch (with the
+# units of the layer. Right: $\partial E/\partial b_r = \sum_{t=0}^{m-1} dZ_{tr}$, the
+# sum of unit $r$'s errors over the $m$ examples $t$ of the batch (with the
 # $\frac{1}{m}$ of the mean cost inside $dZ$). A bias is shared by all
 # examples, not by all units. With as many examples as units, as below, the
 # wrong version even has the right shape.

@@ -43,8 +43,8 @@ from backprop_derived.symbolic.printers import latex
 # %% tags=["hide-input"]
 largest = np.finfo(np.float64).max
 display(Markdown(
-    f"The largest double is {largest:.4g}, so $e^{{z}}$ is infinite for "
-    f"$z > \\log({largest:.4g}) = {np.log(largest):.2f}$ "
+    f"The largest double is ${largest / 1e308:.4g} \\times 10^{{308}}$, so $e^{{z}}$ is "
+    f"infinite for $z > \\log({largest / 1e308:.4g} \\times 10^{{308}}) = {np.log(largest):.2f}$ "
     f"(in float32 already for $z > {np.log(np.finfo(np.float32).max):.2f}$)."))
 
 z = np.array([1000.0, 999.0, 998.0])
@@ -60,8 +60,8 @@ display(Markdown(
 # The cure is one line of algebra. Let $M = \max_j z_j$. Each term factors as
 # $e^{z_j} = e^{M} e^{z_j - M}$, so
 #
-# $$\log \sum_{j=1}^{n} e^{z_j} = M + \log \sum_{j=1}^{n} e^{z_j - M},
-# \qquad \operatorname{softmax}(z)_k = \frac{e^{z_k - M}}{\sum_{j=1}^{n} e^{z_j - M}}.$$
+# $$\log \sum_{j=0}^{n-1} e^{z_j} = M + \log \sum_{j=0}^{n-1} e^{z_j - M},
+# \qquad \operatorname{softmax}(z)_k = \frac{e^{z_k - M}}{\sum_{j=0}^{n-1} e^{z_j - M}}.$$
 #
 # Every exponent on the right is at most 0, so nothing overflows, and the
 # largest term is exactly $e^0 = 1$, so the sum is at least 1 and its
@@ -95,7 +95,8 @@ assert error <= ulp_1000
 display(Markdown(
     f"By hand: the loss is $\\log(1 + e^{{-1}} + e^{{-2}}) = {exact:.16f}$ "
     f"(SymPy, 20 digits). The runtime's value differs from it by {error:.1e}: "
-    f"the kernel computes $M + \\log\\sum_j e^{{z_j - M}} - z_1$, and near 1000 "
+    f"the kernel computes $M + \\log\\sum_j e^{{z_j - M}} - z_0$ (the labelled "
+    f"logit is $z_0 = 1000$), and near 1000 "
     f"consecutive doubles are {ulp_1000:.1e} apart, so adding and then "
     "subtracting $M = 1000$ costs up to that much. Finite, and correct to the "
     "precision the inputs carry."))

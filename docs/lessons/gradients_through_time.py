@@ -21,8 +21,9 @@
 #
 # $$\frac{\partial h_{t+1}}{\partial h_t} = \operatorname{diag}\!\big(1 - h_{t+1}^2\big)\, W_{hh}.$$
 #
-# A product of $T - t$ such factors shrinks or grows roughly like
-# $\rho^{\,T-t}$, where $\rho$ is the size of $W_{hh}$ (its spectral radius,
+# From step $t$ to the last step $T - 1$ (steps count from 0) that is a
+# product of $T - 1 - t$ such factors, which shrinks or grows roughly like
+# $\rho^{\,T-1-t}$, where $\rho$ is the size of $W_{hh}$ (its spectral radius,
 # times the tanh slope, which is at most 1). Below 1 the gradient that
 # reaches early steps **vanishes**: the network cannot learn that an early
 # input matters. Above 1 it can **explode**, and one step of gradient descent
@@ -60,8 +61,9 @@ def error_reaching_each_step(rho):
 # %% [markdown]
 # ## How much error reaches step $t$
 #
-# The loss reads only the last hidden state, $L = \sum_j h_{T,j}$ with
-# $T = 60$. The plot shows the size of $\partial L / \partial x_t$, the
+# The loss reads only the last hidden state, the sum over its $d_h$ units
+# $L = \sum_{j=0}^{d_h-1} h_{T-1,j}$, with $T = 60$ steps $t = 0, \dots, T-1$.
+# The plot shows the size of $\partial L / \partial x_t$, the
 # error that reaches the input at step $t$, for three recurrent weights
 # $W_{hh} = \rho Q$ ($Q$ orthogonal, so every singular value is $\rho$).
 

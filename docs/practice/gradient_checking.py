@@ -94,15 +94,17 @@ analytic = np.concatenate([g.ravel() for g in scatter.analytic.values()])
 numeric = np.concatenate([g.ravel() for g in scatter.numerical.values()])
 absolute = np.abs(analytic - numeric)
 shown = (analytic != 0) & (absolute > 0)  # what a logarithmic axis can show
+entrywise = absolute[shown] / np.maximum(np.abs(analytic), np.abs(numeric))[shown]
+print(f"largest error on the block's scale:     {scatter.max_relative_error:.1e}")
+print(f"largest error on the entry's own scale: {entrywise.max():.1e}")
+
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4))
 ax.loglog(np.abs(analytic[shown]), absolute[shown], ".", markersize=3, alpha=0.5)
 ax.set_xlabel(r"$|g_{\mathrm{analytic}}|$ of the entry")
 ax.set_ylabel(r"$|g_{\mathrm{analytic}} - g_{\mathrm{numeric}}|$")
 ax.set_title("The error of the central difference does not shrink with the entry")
 fig.tight_layout()
-entrywise = absolute[shown] / np.maximum(np.abs(analytic), np.abs(numeric))[shown]
-print(f"largest error on the block's scale:     {scatter.max_relative_error:.1e}")
-print(f"largest error on the entry's own scale: {entrywise.max():.1e}")
 
 # %% [markdown]
 # A wrong derivative, on the other hand, is wrong on the scale of its block.
@@ -199,6 +201,7 @@ for dtype in (np.float64, np.float32):
     )
     sweeps[np.dtype(dtype).name] = eps_sweep(sweep_net, X, Y)
 
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(7, 4.5))
 for (name, sweep), color in zip(sweeps.items(), ["C0", "C1"], strict=True):
     ax.loglog(sweep.eps, sweep.max_relative_error, "o-", color=color, label=f"{name}: largest")

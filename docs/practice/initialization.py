@@ -42,6 +42,12 @@ import numpy as np
 from backprop_derived import Network
 
 net = Network(layer_sizes=[64, 25, 10], activations=["sigmoid", "softmax"], seed=0)
+for l, W in enumerate(net.weights):
+    n_out, n_in = W.shape
+    eps_init = np.sqrt(6) / np.sqrt(n_in + n_out)
+    print(f"weights[{l}]: eps_init = {eps_init:.4f}, drawn range [{W.min():.4f}, {W.max():.4f}]")
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(8, 3), sharey=True)
 for l, (W, ax) in enumerate(zip(net.weights, axes, strict=True)):
     n_out, n_in = W.shape
@@ -51,7 +57,6 @@ for l, (W, ax) in enumerate(zip(net.weights, axes, strict=True)):
         ax.axvline(x, color="C3", ls="--")
     ax.set_title(f"weights[{l}]: {n_out} x {n_in},  $\\epsilon_{{init}}$ = {eps_init:.3f}")
     ax.set_xlabel("initial weight")
-    print(f"weights[{l}]: eps_init = {eps_init:.4f}, drawn range [{W.min():.4f}, {W.max():.4f}]")
 axes[0].set_ylabel("count")
 fig.tight_layout()
 

@@ -166,6 +166,17 @@ sgd_history = sgd_net.fit(
     progress=False,
 )
 
+print(
+    f"L-BFGS: {digits.history.epochs} iterations, final J = {digits.history.loss[-1]:.4f}, "
+    f"training accuracy {digits.train_accuracy:.2%}, test accuracy {digits.test_accuracy:.2%}"
+)
+print(
+    f"SGD:    {sgd_history.epochs} epochs, last epoch's mean minibatch cost "
+    f"{sgd_history.loss[-1]:.4f}, "
+    f"test accuracy {sgd_net.score(X_test, y_test):.2%}"
+)
+
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
 for ax, history, unit in [
     (axes[0], digits.history, "L-BFGS iteration"),
@@ -179,16 +190,6 @@ for ax, history, unit in [
     ax.legend()
 axes[0].set_ylabel("cost")
 fig.tight_layout()
-
-print(
-    f"L-BFGS: {digits.history.epochs} iterations, final J = {digits.history.loss[-1]:.4f}, "
-    f"training accuracy {digits.train_accuracy:.2%}, test accuracy {digits.test_accuracy:.2%}"
-)
-print(
-    f"SGD:    {sgd_history.epochs} epochs, last epoch's mean minibatch cost "
-    f"{sgd_history.loss[-1]:.4f}, "
-    f"test accuracy {sgd_net.score(X_test, y_test):.2%}"
-)
 
 # %% [markdown]
 # The cost on the test images stays above the training cost, as it should
