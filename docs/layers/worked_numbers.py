@@ -34,6 +34,8 @@ import numpy as np
 from IPython.display import Markdown, Math, display
 
 from backprop_derived.layers import (
+    GRU,
+    LSTM,
     RNN,
     Activation,
     AvgPool1d,
@@ -48,6 +50,7 @@ from backprop_derived.layers import (
     LayerNorm,
     MaxPool1d,
     MaxPool2d,
+    MultiHeadAttention,
     Residual,
     RMSNorm,
     SelfAttention,
@@ -203,6 +206,11 @@ checked["Residual"] = work("Residual(Dense(2, 2))", lambda: Residual(Dense(2, 2,
 checked["SelfAttention"] = work("SelfAttention(d_model=2, d_head=2)",
                                 lambda: SelfAttention(d_model=2, d_head=2, seed=8),
                                 small((1, 3, 2), 8))
+checked["MultiHeadAttention"] = work(
+    "MultiHeadAttention(d_model=4, heads=2, causal=True)",
+    lambda: MultiHeadAttention(4, 2, causal=True, seed=14), small((1, 3, 4), 14),
+    note="Two heads of two features each: head 0 reads features 0-1 of $XW_q^\\top$, "
+         "head 1 features 2-3. With `causal=True` the first query sees only the first key.")
 
 # %% [markdown]
 # ## Convolution
@@ -249,6 +257,17 @@ checked["MaxPool2d"] = work("MaxPool2d(2)", lambda: MaxPool2d(2), IMAGE)
 
 # %% tags=["hide-input"]
 checked["RNN"] = work("RNN(2, 2)", lambda: RNN(2, 2, seed=11), small((1, 3, 2), 11))
+
+# %% [markdown]
+# The gated cells of [Gated recurrence](../derivations/16_gated_recurrence.py),
+# with one input and two hidden units over three steps. Their parameters are
+# stacked as PyTorch stacks them: the GRU's $W_{ih}$ holds the reset, update and
+# candidate blocks (r, z, n) one under the other, the LSTM's the input, forget,
+# cell and output blocks (i, f, g, o).
+
+# %% tags=["hide-input"]
+checked["GRU"] = work("GRU(1, 2)", lambda: GRU(1, 2, seed=15), small((1, 3, 1), 15))
+checked["LSTM"] = work("LSTM(1, 2)", lambda: LSTM(1, 2, seed=16), small((1, 3, 1), 16))
 
 # %% [markdown]
 # ## Every layer of the runtime is here

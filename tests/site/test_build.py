@@ -336,3 +336,10 @@ def test_every_derivation_page_ends_with_three_checkable_exercises(built_site: B
         if exercises < 3 or answered < exercises:
             short[script.stem] = (exercises, answered)
     assert not short, f"pages with fewer than 3 checkable exercises (found, with inputs): {short}"
+
+
+def test_the_worked_numbers_page_works_every_runtime_layer(built_site: BuiltSite) -> None:
+    # The page names the layers it has no example for; a new layer must get one.
+    html = (built_site.path / "layers" / "worked_numbers" / "index.html").read_text(
+        encoding="utf-8")
+    assert "That is every layer" in html, re.findall(r"Not yet worked through here:[^<]*", html)
