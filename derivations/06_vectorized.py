@@ -75,7 +75,8 @@ show(Chain(Z_ir, forward_index, "definition of the layer"), caption="A dense lay
 # The engine (`symbolic/engine.py`) treats every entry of every array as a
 # variable. The gradient of the cost with respect to $W_{uv}$ collects the
 # contribution of every $Z_{ir}$ that $W_{uv}$ feeds: the chain rule
-# $dW_{uv} = \sum_{i,r} (\partial Z_{ir}/\partial W_{uv}) \cdot dZ_{ir}$. SymPy
+# $dW_{uv} = \sum_{i=0}^{m-1} \sum_{r=0}^{n_{out}-1} (\partial Z_{ir}/\partial W_{uv})
+# \cdot dZ_{ir}$. SymPy
 # differentiates the definition, which leaves Kronecker deltas
 # ($\partial W_{rt}/\partial W_{uv} = [r = u]\,[t = v]$, Iverson brackets), and sums them
 # out. Each line is proven by SymPy evaluating the first one.
