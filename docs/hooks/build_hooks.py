@@ -49,6 +49,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import equation_graphs  # sibling modules; mkdocs puts this folder on sys.path
+import figure_alt
 import network_figure
 import page_sources
 import site_links
@@ -220,6 +221,8 @@ def on_config(config: MkDocsConfig) -> MkDocsConfig:
         # MkDocs would still make "edit/main/docs/<page>" a relative edit link.
         config.edit_uri = None
     _install_input_hiding(config)
+    # every page's kernel starts with figure_alt.install(): plots get alt text
+    os.environ["IPYTHONDIR"] = str(figure_alt.startup_dir())
     return config
 
 

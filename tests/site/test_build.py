@@ -343,3 +343,16 @@ def test_the_worked_numbers_page_works_every_runtime_layer(built_site: BuiltSite
     html = (built_site.path / "layers" / "worked_numbers" / "index.html").read_text(
         encoding="utf-8")
     assert "That is every layer" in html, re.findall(r"Not yet worked through here:[^<]*", html)
+
+
+def test_every_plot_has_alt_text(built_site: BuiltSite) -> None:
+    # nbconvert's placeholder for an image without alt text; the build's
+    # figure_alt hook describes each matplotlib figure from its own texts.
+    placeholder = "No description has been provided for this image"
+    pages = [p.parent.relative_to(built_site.path).as_posix()
+             for p in sorted(built_site.path.rglob("index.html"))
+             if placeholder in p.read_text(encoding="utf-8")]
+    assert not pages, f"images without alt text on: {pages}"
+    plots = sum(p.read_text(encoding="utf-8").count('<img class="plot" alt="')
+                for p in built_site.path.rglob("index.html"))
+    assert plots >= 10, f"only {plots} plots with alt text: is figure_alt installed?"
