@@ -159,3 +159,31 @@ def test_the_reader_can_switch_to_dark_mode(site_url: str, browser, tmp_path: Pa
         page.screenshot(path=str(tmp_path / "notation_dark.png"))
     finally:
         context.close()
+
+
+def test_a_graph_wider_than_a_phone_says_that_it_scrolls(site_url: str, browser) -> None:
+    # At 390 px the attention page's computational graph is wider than the
+    # column: it scrolls inside its figure, and scroll-cue.js marks the figure so
+    # that a line under it says so. At 1280 px the same graph fits, unmarked.
+    marks = {}
+    for width in (390, 1280):
+        context = browser.new_context(viewport={"width": width, "height": 900})
+        context.route("**/*", lambda route: route.continue_()
+                      if urlsplit(route.request.url).hostname in LOCAL_HOSTS else route.abort())
+        page = context.new_page()
+        try:
+            page.goto(site_url + "derivations/11_attention/", wait_until="load")
+            page.wait_for_function("document.querySelector('figure.equation-graph img')"
+                                   "?.complete === true")
+            page.wait_for_timeout(200)
+            marks[width] = page.evaluate(
+                "[...document.querySelectorAll('figure.equation-graph')].map(f => "
+                "[f.scrollWidth > f.clientWidth + 1, f.classList.contains('scrolls-sideways'),"
+                " getComputedStyle(f, '::after').content])")
+        finally:
+            context.close()
+    assert any(wide for wide, _, _ in marks[390]), f"no graph is wider than 390 px: {marks}"
+    for width, figures in marks.items():
+        for wide, marked, after in figures:
+            assert wide == marked, (width, figures)
+            assert ("scroll sideways" in after) == wide, (width, after)
