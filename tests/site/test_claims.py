@@ -223,3 +223,29 @@ def test_convolution_page_describes_the_generated_bias_gradient() -> None:
         body = _statements("conv", name)
         assert "numpy.ones" in body and "numpy.matmul" in body, f"{name}: {body}"
         assert "add.reduce" not in body, f"{name} reduces again: {body}"
+
+
+def test_pooling_page_describes_the_generated_kernels() -> None:
+    # The "Kernels" section of the Pooling page is prose about the printed code:
+    # each of its claims is checked here against the generated module.
+    page = (REPO_ROOT / "derivations/15_pooling.py").read_text(encoding="utf-8")
+    claim = page[page.index("# ## Kernels"):].split("# %%")[0]
+    for said in ("sliding_window_view", "numpy.argmax", "identity matrix", "tap scatter"):
+        assert said in claim, said
+    source = (REPO_ROOT / "src/backprop_derived/_generated/pool.py").read_text()
+    functions = {node.name: node for node in ast.parse(source).body
+                 if isinstance(node, ast.FunctionDef)}
+    for dims in (1, 2):
+        for kind in ("avg", "max"):
+            forward = _statements("pool", f"{kind}_pool{dims}d_forward")
+            assert "sliding_window_view" in forward, forward
+            if kind == "max":  # the selection: rows of an identity matrix at the argmax
+                assert "numpy.eye" in forward and "numpy.argmax" in forward, forward
+            backward = functions[f"{kind}_pool{dims}d_backward"]
+            loops = [n for n in ast.walk(backward) if isinstance(n, ast.For)]
+            adds = [n for n in ast.walk(backward) if isinstance(n, ast.AugAssign)]
+            # one loop per spatial axis over the taps, one strided += per tap
+            assert len(loops) == dims and len(adds) == 1, ast.unparse(backward)
+            target = adds[0].target
+            assert isinstance(target, ast.Subscript) and ":stride" in ast.unparse(target), (
+                ast.unparse(target))
