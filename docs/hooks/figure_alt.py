@@ -33,7 +33,9 @@ def describe(fig) -> str:
     parts = []
     if getattr(fig, "_suptitle", None) is not None and fig._suptitle.get_text():
         parts.append(_plain(fig._suptitle.get_text()) + ".")
-    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    # a colorbar is an Axes of its own, not a panel
+    panels = [ax for ax in fig.axes
+              if ax.get_visible() and ax.axison and not hasattr(ax, "_colorbar")]
     for ax in panels:
         bits = []
         if ax.get_title():

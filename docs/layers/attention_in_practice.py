@@ -63,31 +63,44 @@ c = np.zeros(V)
 # $dR = dZ^\top Y$, $dc = \mathbf 1^\top dZ$, and $dY = dZ\,R$ is what the
 # attention layer's `backward` takes. Adam updates all six arrays in place.
 
-# %%
+# %% tags=["hide-input"]
 def readout(Y):
+    """Token probabilities at every position: softmax(Y R^T + c), max-shifted."""
     Z = Y @ R.T + c
     Z -= Z.max(axis=-1, keepdims=True)
     prob = np.exp(Z)
     return prob / prob.sum(axis=-1, keepdims=True)
 
 
+def readout_loss(Y, target):
+    """The mean cross-entropy over every position, and dZ = (softmax(Z) - onehot) / n."""
+    prob = readout(Y)
+    rows, labels = np.arange(target.size), target.ravel()
+    loss = -np.log(prob.reshape(-1, V)[rows, labels]).mean()
+    dZ = prob.reshape(-1, V).copy()
+    dZ[rows, labels] -= 1
+    return loss, (dZ / target.size).reshape(prob.shape)
+
+
+def readout_grads(dZ, Y):
+    """dR = dZ^T Y and dc = 1^T dZ, summed over every position of every sequence."""
+    return {"R": np.einsum("ntv,ntd->vd", dZ, Y), "c": dZ.sum(axis=(0, 1))}
+
+
+# %%
 params = {**attention.params, "R": R, "c": c}
 adam = Adam(lr=0.01)  # the runtime's optimizer, torch.optim.Adam's rule and defaults
 losses = []
-for step in range(1, 801):
+for step in range(800):
     X, target = sequences(64)
     Y = attention.forward(X)
-    prob = readout(Y)
-    rows, labels = np.arange(target.size), target.ravel()
-    losses.append(-np.log(prob.reshape(-1, V)[rows, labels]).mean())
-    dZ = prob.reshape(-1, V).copy()
-    dZ[rows, labels] -= 1
-    dZ = (dZ / target.size).reshape(prob.shape)
-    grads = {"R": np.einsum("ntv,ntd->vd", dZ, Y), "c": dZ.sum(axis=(0, 1))}
-    attention.backward(dZ @ R)
-    grads.update(attention.grads)
+    loss, dZ = readout_loss(Y, target)
+    attention.backward(dZ @ R)  # dY = dZ R: the layer's generated backward pass
+    grads = {**attention.grads, **readout_grads(dZ, Y)}
     adam.step(list(params.values()), [grads[k] for k in params])
+    losses.append(loss)
 
+# %% tags=["hide-input"]
 X_test, target_test = sequences(2000)
 predicted = readout(attention.forward(X_test, train=False)).argmax(axis=-1)
 accuracy = (predicted == target_test).mean()
