@@ -133,8 +133,8 @@ def windows(stride):
     return [int(count.xreplace(sizes).xreplace({w: value}).doit()) for value in range(7)]
 
 
-show(Chain(sp.Symbol("n_{s=2}"), sp.Matrix([windows(2)]), "windows reading w = 0..6, s = k"),
-     Chain(sp.Symbol("n_{s=1}"), sp.Matrix([windows(1)]), "windows reading w = 0..6, s = 1"))
+show(Chain(sp.Symbol("n_{s=2}"), sp.Matrix([windows(2)]), "windows reading w = 0, ..., 6, s = k"),
+     Chain(sp.Symbol("n_{s=1}"), sp.Matrix([windows(1)]), "windows reading w = 0, ..., 6, s = 1"))
 assert windows(2) == [1, 1, 1, 1, 1, 1, 0] and windows(1) == [1, 2, 2, 2, 2, 2, 1]
 
 # %% [markdown]

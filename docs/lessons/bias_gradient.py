@@ -38,14 +38,14 @@ from backprop_derived.symbolic.printers import latex
 # losses $L_i$ over the batch:
 
 # %% tags=["hide-input"]
-display(Math("C = " + latex(COST)))
+display(Math("J = " + latex(COST)))
 p = sp.Symbol("p", integer=True)
 dC_dL = sp.piecewise_fold(sp.diff(COST, L[p]).doit())
 # The derivative is 1/m for an example p of the batch and 0 outside it.
 (inside, condition), (outside, _) = dC_dL.args
 assert sp.simplify(inside - 1 / m) == 0 and outside == 0
 assert condition.subs({p: 0}) and not condition.subs({p: -1})
-display(Math(r"\frac{\partial C}{\partial L_p} = " + latex(inside)
+display(Math(r"\frac{\partial J}{\partial L_p} = " + latex(inside)
              + r"\quad\text{for every example } p \text{ of the batch}"))
 
 # %% [markdown]
@@ -53,7 +53,7 @@ display(Math(r"\frac{\partial C}{\partial L_p} = " + latex(inside)
 # does too. With $\delta_{ir} = \partial L_i / \partial z_{ir}$, the error of
 # example $i$ at unit $r$, and $\partial z_{ir} / \partial b_r = 1$,
 #
-# $$\frac{\partial C}{\partial b_r} = \frac{1}{m}\sum_{i=0}^{m-1} \delta_{ir},$$
+# $$\frac{\partial J}{\partial b_r} = \frac{1}{m}\sum_{i=0}^{m-1} \delta_{ir},$$
 #
 # the **mean over the batch** (over the rows of $\delta$), one number per
 # unit. Had the cost been the *sum* $\sum_{i=0}^{m-1} L_i$, as in some of the seed
@@ -89,7 +89,7 @@ display(Markdown(
 # %% [markdown]
 # ## The learning-rate consequence
 #
-# A step is $b \leftarrow b - \eta\, \partial C/\partial b$. With the sum, the
+# A step is $b \leftarrow b - \eta\, \partial J/\partial b$. With the sum, the
 # step grows with the batch: the same $\eta$ is $m$ times more aggressive at
 # batch size $m$ than at batch size 1, and a learning rate tuned at one
 # batch size is wrong at another. With the mean, the step's size does not
