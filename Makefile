@@ -57,7 +57,9 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.layers
 	$(PY) -m benchmarks.backends
 
+# ruff is not a dependency of the project: install it into the venv to lint.
 lint: $(STAMP)
+	@$(PY) -m ruff --version >/dev/null 2>&1 || { echo "make lint: ruff is not installed in $(VENV) (it is not a dependency); run: $(PY) -m pip install ruff"; exit 1; }
 	$(PY) -m ruff check src tests benchmarks derivations docs
 
 clean:

@@ -209,7 +209,7 @@ checked["SelfAttention"] = work("SelfAttention(d_model=2, d_head=2)",
 checked["MultiHeadAttention"] = work(
     "MultiHeadAttention(d_model=4, heads=2, causal=True)",
     lambda: MultiHeadAttention(4, 2, causal=True, seed=14), small((1, 3, 4), 14),
-    note="Two heads of two features each: head 0 reads features 0-1 of $XW_q^\\top$, "
+    note="Two heads of two features each: head 0 reads features 0-1 of $q = XW_q^T$, "
          "head 1 features 2-3. With `causal=True` the first query sees only the first key.")
 
 # %% [markdown]
