@@ -26,8 +26,7 @@
 # (`catalog.AVG_POOL1D`, ...), and goes the route of every declared layer: the
 # engine differentiates it, and the index printer prints both kernels. The
 # new part is the index $s p + j$: a stride times an output position plus a
-# tap of the window. (The formulas below are printed from the catalog, where
-# the stride is the symbol $\mathrm{stride}$: read $p\,\mathrm{stride}$ as $sp$.)
+# tap of the window.
 
 # %% tags=["hide-input"]
 import sympy as sp

@@ -355,3 +355,19 @@ def test_a_negated_sum_prints_its_sign_outside():
     assert latex(sp.Sum(-2 * y[p], (p, 0, 3))) == r"- 2 \sum_{p=0}^{3} y_{p}"
     both = sp.Sum(y[p], (p, 0, 3)) - sp.Sum(-y[p], (p, 0, 3))
     assert latex(both).count(r"\sum") == 2
+
+
+def test_an_array_named_with_a_tag_prints_tag_and_indices_in_one_subscript():
+    # W_ih at (e, d) is the text's matrix W_{ih} at (e, d): W_{ih,\,ed}, not
+    # {W_{ih}}_{ed}, which reads as one name "ihed"; a power of it is valid TeX.
+    e, d = sp.symbols("e d", integer=True)
+    W = sp.IndexedBase("W_ih")
+    assert latex(W[e, d]) == r"W_{ih,\,ed}"
+    assert latex(W[e, d] ** 2) == r"W_{ih,\,ed}^{2}"
+    assert latex(sp.IndexedBase("X")[e, d]) == "X_{ed}"
+
+
+def test_the_stride_prints_as_the_texts_s():
+    p = sp.Symbol("p", integer=True)
+    stride = sp.Symbol("stride", integer=True, positive=True)
+    assert latex(stride * p) in ("p s", "s p")

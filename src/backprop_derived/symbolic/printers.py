@@ -689,14 +689,18 @@ class DerivationLatexPrinter(LatexPrinter):
         return " ".join(heads) + " " + body
 
     def _print_Indexed(self, expr):
-        base = self._print(expr.base.label)
-        if "_" in base:  # W_ih indexed: {W_{ih}}_{ef}, not a double subscript
-            base = "{" + base + "}"
+        name = str(expr.base.label)
+        head, _, tag = name.partition("_")
         indices = [self._positive_first(i) for i in expr.indices]  # t - 1, not -1 + t
         # Single letters run together (w_{jk}); anything longer (t - 1) is
         # separated, so H_{n, t - 1, f} does not read as H_{nt - 1f}.
         sep = "" if all(len(i) == 1 for i in indices) else ", "
-        return base + "_{" + sep.join(indices) + "}"
+        if head and tag:
+            # W_ih indexed: the matrix W_{ih} of the text at (e, d), W_{ih,\,ed}; its
+            # tag and indices in one subscript ({W_{ih}}_{ed} read as W_ihed).
+            return (self._print(sp.Symbol(head)) + "_{" + tag.replace("_", ",")
+                    + r",\," + sep.join(indices) + "}")
+        return self._print(expr.base.label) + "_{" + sep.join(indices) + "}"
 
     def _print_Heaviside(self, expr):
         return rf"H\left({self._print(expr.args[0])}\right)"
@@ -868,7 +872,10 @@ class DerivationLatexPrinter(LatexPrinter):
 _GREEK = {name.lower() for name in greek_letters_set}
 # Scalar names spelled short in code because the Greek word is a Python keyword
 # or too long: the pages print the letter.
-_GREEK_ALIASES = {"lam": "lambda", "eps": "epsilon"}
+# Symbols whose Python name is not the textbook's: lam and eps (lambda is a
+# Python keyword), and the stride, a kernel argument named ``stride`` that the
+# texts (and the pages) call s.
+_GREEK_ALIASES = {"lam": "lambda", "eps": "epsilon", "stride": "s"}
 # Letters of the engine's gradient indices (engine._GRADIENT_INDICES) and of
 # the pages' units: preferred over a size (L, T) when solving a range.
 _INDEX_LETTERS = set("uvwxyqijkpst")
