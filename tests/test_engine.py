@@ -214,3 +214,20 @@ def test_an_example_only_result_cannot_feed_an_index_kernel():
     with pytest.raises(StepNotVerified, match="only checked on an example"):
         Kernel("m", "k", ("x",), (Assignment("Y", (i,), CheckedOnExample(2 * X[i])),),
                "doc", "eq", "src", style="index", returns=("Y",))
+
+
+def test_the_collapsing_step_names_its_brackets():
+    # Y_ij = sum_k X_ik W_jk: the gradient of W at (u, v) sums the brackets
+    # [j = u] and [k = v]; the step's reason names both (not a generic example).
+    from backprop_derived.symbolic.engine import gradient_chain
+
+    i, j, k = sp.symbols("i j k", integer=True)
+    m, n, o = sp.symbols("m n o", integer=True, positive=True)
+    X = sp.IndexedBase("X", shape=(m, n))
+    W = sp.IndexedBase("W", shape=(o, n))
+    Y = sp.IndexedBase("Y", shape=(m, o))
+    equations = ((Y[i, j], sp.Sum(X[i, k] * W[j, k], (k, 0, n - 1))),)
+    gradient = backward(equations, [W])[W]
+    why = gradient_chain(gradient, equations).steps[-1].why
+    u, v = gradient.indices
+    assert f"[j = {u}]" in why and f"[k = {v}]" in why, why

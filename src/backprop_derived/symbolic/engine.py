@@ -43,6 +43,7 @@ from sympy.tensor.array.expressions import convert_indexed_to_array
 from sympy.tensor.array.expressions.from_array_to_matrix import convert_array_to_matrix
 
 from .checked import StepNotVerified, _derivatives_as_functions, prove_equal
+from .printers import latex
 
 __all__ = [
     "Gradient",
@@ -818,7 +819,29 @@ def gradient_chain(gradient: Gradient, equations, upstream: Mapping | None = Non
         return resolve(e.xreplace(defs))
 
     chain = Chain(gradient.lhs, shown, CHAIN_RULE, definitions=definitions)
-    return chain.step(gradient.expr, DELTAS_SUMMED)
+    return chain.step(gradient.expr, deltas_summed_reason(equations, var, gradient.indices))
+
+
+def deltas_summed_reason(equations, var, indices) -> str:
+    """The second step's reason, naming the brackets it sums: ``[i = u]`` for each
+    read ``var[..., i, ...]`` of an entry ``var[..., u, ...]`` with another index."""
+    if not indices:
+        return DELTAS_SUMMED
+    brackets = []
+    for _, rhs in equations:
+        for read in sorted(_occurrences(rhs, var), key=sp.default_sort_key):
+            if not isinstance(read, Indexed):
+                continue
+            for at, wrt in zip(read.indices, indices, strict=False):
+                pair = rf"[{latex(at)} = {latex(wrt)}]"
+                if at != wrt and pair not in brackets:
+                    brackets.append(pair)
+    if not brackets or len(brackets) > 3:
+        return DELTAS_SUMMED
+    if len(brackets) == 1:
+        return rf"local derivatives taken: the bracket ${brackets[0]}$ keeps one term of its sum"
+    shown = ", ".join(f"${b}$" for b in brackets)
+    return f"local derivatives taken: the brackets {shown} each keep one term of a sum"
 
 
 def _element(var, idx):
