@@ -296,7 +296,8 @@ class ConvWindow:
             return [f"  {{rank={rank}; {cells}}}", f"  {order} [style=invis];"]
 
         # Forward: the inputs above, the outputs below.
-        lines += ["  subgraph cluster_f {", '    label="forward: Y[p] = b + Σⱼ W[j] X[p + j]"; '
+        lines += ["  subgraph cluster_f {", '    label=<forward: <I>Y</I><SUB><I>p</I></SUB> = <I>b</I> + Σ<SUB><I>j</I></SUB> '
+                  '<I>W</I><SUB><I>j</I></SUB> <I>X</I><SUB><I>p</I>+<I>j</I></SUB>>; '
                   f'fontsize=13; color="{CONSTANT}"; style="rounded,dashed";']
         lines += row("x", "X", self.length, "same") + row("y", "Y", len(outputs), "same")
         for p, w, j in taps:
@@ -305,7 +306,8 @@ class ConvWindow:
                          f'fontcolor="{TAP_COLORS[j % 3]}"];')
         lines.append("  }")
         # Backward: the output gradients above, the input gradients below.
-        lines += ["  subgraph cluster_b {", '    label="backward: dX[w] = Σⱼ W[j] dY[w − j]"; '
+        lines += ["  subgraph cluster_b {", '    label=<backward: <I>dX</I><SUB><I>w</I></SUB> = Σ<SUB><I>j</I></SUB> '
+                  '<I>W</I><SUB><I>j</I></SUB> <I>dY</I><SUB><I>w</I>−<I>j</I></SUB>>; '
                   f'fontsize=13; color="{CONSTANT}"; style="rounded,dashed";']
         lines += row("dy", "dY", len(outputs), "same") + row("dx", "dX", self.length, "same")
         for p, w, j in taps:
@@ -537,8 +539,8 @@ def graphs() -> dict[str, list[Graph]]:
                   after_heading="the-definition"),
             ConvWindow("13_convolution_window",
                        "The window, one example and one channel, input length 5, kernel 3. "
-                       "Above, each output Y_p reads three neighbouring inputs through the "
-                       "taps W₀, W₁, W₂ in order. Below, each input gradient dX_w reads the "
+                       "Above, each output Yₚ reads three neighbouring inputs through the "
+                       "taps W₀, W₁, W₂ in order. Below, each entry of the input gradient dX reads the "
                        "output gradients whose windows covered it, with the taps in the "
                        "reverse order (dX₂: W₂ from dY₀, W₁ from dY₁, W₀ from dY₂): the "
                        "flipped kernel. Near the ends fewer outputs covered the input.",
