@@ -66,7 +66,7 @@ N, C_in, C_out, L, k = CONV_N, CONV_C_IN, CONV_C_OUT, CONV_L, CONV_K
 #
 # Output position $p$ of channel $o$ adds up the window
 # $X_{n,c,p}, \dots, X_{n,c,p+k-1}$ of every input channel $c$, weighted by the
-# kernel $W_{o,c,0..k-1}$, plus the bias $b_o$. The input is read at the
+# kernel $W_{o,c,0}, \dots, W_{o,c,k-1}$, plus the bias $b_o$. The input is read at the
 # *shifted* index $p + j$: that is what makes this layer different from the
 # dense one.
 

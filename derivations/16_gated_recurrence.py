@@ -19,7 +19,7 @@
 # previous state to keep and how much of the new candidate to let in. The
 # catalog writes **one time step** of each cell, as PyTorch's `nn.GRU` and
 # `nn.LSTM` define it, with the weights split by gate (PyTorch's
-# `weight_ih_l0` stacks them: rows $0..d_h-1$ are the first gate's, and so on).
+# `weight_ih_l0` stacks them: rows $0, \dots, d_h - 1$ are the first gate's, and so on).
 # The engine differentiates the step; every line below is proven by SymPy.
 # Nothing on this page is typed by hand but the definitions.
 #
