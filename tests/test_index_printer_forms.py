@@ -65,3 +65,45 @@ def test_a_sum_of_terms_accumulates_into_a_new_array_only():
     code, env = run([Assignment("Y", (a, b), x[a, b] + bias[b])], x=X, bias=bv)
     assert code.count("\n") == 0 and "+=" not in code, code
     np.testing.assert_allclose(env["y"], X + bv, rtol=1e-12)
+
+
+def _pool_forward(layer):
+    """The forward statements of a catalog pooling layer, as its kernel prints them."""
+    from backprop_derived.symbolic.declared import _label, _params
+
+    forward = [Assignment(_label(lhs.base), lhs.indices, rhs, shape=lhs.base.shape)
+               for lhs, rhs in (*layer.selections, *layer.equations)]
+    given = _params(forward, [_label(x) for x in layer.inputs], layer.scalars)
+    return "\n".join(IndexPrinter(given=given).statements(forward, ("Y", "S")))
+
+
+@pytest.mark.parametrize(("k", "stride"), [(2, 2), (3, 2), (3, 1)])
+def test_max_pool2d_reads_its_windows_through_one_view(k, stride):
+    """The one-hot of the first maximum prints its windows three times and the max reads
+    them once more: one ``sliding_window_view``, bound to a temporary, serves all four.
+    The result against a loop over the windows (first largest entry in row-major order)."""
+    from backprop_derived.symbolic.catalog import MAX_POOL2D
+
+    code = _pool_forward(MAX_POOL2D)
+    assert code.count("sliding_window_view(") == 1, code
+    X = np.random.default_rng(3).normal(size=(2, 3, 7, 8)).round(1)  # ties at 1 decimal
+    P, Q = (7 - k) // stride + 1, (8 - k) // stride + 1
+    env = {"numpy": np, "x": X.copy(), "stride": stride, "k": k, "P": P, "Q": Q}
+    exec(code, env)  # noqa: S102
+    np.testing.assert_array_equal(env["x"], X)
+    want, onehot = np.empty((2, 3, P, Q)), np.zeros((2, 3, P, Q, k, k))
+    for n, c, p, q in np.ndindex(2, 3, P, Q):
+        window = X[n, c, stride * p:stride * p + k, stride * q:stride * q + k]
+        want[n, c, p, q] = window.max()
+        i, j = divmod(int(np.flatnonzero(window == window.max())[0]), k)
+        onehot[n, c, p, q, i, j] = 1
+    np.testing.assert_array_equal(env["y"], want)
+    np.testing.assert_array_equal(env["s"], onehot)
+
+
+def test_a_window_view_read_once_stays_inline():
+    """Average pooling reads its windows once: no temporary."""
+    from backprop_derived.symbolic.catalog import AVG_POOL2D
+
+    code = _pool_forward(AVG_POOL2D)
+    assert code.count("sliding_window_view(") == 1 and "_view0" not in code, code

@@ -75,8 +75,9 @@ def max_pool1d_forward(x, stride, P, k):
 
     max_pool1d forward, catalog equations; derived in derivations/15_pooling.py.
     """
-    s = numpy.eye(k, dtype=x.dtype)[numpy.argmax(numpy.lib.stride_tricks.sliding_window_view(x, (k,), axis=(2,))[:, :, 0::stride], axis=-1)]
-    y = (numpy.einsum('abcd,abcd->abc', numpy.lib.stride_tricks.sliding_window_view(x, (k,), axis=(2,))[:, :, 0:1 + stride*(P - 1):stride], s))
+    _view0 = numpy.lib.stride_tricks.sliding_window_view(x, (k,), axis=(2,))
+    s = numpy.eye(k, dtype=x.dtype)[numpy.argmax(_view0[:, :, 0::stride], axis=-1)]
+    y = (numpy.einsum('abcd,abcd->abc', _view0[:, :, 0:1 + stride*(P - 1):stride], s))
     return y, s
 
 
@@ -102,6 +103,7 @@ def max_pool2d_forward(x, stride, P, Q, k):
 
     max_pool2d forward, catalog equations; derived in derivations/15_pooling.py.
     """
-    s = numpy.eye(k**2, dtype=x.dtype)[numpy.argmax(numpy.lib.stride_tricks.sliding_window_view(x, (k, k,), axis=(2, 3,))[:, :, 0::stride, 0::stride].reshape(*numpy.lib.stride_tricks.sliding_window_view(x, (k, k,), axis=(2, 3,))[:, :, 0::stride, 0::stride].shape[:4], k**2), axis=-1)].reshape(numpy.lib.stride_tricks.sliding_window_view(x, (k, k,), axis=(2, 3,))[:, :, 0::stride, 0::stride].shape)
-    y = (numpy.einsum('abcdef,abcdef->abcd', numpy.lib.stride_tricks.sliding_window_view(x, (k, k,), axis=(2, 3,))[:, :, 0:1 + stride*(P - 1):stride, 0:1 + stride*(Q - 1):stride], s))
+    _view0 = numpy.lib.stride_tricks.sliding_window_view(x, (k, k,), axis=(2, 3,))
+    s = numpy.eye(k**2, dtype=x.dtype)[numpy.argmax(_view0[:, :, 0::stride, 0::stride].reshape(*_view0[:, :, 0::stride, 0::stride].shape[:4], k**2), axis=-1)].reshape(_view0[:, :, 0::stride, 0::stride].shape)
+    y = (numpy.einsum('abcdef,abcdef->abcd', _view0[:, :, 0:1 + stride*(P - 1):stride, 0:1 + stride*(Q - 1):stride], s))
     return y, s

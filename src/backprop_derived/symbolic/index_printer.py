@@ -245,11 +245,49 @@ class IndexPrinter:
         # this position of their indices) first, for the rest of the statements
         self._at = None  # the loop index's value, on a peeled step
         self._scratch: set[str] = set()  # loop targets kept for one step only
+        # sliding-window views shared by a kernel's statements (see _shared): None prints
+        # each inline; else the pass ("count" or "bind") and its bookkeeping
+        self._share: str | None = None
+        self._version: dict[str, int] = {}  # times each array was assigned so far
+        self._calls: list = []  # counting pass: the view (key) of each marker handed out
+        self._repeated: set = set()  # binding pass: the views printed more than once
+        self._bound: dict = {}  # binding pass: view -> its temporary's name
+        self._pending: list[str] = []  # bindings for the statement being printed
 
     # -- public --------------------------------------------------------------
     def statements(self, assignments: Sequence[Assignment | Loop],
                    returns: Sequence[str] | None = None) -> list[str]:
-        """The statements; ``returns``: the targets used after them (None: all of them)."""
+        """The statements; ``returns``: the targets used after them (None: all of them).
+
+        A sliding-window view that the statements outside loops print more than once
+        (a one-hot of the first maximum reads its windows three times, the next
+        statement once more) is bound to a temporary, ``_view0 = ...``, before the
+        first statement that reads it, and read from there; a view printed once stays
+        inline. The views are found by printing twice: first with a marker in place of
+        each view, counting the markers the printed statements keep (a form tried and
+        dropped leaves none), then with the repeated views bound.
+        """
+        windowed = any(self._windowed(x) for a in assignments if not isinstance(a, Loop)
+                       for x in a.expr.atoms(Indexed))
+        if not windowed:
+            return self._printed(assignments, returns, None)
+        self._printed(assignments, returns, "count")
+        return self._printed(assignments, returns, "bind")
+
+    def _printed(self, assignments, returns, share: str | None) -> list[str]:
+        """The statements, with the window views shared as ``share`` says (see _shared)."""
+        self._share, self._version, self._pending = share, {}, []
+        if share == "count":
+            self._calls, counts = [], {}
+        elif share == "bind":
+            self._bound = {}
+        try:
+            return self._printed_statements(assignments, returns, counts if share == "count"
+                                            else None)
+        finally:
+            self._share, self._pending = None, []
+
+    def _printed_statements(self, assignments, returns, counts) -> list[str]:
         flat = [x for a in assignments for x in (a.body if isinstance(a, Loop) else (a,))]
         lines = self._sizes(flat, [a for a in assignments if isinstance(a, Loop)])
         first_input = self._first_input(flat)
@@ -260,10 +298,27 @@ class IndexPrinter:
                          for x in (b.body if isinstance(b, Loop) else (b,))]
                 read = {str(x.base.label) for b in later for x in b.expr.atoms(Indexed)}
                 needed = None if returns is None else read | set(returns)
-                lines += self._loop_lines(a, first_input, needed)
+                share, self._share = self._share, None  # views in a loop stay inline
+                try:
+                    lines += self._loop_lines(a, first_input, needed)
+                finally:
+                    self._share = share
+                written = {b.target for b in a.body}
             else:
-                lines += (self._scattered(a, first_input) or self._accumulated(a)
-                          or [self._assignment(a)])
+                start = len(self._calls)
+                printed = (self._scattered(a, first_input) or self._accumulated(a)
+                           or [self._assignment(a)])
+                if counts is not None:  # the markers this statement's printed form kept
+                    text = "\n".join(printed)
+                    for k, key in enumerate(self._calls[start:], start=start):
+                        counts[key] = counts.get(key, 0) + text.count(f"_view{k}_")
+                lines += self._pending + printed
+                self._pending = []
+                written = {a.target}
+            for target in written:  # a view of the array before this no longer holds
+                self._version[target] = self._version.get(target, 0) + 1
+        if counts is not None:
+            self._repeated = {key for key, n in counts.items() if n > 1}
         for label in returns if returns is not None else list(self._stored):
             if self._stored.get(label, 0) and label not in self._scratch:
                 n = self.array_name(label)  # the declared axis order, as a view
@@ -936,12 +991,30 @@ class IndexPrinter:
             raise NotImplementedError(f"{x}: a window index is also an axis")
         sizes = ", ".join(self._print_scalar(k) for _, k in windows)
         where = ", ".join(str(pos) for pos, _ in windows)
-        view = (f"numpy.lib.stride_tricks.sliding_window_view({name}, ({sizes},), "
-                f"axis=({where},))")
+        view = self._shared(f"numpy.lib.stride_tricks.sliding_window_view({name}, ({sizes},), "
+                            f"axis=({where},))", str(x.base.label))
         while parts and parts[-1] == ":":
             parts.pop()
         view = f"{view}[{', '.join(parts)}]" if parts else view
         return view, (*axes, *taps)
+
+    def _shared(self, view: str, label: str) -> str:
+        """``view`` (the windows of the array ``label``) as a kernel prints it: inline,
+        a marker naming it (counting pass), or its temporary where it is printed more than
+        once (binding pass; the binding goes before the statement). Keyed by the array's
+        assignments so far: a view is never read past a new value of its array."""
+        if self._share is None:
+            return view
+        key = (view, self._version.get(label, 0))
+        if self._share == "count":
+            self._calls.append(key)
+            return f"_view{len(self._calls) - 1}_"
+        if key not in self._repeated:
+            return view
+        if key not in self._bound:
+            self._bound[key] = f"_view{len(self._bound)}"
+            self._pending.append(f"{self._bound[key]} = {view}")
+        return self._bound[key]
 
     def _first_max(self, e: FirstMax, order: list) -> tuple[str, tuple]:
         """The one-hot of the first largest entry over the taps (row-major): ``numpy.argmax``
