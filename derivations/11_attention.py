@@ -302,7 +302,7 @@ EXPORTS = [
 
 # %%
 from backprop_derived.symbolic.catalog import MULTI_HEAD_ATTENTION
-from backprop_derived.symbolic.declared import declared_kernels
+from backprop_derived.symbolic.declared import declared_binding, declared_kernels
 
 for lhs, rhs in MULTI_HEAD_ATTENTION.equations:
     show(Chain(lhs, rhs, "catalog definition"))
@@ -332,7 +332,8 @@ show(*mha_chains, caption="multi-head attention, node by node")
 # each head feature $j$ into the rows $j, j + d_\text{head}, \dots$ of $dWq$.
 
 # %%
-EXPORTS += [MHA_FORWARD, MHA_BACKWARD]
+EXPORTS += [MHA_FORWARD, MHA_BACKWARD,
+            declared_binding(MULTI_HEAD_ATTENTION, "attention", SOURCE)]
 
 # %% [markdown]
 # ## Exercises
@@ -387,7 +388,7 @@ if __name__ != "__derivation__":
     for key, value in mha_weights.items():
         mha.params[key][:] = value
     mha.forward(X_ex)
-    P_mha = mha._cache[5]  # the attention weights, one (T, T) matrix per head
+    P_mha = mha._cache["p"]  # the attention weights, one (T, T) matrix per head
     mha.backward(dY_ex)
     causal_mha = MultiHeadAttention(2, 2, causal=True)
     for key, value in mha_weights.items():

@@ -125,3 +125,21 @@ def multi_head_attention_forward(x, b, wq, wk, wv, wo, d_head, heads):
     o = (numpy.matmul(p, v))
     y = (numpy.einsum('abc,dbec->dea', numpy.lib.stride_tricks.sliding_window_view(wo, (d_head,), axis=(1,))[:, 0:1 + d_head*(heads - 1):d_head], o, optimize=True))
     return y, q, k, v, s, p, o
+
+
+# multi_head_attention: the declaration's roles, named as its kernels name them (derivations/11_attention.py)
+MULTI_HEAD_ATTENTION = {
+    'kernels': ('multi_head_attention_forward', 'multi_head_attention_backward'),
+    'inputs': ('x',),
+    'params': ('wq', 'wk', 'wv', 'wo'),
+    'labels': (('wq', 'Wq'), ('wk', 'Wk'), ('wv', 'Wv'), ('wo', 'Wo')),
+    'constants': ('b',),
+    'shapes': (('wq', ('d_head*heads', 'd_head*heads')), ('wk', ('d_head*heads', 'd_head*heads')), ('wv', ('d_head*heads', 'd_head*heads')), ('wo', ('d_head*heads', 'd_head*heads'))),
+    'stacks': (),
+    'saved': ('q', 'k', 'v', 's', 'p', 'o'),
+    'outputs': ('y',),
+    'upstream': ('dy',),
+    'forward_returns': ('y', 'q', 'k', 'v', 's', 'p', 'o'),
+    'backward_returns': ('dx', 'dwq', 'dwk', 'dwv', 'dwo'),
+    'states': (),
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from backprop_derived._generated.attention import MULTI_HEAD_ATTENTION as _BINDING
 from backprop_derived.backend import kernels as _kernels
 
 from .base import Layer, check_positive_int
@@ -107,8 +108,10 @@ class MultiHeadAttention(Layer):
         rng = np.random.default_rng(seed)
         d = self.d_model
         in_proj = rng.uniform(-1.0, 1.0, (3 * d, d)) * np.sqrt(6.0 / (3 * d + d))
-        self._set_params({"Wq": in_proj[:d], "Wk": in_proj[d:2 * d], "Wv": in_proj[2 * d:],
-                          "Wo": rng.uniform(-1.0, 1.0, (d, d)) / np.sqrt(d)})
+        # the catalog declares the three input projections, then the output one
+        *projections, out = (key for _, key in _BINDING["labels"])
+        self._set_params({**{key: in_proj[n * d:(n + 1) * d] for n, key in enumerate(projections)},
+                          out: rng.uniform(-1.0, 1.0, (d, d)) / np.sqrt(d)})
         self._masks: dict[int, np.ndarray] = {}
 
     def _mask(self, T: int) -> np.ndarray:
@@ -121,27 +124,31 @@ class MultiHeadAttention(Layer):
         return self._masks[T]
 
     def _weights(self) -> dict:
-        """What the kernels read besides the arrays: the weights and the head split."""
-        p = self.params
-        return {"wq": p["Wq"], "wk": p["Wk"], "wv": p["Wv"], "wo": p["Wo"],
-                "heads": self.heads, "d_head": self.d_head}
+        """What the kernels read besides the arrays: the parameters under the kernels'
+        argument names (the generated binding's), and the head split."""
+        return {arg: self.params[key] for arg, key in _BINDING["labels"]} | {
+            "heads": self.heads, "d_head": self.d_head}
 
     def forward(self, X, train: bool = True) -> np.ndarray:
         X = self._check_input(X, ndim=3, last=self.d_model)
         if X.shape[1] == 0:
             raise ValueError(f"{self.name}: X has no positions (shape {X.shape}); "
                              "attention needs T >= 1")
-        y, q, k, v, s, P, o = call_declared(kernels.multi_head_attention_forward, x=X,
-                                            b=self._mask(X.shape[1]), **self._weights())
-        self._cache = (X, q, k, v, s, P, o) if train else None
-        return y
+        (x_name,), (mask,) = _BINDING["inputs"], _BINDING["constants"]
+        forward = getattr(kernels, _BINDING["kernels"][0])
+        got = dict(zip(_BINDING["forward_returns"], call_declared(
+            forward, **{x_name: X, mask: self._mask(X.shape[1])}, **self._weights()),
+            strict=True))
+        self._cache = ({x_name: X, **{k: got[k] for k in _BINDING["saved"]}}
+                       if train else None)
+        return got[_BINDING["outputs"][0]]
 
     def backward(self, dY) -> np.ndarray:
-        shape = None if self._cache is None else self._cache[0].shape
+        (x_name,), (upstream,) = _BINDING["inputs"], _BINDING["upstream"]
+        shape = None if self._cache is None else self._cache[x_name].shape
         dY = self._check_upstream(dY, shape)
-        X, q, k, v, s, P, o = self._cache
-        dX, dWq, dWk, dWv, dWo = call_declared(
-            kernels.multi_head_attention_backward, dy=dY, x=X, q=q, k=k, v=v, s=s, p=P, o=o,
-            **self._weights())
-        self.grads = {"Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo}
-        return dX
+        backward = getattr(kernels, _BINDING["kernels"][1])
+        got = dict(zip(_BINDING["backward_returns"], call_declared(
+            backward, **{upstream: dY}, **self._cache, **self._weights()), strict=True))
+        self.grads = {key: got["d" + arg] for arg, key in _BINDING["labels"]}
+        return got["d" + x_name]

@@ -178,9 +178,10 @@ def _forward_returns(layer: LayerDeclaration) -> tuple[str, ...]:
 
 def declared_binding(layer: LayerDeclaration, module: str, source: str) -> Binding:
     """The declaration's roles as its kernels spell them, for the runtime layer: which
-    arrays are inputs, parameters (and how ``stacks`` groups them, with each part's
-    shape), saved, outputs (and the name of each one's upstream gradient), what each
-    kernel returns, and which output is the next step's which input (``states``)."""
+    arrays are inputs, parameters (with their catalog names, and how ``stacks`` groups
+    them, with each part's shape), constants, saved, outputs (and the name of each
+    one's upstream gradient), what each kernel returns, and which output is the next
+    step's which input (``states``)."""
     name = IndexPrinter().array_name
     ups = _upstream(layer)
 
@@ -191,6 +192,9 @@ def declared_binding(layer: LayerDeclaration, module: str, source: str) -> Bindi
         ("kernels", (f"{layer.name}_forward", f"{layer.name}_backward")),
         ("inputs", names(layer.inputs)),
         ("params", names(layer.params)),
+        # each parameter's catalog name (the runtime's params key), by kernel argument
+        ("labels", tuple((name(_label(p)), _label(p)) for p in layer.params)),
+        ("constants", names(layer.constants)),
         ("shapes", tuple((name(_label(p)), tuple(str(d) for d in p.shape))
                          for p in layer.params)),
         ("stacks", tuple((stack, names(parts)) for stack, parts in layer.stacks)),
