@@ -46,9 +46,8 @@ from backprop_derived.symbolic.catalog import (
     RNN_X,
 )
 from backprop_derived.symbolic.checked import Chain
+from backprop_derived.symbolic.declared import declared_binding, declared_kernels
 from backprop_derived.symbolic.engine import backward, gradient_chain
-from backprop_derived.symbolic.index_printer import Assignment, Loop
-from backprop_derived.symbolic.kernels import Kernel
 from backprop_derived.symbolic.pages import show
 
 SOURCE = "derivations/14_recurrence.py"
@@ -149,41 +148,32 @@ print(f"At x = (1, -1), w_ih = 1/2, w_hh = 3/4, b = 0, dY = (1, 1) the per-step 
 # %% [markdown]
 # ## The kernels
 #
-# The forward kernel runs the definition one step at a time. Its input term
-# $x_t W_{ih}^\top + b$ reads nothing the loop writes, so the printer
-# computes it for every step at once, one matrix product before the loop;
-# each step then adds $h_{t-1} W_{hh}^\top$ and applies $\tanh$. The first
-# step, where $[t \ge 1]$ is false, is printed apart, so no condition is
-# tested per step. The backward kernel runs the compact recurrence proven
-# above from the last step back, with $1 - h_t^2$ likewise computed for every
-# step before the loop; the weight gradients are then one contraction each
-# over the batch and the time steps. Both loops store their arrays step by
-# step (time first), so that each step reads and writes contiguous memory;
-# the returned $h$ is a view of that array in (batch, time, unit) order.
+# The kernels are the catalog's layer declaration, `RNN_LAYER`, printed as
+# the engine derived it: the forward kernel runs the two equations above, the
+# backward kernel the engine's $dH$ and $dA$, then its gradients of $X$,
+# $W_{ih}$, $W_{hh}$ and $b$. No loop is written on this page. Because $A_t$
+# reads $H$ at $t - 1$, the two forward equations cannot be evaluated for
+# every step at once; the scheduler finds that cycle in the equations and
+# runs them in a loop over $t$. In the gradient the read looks ahead
+# ($dH_t$ reads $dA_{t+1}$), so $dH$ and $dA$ run in a loop from the last
+# step back; the parameter gradients read every $dA_t$ and come after it.
+#
+# Inside a loop the printer computes ahead of time what a step does not wait
+# for: the input term $x_t W_{ih}^\top + b$ for every step at once, one
+# matrix product before the forward loop, and $1 - h_t^2$ before the backward
+# one. The first step, where $[t \ge 1]$ is false, is printed apart, so no
+# condition is tested per step. Both loops store their arrays step by step
+# (time first), so that each step reads and writes contiguous memory; the
+# returned $h$ is a view of that array in (batch, time, unit) order.
 
 # %% tags=["hide-input"]
-# The kernels: the forward pass and the BPTT loop run over time (how the
-# printer arranges a loop: index_printer.Loop); the weight gradients follow.
-N, T, H = catalog.RNN_N, catalog.RNN_T, catalog.RNN_H
-t_fwd = catalog.rnn_t
-forward = Loop(t_fwd, T, tuple(Assignment(str(lhs.base.label), lhs.indices, rhs)
-                               for lhs, rhs in RNN),
-               (("A", (N, T, H)), ("H", (N, T, H))))
-
-# The BPTT loop runs the compact recurrence proven above: dH is never stored.
-loop = Loop(v, T, (Assignment("dA", dA.indices, compact),), (("dA", (N, T, H)),),
-            reverse=True)
-after = tuple(Assignment(str(grads[x].grad.label), grads[x].indices, grads[x].expr)
-              for x in (RNN_X, RNN_W_IH, RNN_W_HH, RNN_B))
-EXPORTS = [
-    Kernel("recurrent", "rnn_forward", ("x", "w_ih", "w_hh", "b"), (forward,),
-           "Every h_t of a tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0.",
-           "Forward pass of the recurrence", SOURCE, style="index", returns=("H",)),
-    Kernel("recurrent", "rnn_backward", ("dy", "x", "h", "w_ih", "w_hh"), (loop, *after),
-           "BPTT: the gradients of x, W_ih, W_hh and b from dY = dJ/dh_t for every t.",
-           "The BPTT recurrence, then (V1)-(V3) summed over time", SOURCE, style="index",
-           returns=("dX", "dW_ih", "dW_hh", "db")),
-]
+# The kernels: the declaration's equations and the engine's gradients; the time
+# loops come from the read of H at t - 1 (symbolic/scheduling.py). The binding
+# gives the runtime layer its parameter and argument names.
+rnn_chains, RNN_FORWARD, RNN_BACKWARD = declared_kernels(
+    catalog.RNN_LAYER, "recurrent", SOURCE,
+    "A tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0")
+EXPORTS = [RNN_FORWARD, RNN_BACKWARD, declared_binding(catalog.RNN_LAYER, "recurrent", SOURCE)]
 assert np  # the page's numbers are SymPy's; NumPy runs in the tests
 
 # %% [markdown]

@@ -154,21 +154,23 @@ def lstm_cell_forward(x, hp, cp, w_ii, w_if, w_ig, w_io, w_hi, w_hf, w_hg, w_ho,
     return h, c, i, f, gc, o, tc
 
 
-def rnn_backward(dy, x, h, w_ih, w_hh):
-    """BPTT: the gradients of x, W_ih, W_hh and b from dY = dJ/dh_t for every t.
+def rnn_backward(dh_out, x, h, w_ih, w_hh):
+    """A tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0: the gradients of the inputs and parameters, as the engine derived them node by node.
 
-    The BPTT recurrence, then (V1)-(V3) summed over time; derived in derivations/14_recurrence.py.
+    rnn backward, engine result; derived in derivations/14_recurrence.py.
     """
-    N = h.shape[0]
-    T = h.shape[1]
-    d_h = h.shape[2]
+    N = dh_out.shape[0]
+    T = dh_out.shape[1]
+    d_h = w_hh.shape[0]
     da_invariant = numpy.ascontiguousarray(1 - numpy.transpose(h, (1, 0, 2))**2)
-    da = numpy.empty((T, N, d_h,), dtype=h.dtype)
-    numpy.multiply(da_invariant[T - 1], dy[:, T - 1], out=da[T - 1])
+    dh = numpy.empty((N, d_h,), dtype=w_hh.dtype)
+    da = numpy.empty((T, N, d_h,), dtype=w_hh.dtype)
+    dh[...] = dh_out[:, T - 1]
+    numpy.multiply(da_invariant[T - 1], dh, out=da[T - 1])
     for v in range(T - 2, -1, -1):
-        numpy.matmul((da[1 + v]), w_hh, out=da[v])
-        numpy.add(da[v], dy[:, v], out=da[v])
-        numpy.multiply(da[v], da_invariant[v], out=da[v])
+        numpy.matmul((da[1 + v]), w_hh, out=dh)
+        numpy.add(dh, dh_out[:, v], out=dh)
+        numpy.multiply(da_invariant[v], dh, out=da[v])
     dx = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]), w_ih).reshape(da.shape[0], da.shape[1], w_ih.shape[1]).transpose(1, 0, 2))
     dw_ih = (numpy.matmul(da.reshape(da.shape[0] * da.shape[1], da.shape[2]).T, x.transpose(1, 0, 2).reshape(x.shape[1] * x.shape[0], x.shape[2])))
     dw_hh = (numpy.matmul((da[1:T]).reshape((da[1:T]).shape[0] * (da[1:T]).shape[1], (da[1:T]).shape[2]).T, (h[:, 0:T - 1]).transpose(1, 0, 2).reshape((h[:, 0:T - 1]).shape[1] * (h[:, 0:T - 1]).shape[0], (h[:, 0:T - 1]).shape[2])))
@@ -177,9 +179,9 @@ def rnn_backward(dy, x, h, w_ih, w_hh):
 
 
 def rnn_forward(x, w_ih, w_hh, b):
-    """Every h_t of a tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0.
+    """A tanh RNN, h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b), h_(-1) = 0: the catalog's equations, returning the outputs and the saved intermediates.
 
-    Forward pass of the recurrence; derived in derivations/14_recurrence.py.
+    rnn forward, catalog equations; derived in derivations/14_recurrence.py.
     """
     N = x.shape[0]
     T = x.shape[1]
@@ -231,4 +233,22 @@ LSTM_CELL = {
     'forward_returns': ('h', 'c', 'i', 'f', 'gc', 'o', 'tc'),
     'backward_returns': ('dx', 'dhp', 'dcp', 'dw_ii', 'dw_if', 'dw_ig', 'dw_io', 'dw_hi', 'dw_hf', 'dw_hg', 'dw_ho', 'db_ii', 'db_if', 'db_ig', 'db_io', 'db_hi', 'db_hf', 'db_hg', 'db_ho'),
     'states': (('hp', 'h'), ('cp', 'c')),
+}
+
+
+# rnn: the declaration's roles, named as its kernels name them (derivations/14_recurrence.py)
+RNN = {
+    'kernels': ('rnn_forward', 'rnn_backward'),
+    'inputs': ('x',),
+    'params': ('w_ih', 'w_hh', 'b'),
+    'labels': (('w_ih', 'W_ih'), ('w_hh', 'W_hh'), ('b', 'b')),
+    'constants': (),
+    'shapes': (('w_ih', ('d_h', 'd_in')), ('w_hh', ('d_h', 'd_h')), ('b', ('d_h',))),
+    'stacks': (),
+    'saved': ('h',),
+    'outputs': ('h',),
+    'upstream': ('dh_out',),
+    'forward_returns': ('h',),
+    'backward_returns': ('dx', 'dw_ih', 'dw_hh', 'db'),
+    'states': (),
 }

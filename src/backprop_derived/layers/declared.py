@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-__all__ = ["call_declared"]
+__all__ = ["call_declared", "returned"]
 
 
 def call_declared(kernel: Callable, **arrays):
@@ -21,3 +21,9 @@ def call_declared(kernel: Callable, **arrays):
     if missing:
         raise TypeError(f"{kernel.__name__} needs {missing}, which the layer does not hold")
     return kernel(**{n: arrays[n] for n in names})
+
+
+def returned(names, value) -> dict:
+    """A declared kernel's results by the names its binding lists (a kernel with one
+    result returns it bare, not in a tuple)."""
+    return dict(zip(names, (value,) if len(names) == 1 else value, strict=True))

@@ -1,5 +1,6 @@
-"""Recurrent layers: a tanh RNN (derivations/14_recurrence.py), a GRU and an LSTM
-(one declared time step each, ``catalog.GRU_CELL`` and ``LSTM_CELL``, page 16).
+"""Recurrent layers: a tanh RNN (``catalog.RNN_LAYER``, derivations/14_recurrence.py),
+a GRU and an LSTM (one declared time step each, ``catalog.GRU_CELL`` and ``LSTM_CELL``,
+page 16).
 
 ``H = RNN(d_in, d_hidden).forward(X)`` for ``X`` of shape (batch, T, d_in)
 returns every hidden state, ``h_t = tanh(x_t W_ih^T + h_(t-1) W_hh^T + b)``
@@ -13,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from backprop_derived._generated.recurrent import GRU_CELL, LSTM_CELL
+from backprop_derived._generated.recurrent import RNN as RNN_LAYER
 from backprop_derived.backend import kernels as _kernels
 
 from .base import Layer, check_positive_int
-from .declared import call_declared
+from .declared import call_declared, returned
 
 __all__ = ["GRU", "LSTM", "RNN"]
 
@@ -24,7 +26,11 @@ kernels = _kernels("recurrent")  # the active backend's kernels, looked up at ea
 
 
 class RNN(Layer):
-    """``params``: ``W_ih`` (d_hidden, d_in), ``W_hh`` (d_hidden, d_hidden), ``b`` (d_hidden,)."""
+    """``params``: ``W_ih`` (d_hidden, d_in), ``W_hh`` (d_hidden, d_hidden), ``b`` (d_hidden,).
+
+    The kernels are ``catalog.RNN_LAYER``'s, printed with their loops over time;
+    the names come from its generated binding (``_generated.recurrent.RNN``).
+    """
 
     def __init__(self, d_in: int, d_hidden: int, dtype=np.float64, seed=None) -> None:
         super().__init__(dtype)
@@ -33,28 +39,34 @@ class RNN(Layer):
         rng = np.random.default_rng(seed)
         # PyTorch's default: uniform in +-1/sqrt(d_hidden) for every parameter
         bound = self.d_hidden ** -0.5
-        self._set_params({
-            "W_ih": rng.uniform(-bound, bound, (self.d_hidden, self.d_in)),
-            "W_hh": rng.uniform(-bound, bound, (self.d_hidden, self.d_hidden)),
-            "b": rng.uniform(-bound, bound, (self.d_hidden,)),
-        })
+        sizes = {"d_in": self.d_in, "d_h": self.d_hidden}
+        self._set_params({key: rng.uniform(-bound, bound, tuple(sizes[d] for d in dims))
+                          for (_, key), (_, dims) in zip(RNN_LAYER["labels"],
+                                                         RNN_LAYER["shapes"], strict=True)})
+
+    def _weights(self) -> dict:
+        return {arg: self.params[key] for arg, key in RNN_LAYER["labels"]}
 
     def forward(self, X, train: bool = True) -> np.ndarray:
         X = self._check_input(X, ndim=3, last=self.d_in)
-        p = self.params
-        H = kernels.rnn_forward(X, p["W_ih"], p["W_hh"], p["b"])
-        self._cache = (X, H) if train else None
-        return H
+        (x_name,), (out,) = RNN_LAYER["inputs"], RNN_LAYER["outputs"]
+        got = returned(RNN_LAYER["forward_returns"],
+                       call_declared(getattr(kernels, RNN_LAYER["kernels"][0]),
+                                     **{x_name: X}, **self._weights()))
+        self._cache = {x_name: X, **{k: got[k] for k in RNN_LAYER["saved"]}} if train else None
+        return got[out]
 
     def backward(self, dY) -> np.ndarray:
         if self._cache is None:
             raise ValueError(f"{self.name}: backward needs a forward(X, train=True) first")
-        X, H = self._cache
-        dY = self._check_upstream(dY, H.shape)
-        dX, dW_ih, dW_hh, db = kernels.rnn_backward(dY, X, H, self.params["W_ih"],
-                                                    self.params["W_hh"])
-        self.grads = {"W_ih": dW_ih, "W_hh": dW_hh, "b": db}
-        return dX
+        (x_name,), (out,), (upstream,) = (RNN_LAYER["inputs"], RNN_LAYER["outputs"],
+                                          RNN_LAYER["upstream"])
+        dY = self._check_upstream(dY, self._cache[out].shape)
+        got = returned(RNN_LAYER["backward_returns"],
+                       call_declared(getattr(kernels, RNN_LAYER["kernels"][1]),
+                                     **{upstream: dY}, **self._cache, **self._weights()))
+        self.grads = {key: got["d" + arg] for arg, key in RNN_LAYER["labels"]}
+        return got["d" + x_name]
 
 
 class _Gated(Layer):

@@ -441,6 +441,13 @@ RNN = (
      + RNN_B[rnn_e]),
     (RNN_HID[rnn_n, rnn_t, rnn_e], tanh(RNN_A[rnn_n, rnn_t, rnn_e])),
 )
+# The layer: X is read, the weights are learned, every H is returned and saved
+# (the backward pass reads tanh(A) back as H). Nothing says "time loop": the
+# read of H at t - 1 by A's equation is what makes the kernels loop over t
+# (symbolic/scheduling.py), forwards here and backwards in the gradient.
+RNN_LAYER = LayerDeclaration(
+    "rnn", RNN, inputs=(RNN_X,), params=(RNN_W_IH, RNN_W_HH, RNN_B), saved=(RNN_HID,),
+    outputs=(RNN_HID,))
 
 
 # --- Pooling (derivations/15_pooling.py) ------------------------------------------

@@ -11,7 +11,10 @@ tanh(A)^2`` becomes ``1 - S^2``), each such rewrite proven by substituting
 the node's definition. Each kernel's parameters are the arrays and scalars its
 equations read, found from the expressions and ordered by the declaration
 (upstream gradients, inputs, index arrays, saved, parameters, scalars); the runtime calls
-them by keyword, so a layer never depends on their order.
+them by keyword, so a layer never depends on their order. Statements that read
+what the kernel writes at a shifted index (a recurrence) run in a loop over that
+index, forwards or backwards, scheduled from the dependency graph
+(:mod:`.scheduling`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .checked import Chain
 from .engine import DELTAS_SUMMED, backward, gradient_chain
 from .index_printer import Assignment, IndexPrinter
 from .kernels import Binding, Kernel
+from .scheduling import schedule
 from .taint import StepNotVerified
 
 __all__ = ["declared_binding", "declared_kernels"]
@@ -159,13 +163,15 @@ def declared_kernels(layer: LayerDeclaration, module: str, source: str, doc: str
     order_f = [_label(x) for x in (*given, *layer.params)]
     order_b = upstream + [_label(x) for x in (*given, *layer.saved, *layer.params)]
     returns_b = tuple(f"d{_label(x)}" for x in (*layer.inputs, *layer.params))
+    # statements that carry a value from one step of an index to the next (an RNN's
+    # H[t - 1]) are put in a loop over it, found from the equations (scheduling.py)
     fwd = Kernel(module, f"{layer.name}_forward", _params(forward, order_f, layer.scalars),
-                 forward, f"{doc}: the catalog's equations, returning the outputs and the "
+                 schedule(forward), f"{doc}: the catalog's equations, returning the outputs and the "
                  "saved intermediates.", f"{layer.name} forward, catalog equations", source,
                  style="index",
                  returns=_forward_returns(layer))
     bwd = Kernel(module, f"{layer.name}_backward", _params(body, order_b, layer.scalars),
-                 body, f"{doc}: the gradients of the inputs and parameters, as the engine "
+                 schedule(body), f"{doc}: the gradients of the inputs and parameters, as the engine "
                  "derived them node by node.", f"{layer.name} backward, engine result", source,
                  style="index", returns=returns_b)
     return chains, fwd, bwd
