@@ -109,3 +109,19 @@ def test_an_undeclared_recurrence_is_looped_derived_and_agrees_with_central_diff
                        / (2 * h) for k in range(len(a_))])
     np.testing.assert_allclose(dx, num_dx, rtol=1e-7, atol=1e-8)
     np.testing.assert_allclose(da, num_da, rtol=1e-7, atol=1e-8)
+
+
+def test_the_add_your_own_layer_page_declares_the_integrator_tested_here():
+    """The page's recurrence example, run as written, is this file's integrator."""
+    import pathlib
+    import re
+
+    page = pathlib.Path(__file__).parents[1] / "docs" / "add-your-own-layer.md"
+    section = page.read_text(encoding="utf-8").split("## A layer that carries a state")[1]
+    (code,) = re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+    env = {"sp": sp, "IndexedBase": IndexedBase, "LayerDeclaration": LayerDeclaration}
+    exec(code, env)  # noqa: S102
+    assert env["LEAKY"].equations == integrator(ahead=False).equations
+    _, fwd, bwd = declared_kernels(env["LEAKY"], "test", "test", "leaky integrator")
+    assert [lp.reverse for lp in loops(fwd)] == [False]
+    assert [lp.reverse for lp in loops(bwd)] == [True]
